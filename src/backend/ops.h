@@ -1,0 +1,56 @@
+// The narrow op interface between the model and the kernels. The model (src/model) calls
+// only these; `ref` implements them as plain scalar C++ (the oracle every fast kernel is
+// tested against), `cpu` is the fast SIMD/threaded implementation.
+//
+// Conventions: activations are float32, row-major, one row per token.
+// Weights are WeightViews in their native checkpoint format, [n_out, n_in].
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/weight.h"
+
+namespace dsv4::backend {
+
+// How activations are represented inside the products.
+//   exact: fp32 activations times exactly dequantised weights (the golden-test mode).
+// A later `fast` mode (e.g. bf16 activations in the dot products) gets its own enum value.
+enum class Numerics { kExact };
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+  virtual std::string name() const = 0;
+
+  // y[t, o] = sum_i W[o, i] * x[t, i]
+  //   x: [n_tok, w.n_in], y: [n_tok, w.n_out]
+  virtual void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) = 0;
+
+  // y[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * weight   (weight == nullptr: no weight)
+  //   x, y: [n_tok, n] (may alias), weight: [n]
+  virtual void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps,
+                        float* y) = 0;
+
+  // Attention of one query position over an explicit key list, K = V (one shared latent),
+  // with a per-head sink logit that joins only the softmax denominator:
+  //   l[h, k] = scale * q[h, :] . key_k;  m = max_k l[h, k]
+  //   out[h, :] = sum_k exp(l[h,k]-m) key_k / (sum_k exp(l[h,k]-m) + exp(sink[h]-m))
+  //   q: [n_head, head_dim], keys: n_keys pointers to [head_dim] rows, sink: [n_head],
+  //   out: [n_head, head_dim]. n_keys >= 1.
+  virtual void attention(const float* q, const float* const* keys, int64_t n_keys,
+                         const float* sink, int64_t n_head, int64_t head_dim, float scale,
+                         float* out) = 0;
+
+  // Lightning-indexer scores of one query over compressed keys:
+  //   score[j] = sum_h relu(q[h, :] . keys[j, :]) * head_weight[h]
+  //   q: [n_head, dim], head_weight: [n_head], keys: [n_keys, dim] contiguous, score: [n_keys]
+  virtual void index_scores(const float* q, const float* head_weight, int64_t n_head,
+                            const float* keys, int64_t n_keys, int64_t dim, float* score) = 0;
+};
+
+// "ref" (scalar oracle) or "cpu" (fast). Throws dsv4::Error for an unknown name.
+std::unique_ptr<Ops> make_ops(const std::string& name, Numerics numerics = Numerics::kExact);
+
+}  // namespace dsv4::backend

@@ -1,0 +1,71 @@
+#include "backend/ref/ref_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace dsv4::backend {
+
+void RefOps::matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) {
+  std::vector<float> row(size_t(w.n_in));  // [n_in] one dequantised weight row
+  for (int64_t o = 0; o < w.n_out; ++o) {
+    w.dequant_row(o, row.data());
+    for (int64_t t = 0; t < n_tok; ++t) {
+      const float* xt = x + t * w.n_in;
+      double acc = 0.0;
+      for (int64_t i = 0; i < w.n_in; ++i) acc += double(row[size_t(i)]) * double(xt[i]);
+      y[t * w.n_out + o] = float(acc);
+    }
+  }
+}
+
+void RefOps::rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps,
+                      float* y) {
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const float* xt = x + t * n;
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; ++i) ss += double(xt[i]) * double(xt[i]);
+    const double r = 1.0 / std::sqrt(ss / double(n) + double(eps));
+    float* yt = y + t * n;
+    for (int64_t i = 0; i < n; ++i) yt[i] = float(double(xt[i]) * r * (weight ? double(weight[i]) : 1.0));
+  }
+}
+
+void RefOps::attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink,
+                       int64_t n_head, int64_t head_dim, float scale, float* out) {
+  std::vector<double> logit(size_t(n_keys));  // [n_keys] for one head
+  std::vector<double> acc(size_t(head_dim));   // [head_dim]
+  for (int64_t h = 0; h < n_head; ++h) {
+    const float* qh = q + h * head_dim;
+    double m = -INFINITY;
+    for (int64_t k = 0; k < n_keys; ++k) {
+      double dot = 0.0;
+      for (int64_t i = 0; i < head_dim; ++i) dot += double(qh[i]) * double(keys[k][i]);
+      logit[size_t(k)] = double(scale) * dot;
+      m = std::max(m, logit[size_t(k)]);
+    }
+    std::fill(acc.begin(), acc.end(), 0.0);
+    double denom = std::exp(double(sink[h]) - m);  // the sink joins the denominator only
+    for (int64_t k = 0; k < n_keys; ++k) {
+      const double p = std::exp(logit[size_t(k)] - m);
+      denom += p;
+      for (int64_t i = 0; i < head_dim; ++i) acc[size_t(i)] += p * double(keys[k][i]);
+    }
+    for (int64_t i = 0; i < head_dim; ++i) out[h * head_dim + i] = float(acc[size_t(i)] / denom);
+  }
+}
+
+void RefOps::index_scores(const float* q, const float* head_weight, int64_t n_head,
+                          const float* keys, int64_t n_keys, int64_t dim, float* score) {
+  for (int64_t j = 0; j < n_keys; ++j) {
+    double s = 0.0;
+    for (int64_t h = 0; h < n_head; ++h) {
+      double dot = 0.0;
+      for (int64_t i = 0; i < dim; ++i) dot += double(q[h * dim + i]) * double(keys[j * dim + i]);
+      s += std::max(dot, 0.0) * double(head_weight[h]);
+    }
+    score[j] = float(s);
+  }
+}
+
+}  // namespace dsv4::backend

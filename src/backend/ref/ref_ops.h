@@ -1,0 +1,21 @@
+// The scalar reference backend: readable loops, double accumulation. Slow by design;
+// it is the oracle every fast kernel is tested against.
+#pragma once
+
+#include "backend/ops.h"
+
+namespace dsv4::backend {
+
+class RefOps : public Ops {
+ public:
+  std::string name() const override { return "ref"; }
+  void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) override;
+  void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps,
+                float* y) override;
+  void attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink,
+                 int64_t n_head, int64_t head_dim, float scale, float* out) override;
+  void index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys,
+                    int64_t n_keys, int64_t dim, float* score) override;
+};
+
+}  // namespace dsv4::backend

@@ -1,0 +1,53 @@
+// Element types found in DeepSeek-V4 checkpoints and the exact decoders for the
+// narrow floating-point formats (BF16, F16, FP8 E4M3, E8M0 scales, FP4 E2M1).
+// Every decoder is exact: each code maps to the one float32 value the format defines.
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace dsv4 {
+
+enum class DType : uint8_t {
+  BOOL, U8, I8, I16, I32, I64, F16, BF16, F32, F64,
+  F8_E4M3,  // float8 e4m3fn: no infinities, 0x7F/0xFF are NaN, max 448
+  F8_E8M0,  // unsigned power-of-two scale: 2^(b-127), 0xFF is NaN
+};
+
+// Bytes per stored element (I8 holding packed FP4 still counts one byte per element
+// of the stored [out, in/2] tensor).
+size_t dtype_size(DType t);
+// The safetensors header spelling ("BF16", "F8_E4M3", ...).
+std::string_view dtype_name(DType t);
+// Parses a safetensors dtype string; nullopt for anything unknown.
+std::optional<DType> dtype_from_name(std::string_view name);
+
+inline float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(uint32_t(h) << 16); }
+
+// Round-to-nearest-even float32 -> bfloat16 (NaN stays NaN).
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u = std::bit_cast<uint32_t>(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+
+float f16_to_f32(uint16_t h);
+
+// FP8 E4M3FN: sign bit 7, exponent bits 6..3 (bias 7), mantissa bits 2..0.
+// E = 0 is subnormal: (M/8) * 2^-6. 0x7F / 0xFF decode to NaN.
+float e4m3_to_f32(uint8_t b);
+
+// E8M0 scale byte: 2^(b-127); 0xFF decodes to NaN. b = 0 is 2^-127 (an fp32 subnormal).
+float e8m0_to_f32(uint8_t b);
+
+// FP4 E2M1 nibble: bit 3 sign, bits 2..1 exponent (bias 1), bit 0 mantissa.
+inline constexpr float kE2M1Values[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
+                                         -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+inline float e2m1_to_f32(uint8_t nibble) { return kE2M1Values[nibble & 0xF]; }
+
+}  // namespace dsv4

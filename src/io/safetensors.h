@@ -1,0 +1,95 @@
+// Memory-mapped safetensors: one file, or a sharded checkpoint directory described by
+// model.safetensors.index.json. No math here: this layer only finds bytes and checks
+// that headers are well formed and that every tensor lies inside its file.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace dsv4::io {
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;  // points into the mapping; valid while the file is open
+  uint64_t nbytes = 0;
+  std::string file;               // path of the file holding it (for error messages)
+
+  int64_t numel() const;
+  std::string shape_str() const;  // "[4, 256]"
+};
+
+// One .safetensors file, memory-mapped read-only. Throws dsv4::Error (message names the
+// file) on: unreadable file, file shorter than 8 bytes, header length past end of file,
+// malformed JSON, unknown dtype, bad shape, data_offsets that do not match dtype*shape,
+// lie outside the data area, or overlap.
+class SafetensorsFile {
+ public:
+  static std::unique_ptr<SafetensorsFile> open(const std::string& path);
+  // Parses a header already in memory (bytes = whole file). Used by open() and the fuzzer;
+  // the returned tensors point into `bytes`.
+  static std::vector<TensorInfo> parse(const uint8_t* bytes, uint64_t size, const std::string& path_for_errors);
+  ~SafetensorsFile();
+
+  const std::string& path() const { return path_; }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  const TensorInfo* find(const std::string& name) const;  // nullptr if absent
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  SafetensorsFile() = default;
+  std::string path_;
+  void* map_ = nullptr;
+  uint64_t map_size_ = 0;
+  std::vector<TensorInfo> tensors_;
+  std::map<std::string, size_t> by_name_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// A checkpoint directory: model.safetensors.index.json + shards, or a single
+// model.safetensors. Every shard is mapped once.
+class Checkpoint {
+ public:
+  // Throws dsv4::Error on an unreadable directory, malformed index, a shard named by
+  // the index that is missing, or a tensor the index maps to a shard that lacks it.
+  static std::unique_ptr<Checkpoint> open(const std::string& dir);
+
+  const std::string& dir() const { return dir_; }
+  const TensorInfo* find(const std::string& name) const;  // nullptr if absent
+  // Throws dsv4::Error "<dir>: missing tensor '<name>'" if absent.
+  const TensorInfo& get(const std::string& name) const;
+  std::vector<const TensorInfo*> all() const;  // every tensor, sorted by name
+  size_t size() const { return by_name_.size(); }
+
+ private:
+  std::string dir_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const TensorInfo*> by_name_;
+};
+
+// Writes safetensors files in the official layout: 8-byte little-endian header length,
+// JSON header padded with spaces to a multiple of 8, `__metadata__` {"format": "pt"},
+// then the tensors back to back in the order added.
+class SafetensorsWriter {
+ public:
+  void add(const std::string& name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t> bytes);
+  void write(const std::string& path) const;  // throws dsv4::Error on I/O failure
+  uint64_t data_bytes() const;
+  std::vector<std::string> names() const;
+
+ private:
+  struct Entry { std::string name; DType dtype; std::vector<int64_t> shape; std::vector<uint8_t> bytes; };
+  std::vector<Entry> entries_;
+};
+
+// Writes model.safetensors.index.json: {"metadata": {"total_size": N}, "weight_map": {...}}.
+void write_index(const std::string& path, uint64_t total_size,
+                 const std::map<std::string, std::string>& weight_map);
+
+}  // namespace dsv4::io
