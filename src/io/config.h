@@ -67,6 +67,8 @@ struct Config {
   // n_hash_layer <= n_layer, positive sizes, ...). Throws dsv4::Error naming the key.
   void validate() const;
   int64_t compress_ratio(int64_t layer) const { return compress_ratios.at(size_t(layer)); }
+  // Field-by-field equality (source included), e.g. for config_to_json round trips.
+  friend bool operator==(const Config&, const Config&) = default;
 };
 
 // Reads and validates a config.json (throws dsv4::Error naming the file and key).

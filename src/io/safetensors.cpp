@@ -1,0 +1,441 @@
+#include "io/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <optional>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+#include "io/util.h"
+
+namespace dsv4::io {
+
+namespace {
+
+using json = nlohmann::json;
+
+// A real header is a few MB at most (the full release has ~50k tensors, ~5 MB of JSON).
+// Anything far larger is a corrupt length field; refuse it before touching the bytes.
+constexpr uint64_t kMaxHeaderBytes = uint64_t(256) << 20;
+// The header is object -> tensor object -> shape list: depth 3. A generous limit keeps
+// hostile inputs (millions of '[') away from deep recursion anywhere downstream.
+constexpr int kMaxJsonDepth = 16;
+
+uint64_t read_u64_le(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+// Largest nesting of [ and { outside strings; stops counting once past `limit`.
+int json_depth(const uint8_t* p, uint64_t n, int limit) {
+  int depth = 0, max_depth = 0;
+  bool in_string = false;
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint8_t c = p[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      max_depth = std::max(max_depth, ++depth);
+      if (max_depth > limit) return max_depth;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return max_depth;
+}
+
+struct ParseCtx {
+  const std::string& path;
+  [[noreturn]] void fail(const std::string& what) const { throw Error(path + ": " + one_line(what)); }
+  [[noreturn]] void fail_tensor(const std::string& name, const std::string& what) const {
+    throw Error(path + ": tensor " + quoted(name) + ": " + one_line(what));
+  }
+};
+
+// A non-negative JSON integer that fits int64, or nullopt.
+std::optional<int64_t> as_nonneg_int(const json& v) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > uint64_t(std::numeric_limits<int64_t>::max())) return std::nullopt;
+    return int64_t(u);
+  }
+  if (v.is_number_integer()) {
+    const int64_t s = v.get<int64_t>();
+    if (s < 0) return std::nullopt;
+    return s;
+  }
+  return std::nullopt;
+}
+
+std::vector<int64_t> parse_shape(const ParseCtx& ctx, const std::string& name, const json& v) {
+  if (!v.is_array()) ctx.fail_tensor(name, "shape is not a list of non-negative integers");
+  std::vector<int64_t> shape;
+  for (const json& d : v) {
+    const auto n = as_nonneg_int(d);
+    if (!n) ctx.fail_tensor(name, "shape is not a list of non-negative integers");
+    shape.push_back(*n);
+  }
+  return shape;
+}
+
+// numel * element size, or nullopt when it does not fit 64 bits.
+std::optional<uint64_t> checked_nbytes(const std::vector<int64_t>& shape, size_t elem_size) {
+  uint64_t total = elem_size;
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(total, uint64_t(d), &total)) return std::nullopt;
+  return total;
+}
+
+struct Span { uint64_t begin, end; size_t index; };
+
+TensorInfo parse_tensor(const ParseCtx& ctx, const std::string& name, const json& v, uint64_t data_size,
+                        Span& span) {
+  if (!v.is_object()) ctx.fail_tensor(name, "entry is not an object");
+  const auto dtype_it = v.find("dtype");
+  if (dtype_it == v.end() || !dtype_it->is_string()) ctx.fail_tensor(name, "missing or non-string dtype");
+  const std::string dtype_str = dtype_it->get<std::string>();
+  const auto dtype = dtype_from_name(dtype_str);
+  if (!dtype) ctx.fail_tensor(name, "unknown dtype " + quoted(dtype_str));
+
+  const auto shape_it = v.find("shape");
+  if (shape_it == v.end()) ctx.fail_tensor(name, "missing shape");
+  TensorInfo t;
+  t.name = name;
+  t.dtype = *dtype;
+  t.shape = parse_shape(ctx, name, *shape_it);
+  t.file = ctx.path;
+
+  const auto off_it = v.find("data_offsets");
+  if (off_it == v.end() || !off_it->is_array() || off_it->size() != 2)
+    ctx.fail_tensor(name, "data_offsets is not a list of two integers");
+  const auto begin = as_nonneg_int((*off_it)[0]), end = as_nonneg_int((*off_it)[1]);
+  if (!begin || !end) ctx.fail_tensor(name, "data_offsets is not a list of two non-negative integers");
+  if (*begin > *end) ctx.fail_tensor(name, "data_offsets out of order [" + std::to_string(*begin) + ", " +
+                                               std::to_string(*end) + "]");
+  const auto nbytes = checked_nbytes(t.shape, dtype_size(t.dtype));
+  if (!nbytes) ctx.fail_tensor(name, "shape " + t.shape_str() + " overflows 64 bits");
+  const uint64_t span_bytes = uint64_t(*end - *begin);
+  if (span_bytes != *nbytes)
+    ctx.fail_tensor(name, "data_offsets span " + std::to_string(span_bytes) + " bytes but " + dtype_str + " " +
+                              t.shape_str() + " needs " + std::to_string(*nbytes));
+  if (uint64_t(*end) > data_size)
+    ctx.fail_tensor(name, "bytes [" + std::to_string(*begin) + ", " + std::to_string(*end) +
+                              ") lie outside the data area of " + std::to_string(data_size) + " bytes");
+  t.nbytes = *nbytes;
+  span.begin = uint64_t(*begin);
+  span.end = uint64_t(*end);
+  return t;
+}
+
+std::map<std::string, std::string> parse_metadata(const ParseCtx& ctx, const json& v) {
+  if (!v.is_object()) ctx.fail("__metadata__ is not an object");
+  std::map<std::string, std::string> out;
+  for (const auto& [k, val] : v.items()) {
+    if (!val.is_string()) ctx.fail("__metadata__ value " + quoted(k) + " is not a string");
+    out[k] = val.get<std::string>();
+  }
+  return out;
+}
+
+// Tensors must not share bytes (zero-size tensors share nothing).
+void check_no_overlap(const ParseCtx& ctx, std::vector<Span> spans, const std::vector<TensorInfo>& tensors) {
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
+  const Span* prev = nullptr;
+  for (const Span& s : spans) {
+    if (s.begin == s.end) continue;
+    if (prev && s.begin < prev->end)
+      ctx.fail_tensor(tensors[s.index].name, "bytes overlap tensor " + quoted(tensors[prev->index].name));
+    if (!prev || s.end > prev->end) prev = &s;
+  }
+}
+
+struct Parsed {
+  std::vector<TensorInfo> tensors;
+  std::map<std::string, std::string> metadata;
+};
+
+Parsed parse_all(const uint8_t* bytes, uint64_t size, const std::string& path) {
+  const ParseCtx ctx{path};
+  if (size < 8) ctx.fail("file too short for a safetensors header (" + std::to_string(size) + " bytes)");
+  const uint64_t header_len = read_u64_le(bytes);
+  if (header_len > kMaxHeaderBytes)
+    ctx.fail("header length " + std::to_string(header_len) + " is absurdly large (limit " +
+             std::to_string(kMaxHeaderBytes) + ")");
+  if (header_len > size - 8)
+    ctx.fail("header length " + std::to_string(header_len) + " runs past end of file (" + std::to_string(size) +
+             " bytes)");
+  const uint8_t* header = bytes + 8;
+  if (json_depth(header, header_len, kMaxJsonDepth) > kMaxJsonDepth) ctx.fail("malformed JSON header: nested too deeply");
+
+  json root;
+  try {
+    root = json::parse(header, header + header_len);
+  } catch (const json::exception& e) {
+    ctx.fail(std::string("malformed JSON header: ") + e.what());
+  }
+  if (!root.is_object()) ctx.fail("JSON header is not an object");
+
+  const uint64_t data_size = size - 8 - header_len;
+  const uint8_t* data = header + header_len;
+  Parsed out;
+  std::vector<Span> spans;
+  for (const auto& [name, entry] : root.items()) {
+    if (name == "__metadata__") {
+      out.metadata = parse_metadata(ctx, entry);
+      continue;
+    }
+    Span span{0, 0, out.tensors.size()};
+    TensorInfo t = parse_tensor(ctx, name, entry, data_size, span);
+    t.data = data + span.begin;
+    out.tensors.push_back(std::move(t));
+    spans.push_back(span);
+  }
+  check_no_overlap(ctx, std::move(spans), out.tensors);
+  return out;
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+}  // namespace
+
+// ---------------------------------------------------------------- TensorInfo
+
+int64_t TensorInfo::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string TensorInfo::shape_str() const {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// ---------------------------------------------------------------- SafetensorsFile
+
+std::vector<TensorInfo> SafetensorsFile::parse(const uint8_t* bytes, uint64_t size, const std::string& path) {
+  return parse_all(bytes, size, path).tensors;
+}
+
+std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open: " + errno_text());
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const std::string why = errno_text();
+    ::close(fd);
+    throw Error(path + ": cannot stat: " + why);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(path + ": not a regular file");
+  }
+  std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = path;
+  f->map_size_ = uint64_t(st.st_size);
+  if (f->map_size_ > 0) {
+    void* m = ::mmap(nullptr, f->map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED) {
+      const std::string why = errno_text();
+      ::close(fd);
+      throw Error(path + ": cannot mmap: " + why);
+    }
+    f->map_ = m;
+  }
+  ::close(fd);  // the mapping keeps the file alive
+  Parsed parsed = parse_all(static_cast<const uint8_t*>(f->map_), f->map_size_, path);
+  f->tensors_ = std::move(parsed.tensors);
+  f->metadata_ = std::move(parsed.metadata);
+  for (size_t i = 0; i < f->tensors_.size(); ++i) f->by_name_[f->tensors_[i].name] = i;
+  return f;
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (map_) ::munmap(map_, map_size_);
+}
+
+const TensorInfo* SafetensorsFile::find(const std::string& name) const {
+  const auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : &tensors_[it->second];
+}
+
+// ---------------------------------------------------------------- Checkpoint
+
+namespace {
+
+bool is_regular_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open: " + errno_text());
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw Error(path + ": read failed");
+  return ss.str();
+}
+
+// weight_map from model.safetensors.index.json (tensor name -> shard file name).
+std::map<std::string, std::string> read_weight_map(const std::string& index_path) {
+  json root;
+  try {
+    root = json::parse(read_text_file(index_path));
+  } catch (const json::exception& e) {
+    throw Error(index_path + ": malformed JSON: " + one_line(e.what()));
+  }
+  if (!root.is_object()) throw Error(index_path + ": index is not a JSON object");
+  const auto wm = root.find("weight_map");
+  if (wm == root.end() || !wm->is_object()) throw Error(index_path + ": missing or non-object \"weight_map\"");
+  std::map<std::string, std::string> out;
+  for (const auto& [name, shard] : wm->items()) {
+    if (!shard.is_string()) throw Error(index_path + ": weight_map entry " + quoted(name) + " is not a string");
+    const std::string file = shard.get<std::string>();
+    // Shards sit next to the index; a path would let a checkpoint reach outside its directory.
+    if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..")
+      throw Error(index_path + ": weight_map entry " + quoted(name) + " names an invalid shard " + quoted(file));
+    out[name] = file;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) throw Error(dir + ": cannot open checkpoint: " + errno_text());
+  std::unique_ptr<Checkpoint> ck(new Checkpoint());
+  ck->dir_ = dir;
+  if (S_ISREG(st.st_mode)) {  // a lone .safetensors file is a checkpoint too
+    ck->files_.push_back(SafetensorsFile::open(dir));
+    for (const TensorInfo& t : ck->files_.back()->tensors()) ck->by_name_[t.name] = &t;
+    return ck;
+  }
+  if (!S_ISDIR(st.st_mode)) throw Error(dir + ": not a directory or file");
+  if (::access(dir.c_str(), R_OK | X_OK) != 0) throw Error(dir + ": cannot read directory: " + errno_text());
+
+  const std::string index_path = dir + "/model.safetensors.index.json";
+  const std::string single_path = dir + "/model.safetensors";
+  if (is_regular_file(index_path)) {
+    const auto weight_map = read_weight_map(index_path);
+    std::map<std::string, const SafetensorsFile*> shards;
+    for (const auto& [name, file] : weight_map) {
+      auto it = shards.find(file);
+      if (it == shards.end()) {
+        const std::string shard_path = dir + "/" + file;
+        if (!is_regular_file(shard_path))
+          throw Error(index_path + ": shard " + quoted(file) + " (holding tensor " + quoted(name) + ") is missing");
+        ck->files_.push_back(SafetensorsFile::open(shard_path));
+        it = shards.emplace(file, ck->files_.back().get()).first;
+      }
+      const TensorInfo* t = it->second->find(name);
+      if (!t) throw Error(index_path + ": tensor " + quoted(name) + " is not in shard " + quoted(file));
+      ck->by_name_[name] = t;
+    }
+    return ck;
+  }
+  if (is_regular_file(single_path)) {
+    ck->files_.push_back(SafetensorsFile::open(single_path));
+    for (const TensorInfo& t : ck->files_.back()->tensors()) ck->by_name_[t.name] = &t;
+    return ck;
+  }
+  throw Error(dir + ": no model.safetensors.index.json or model.safetensors");
+}
+
+const TensorInfo* Checkpoint::find(const std::string& name) const {
+  const auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+const TensorInfo& Checkpoint::get(const std::string& name) const {
+  const TensorInfo* t = find(name);
+  if (!t) throw Error(dir_ + ": missing tensor " + quoted(name));
+  return *t;
+}
+
+std::vector<const TensorInfo*> Checkpoint::all() const {
+  std::vector<const TensorInfo*> out;
+  out.reserve(by_name_.size());
+  for (const auto& [name, t] : by_name_) out.push_back(t);
+  return out;
+}
+
+// ---------------------------------------------------------------- writer
+
+void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                            std::vector<uint8_t> bytes) {
+  for (int64_t d : shape) check(d >= 0, "safetensors writer: tensor " + quoted(name) + ": negative dimension");
+  const auto need = checked_nbytes(shape, dtype_size(dtype));
+  check(need && *need == bytes.size(), "safetensors writer: tensor " + quoted(name) + ": " +
+                                           std::to_string(bytes.size()) + " bytes do not match dtype and shape");
+  check(name != "__metadata__", "safetensors writer: reserved tensor name __metadata__");
+  for (const Entry& e : entries_)
+    check(e.name != name, "safetensors writer: duplicate tensor " + quoted(name));
+  entries_.push_back({name, dtype, std::move(shape), std::move(bytes)});
+}
+
+uint64_t SafetensorsWriter::data_bytes() const {
+  uint64_t n = 0;
+  for (const Entry& e : entries_) n += e.bytes.size();
+  return n;
+}
+
+std::vector<std::string> SafetensorsWriter::names() const {
+  std::vector<std::string> out;
+  for (const Entry& e : entries_) out.push_back(e.name);
+  return out;
+}
+
+void SafetensorsWriter::write(const std::string& path) const {
+  nlohmann::ordered_json header;
+  header["__metadata__"] = {{"format", "pt"}};
+  uint64_t offset = 0;
+  for (const Entry& e : entries_) {
+    header[e.name] = {{"dtype", std::string(dtype_name(e.dtype))},
+                      {"shape", e.shape},
+                      {"data_offsets", {offset, offset + e.bytes.size()}}};
+    offset += e.bytes.size();
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  uint8_t len_le[8];
+  for (int i = 0; i < 8; ++i) len_le[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
+
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw Error(path + ": cannot create: " + errno_text());
+  out.write(reinterpret_cast<const char*>(len_le), 8);
+  out.write(text.data(), std::streamsize(text.size()));
+  for (const Entry& e : entries_) out.write(reinterpret_cast<const char*>(e.bytes.data()), std::streamsize(e.bytes.size()));
+  out.close();
+  if (!out) throw Error(path + ": write failed");
+}
+
+void write_index(const std::string& path, uint64_t total_size, const std::map<std::string, std::string>& weight_map) {
+  nlohmann::ordered_json root;
+  root["metadata"] = {{"total_size", total_size}};
+  root["weight_map"] = nlohmann::ordered_json::object();
+  for (const auto& [name, file] : weight_map) root["weight_map"][name] = file;
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw Error(path + ": cannot create: " + errno_text());
+  out << root.dump(2) << "\n";
+  out.close();
+  if (!out) throw Error(path + ": write failed");
+}
+
+}  // namespace dsv4::io
