@@ -1,1 +1,120 @@
-// placeholder
+#include "model/hyper_connection.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace dsv4::model {
+
+namespace {
+
+double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
+
+// Projects each token's flattened streams with fn and applies the one RMS factor of the
+// whole hc*n_embd vector afterwards (the reference's order). mixes: [n_tok, fn.n_out].
+std::vector<float> project_streams(backend::Ops& ops, const io::Config& c, const WeightView& fn,
+                                   const float* streams, int64_t n_tok) {
+  const int64_t width = c.hc_mult * c.n_embd;
+  std::vector<float> mixes(size_t(n_tok * fn.n_out));
+  ops.matmul(fn, streams, n_tok, mixes.data());
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const float* xt = streams + t * width;
+    double ss = 0.0;
+    for (int64_t i = 0; i < width; ++i) ss += double(xt[i]) * double(xt[i]);
+    const double r = 1.0 / std::sqrt(ss / double(width) + c.rms_norm_eps);
+    for (int64_t m = 0; m < fn.n_out; ++m) mixes[size_t(t * fn.n_out + m)] = float(mixes[size_t(t * fn.n_out + m)] * r);
+  }
+  return mixes;
+}
+
+// x[c] = sum_j pre[j] * streams[j][c]
+void collapse(const double* pre, const float* streams, int64_t hc, int64_t n_embd, float* x) {
+  for (int64_t i = 0; i < n_embd; ++i) {
+    double acc = 0.0;
+    for (int64_t j = 0; j < hc; ++j) acc += pre[j] * double(streams[j * n_embd + i]);
+    x[i] = float(acc);
+  }
+}
+
+}  // namespace
+
+void sinkhorn(double* comb, int64_t hc, int64_t iters, double eps) {
+  auto normalise_rows = [&] {
+    for (int64_t j = 0; j < hc; ++j) {
+      double s = 0.0;
+      for (int64_t k = 0; k < hc; ++k) s += comb[j * hc + k];
+      for (int64_t k = 0; k < hc; ++k) comb[j * hc + k] /= s + eps;
+    }
+  };
+  auto normalise_cols = [&] {
+    for (int64_t k = 0; k < hc; ++k) {
+      double s = 0.0;
+      for (int64_t j = 0; j < hc; ++j) s += comb[j * hc + k];
+      for (int64_t j = 0; j < hc; ++j) comb[j * hc + k] /= s + eps;
+    }
+  };
+  for (int64_t j = 0; j < hc; ++j) {  // row softmax, then + eps on every entry
+    double* row = comb + j * hc;
+    const double m = *std::max_element(row, row + hc);
+    double s = 0.0;
+    for (int64_t k = 0; k < hc; ++k) s += (row[k] = std::exp(row[k] - m));
+    for (int64_t k = 0; k < hc; ++k) row[k] = row[k] / s + eps;
+  }
+  normalise_cols();
+  for (int64_t it = 1; it < iters; ++it) {
+    normalise_rows();
+    normalise_cols();
+  }
+}
+
+void hc_pre(backend::Ops& ops, const io::Config& c, const HcWeights& w, const float* streams,
+            int64_t n_tok, float* x, HcMix& mix) {
+  const int64_t hc = c.hc_mult, n_mix = w.fn.n_out;
+  const std::vector<float> mixes = project_streams(ops, c, w.fn, streams, n_tok);  // [n_tok, n_mix]
+  mix.post.resize(size_t(n_tok * hc));
+  mix.comb.resize(size_t(n_tok * hc * hc));
+  std::vector<double> pre(size_t(hc)), comb(size_t(hc * hc));
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const float* m = mixes.data() + t * n_mix;
+    for (int64_t j = 0; j < hc; ++j) {
+      pre[size_t(j)] = sigmoid(double(m[j]) * w.scale[0] + w.base[size_t(j)]) + c.hc_eps;
+      mix.post[size_t(t * hc + j)] = float(2.0 * sigmoid(double(m[hc + j]) * w.scale[1] + w.base[size_t(hc + j)]));
+    }
+    for (int64_t i = 0; i < hc * hc; ++i)
+      comb[size_t(i)] = double(m[2 * hc + i]) * w.scale[2] + w.base[size_t(2 * hc + i)];
+    sinkhorn(comb.data(), hc, c.hc_sinkhorn_iters, c.hc_eps);
+    for (int64_t i = 0; i < hc * hc; ++i) mix.comb[size_t(t * hc * hc + i)] = float(comb[size_t(i)]);
+    collapse(pre.data(), streams + t * hc * c.n_embd, hc, c.n_embd, x + t * c.n_embd);
+  }
+}
+
+void hc_post(const io::Config& c, const float* f, const float* residual, const HcMix& mix,
+             int64_t n_tok, float* out) {
+  const int64_t hc = c.hc_mult, d = c.n_embd;
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const float* comb = mix.comb.data() + t * hc * hc;
+    const float* res = residual + t * hc * d;
+    for (int64_t k = 0; k < hc; ++k) {
+      const double post = mix.post[size_t(t * hc + k)];
+      float* o = out + (t * hc + k) * d;
+      for (int64_t i = 0; i < d; ++i) {
+        double acc = post * double(f[t * d + i]);
+        for (int64_t j = 0; j < hc; ++j) acc += double(comb[j * hc + k]) * double(res[j * d + i]);
+        o[i] = float(acc);
+      }
+    }
+  }
+}
+
+void hc_head(backend::Ops& ops, const io::Config& c, const HcHeadWeights& w, const float* streams,
+             int64_t n_tok, float* y) {
+  const int64_t hc = c.hc_mult;
+  const std::vector<float> mixes = project_streams(ops, c, w.fn, streams, n_tok);  // [n_tok, hc]
+  std::vector<double> pre(size_t(hc));
+  for (int64_t t = 0; t < n_tok; ++t) {
+    for (int64_t j = 0; j < hc; ++j)
+      pre[size_t(j)] = sigmoid(double(mixes[size_t(t * hc + j)]) * w.scale[0] + w.base[size_t(j)]) + c.hc_eps;
+    collapse(pre.data(), streams + t * hc * c.n_embd, hc, c.n_embd, y + t * c.n_embd);
+  }
+}
+
+}  // namespace dsv4::model

@@ -1,1 +1,130 @@
-// placeholder
+#include "model/model.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "model/hyper_connection.h"
+
+namespace dsv4::model {
+
+Model::Model(std::unique_ptr<ModelWeights> weights, std::unique_ptr<backend::Ops> ops)
+    : w_(std::move(weights)),
+      ops_(std::move(ops)),
+      rope_window_(w_->config, w_->config.rope_theta, false),
+      rope_compressed_(w_->config, w_->config.compress_rope_theta, true) {}
+
+std::unique_ptr<Model> Model::load(const std::string& dir, const std::string& backend) {
+  auto ops = backend::make_ops(backend);
+  return std::make_unique<Model>(load_weights(dir), std::move(ops));
+}
+
+kv::SequenceState Model::new_state() const {
+  const io::Config& c = config();
+  kv::SequenceState st;
+  st.layers.resize(size_t(c.n_layer + c.n_mtp));
+  for (int64_t l = 0; l < c.n_layer + c.n_mtp; ++l) init_layer_state(c, c.compress_ratio(l), st.layers[size_t(l)]);
+  return st;
+}
+
+void Model::block_forward(const BlockWeights& b, kv::LayerState& ls, float* streams, const int32_t* tokens,
+                          int64_t n, int64_t start_pos, ForwardTrace* trace) {
+  const io::Config& c = config();
+  const int64_t d = c.n_embd, width = c.hc_mult * d;
+  const float eps = float(c.rms_norm_eps);
+  std::vector<float> x(size_t(n * d)), sub(size_t(n * d));  // [n, n_embd]
+  std::vector<float> residual(streams, streams + n * width);  // [n, hc, n_embd]
+  HcMix mix;
+
+  hc_pre(*ops_, c, b.hc_attn, streams, n, x.data(), mix);
+  ops_->rms_norm(x.data(), b.attn_norm.data(), n, d, eps, x.data());
+  AttentionTrace* at = trace ? &trace->attention[size_t(b.layer)] : nullptr;
+  attention_forward(*ops_, c, b.attn, rope_for(b.attn.ratio), ls, x.data(), n, start_pos, sub.data(), at);
+  hc_post(c, sub.data(), residual.data(), mix, n, streams);
+
+  residual.assign(streams, streams + n * width);
+  hc_pre(*ops_, c, b.hc_ffn, streams, n, x.data(), mix);
+  ops_->rms_norm(x.data(), b.ffn_norm.data(), n, d, eps, x.data());
+  std::vector<Route>* routes = trace ? &trace->routes[size_t(b.layer)] : nullptr;
+  moe_forward(*ops_, c, b.ffn, x.data(), tokens, n, sub.data(), routes);
+  hc_post(c, sub.data(), residual.data(), mix, n, streams);
+
+  if (trace) trace->hidden[size_t(b.layer)].assign(streams, streams + n * width);
+}
+
+std::vector<float> Model::logits(const HcHeadWeights& hc_head_w, const std::vector<float>& norm, const float* streams,
+                                 int64_t n, LogitRows rows) {
+  const io::Config& c = config();
+  if (rows == LogitRows::kNone || n == 0) return {};
+  const int64_t first = rows == LogitRows::kLast ? n - 1 : 0, n_rows = n - first;
+  const int64_t width = c.hc_mult * c.n_embd;
+  std::vector<float> y(size_t(n_rows * c.n_embd));  // [n_rows, n_embd]
+  hc_head(*ops_, c, hc_head_w, streams + first * width, n_rows, y.data());
+  ops_->rms_norm(y.data(), norm.data(), n_rows, c.n_embd, float(c.rms_norm_eps), y.data());
+  std::vector<float> out(size_t(n_rows * c.vocab_size));  // [n_rows, vocab_size]
+  ops_->matmul(w_->head, y.data(), n_rows, out.data());
+  return out;
+}
+
+static void check_tokens(const io::Config& c, std::span<const int32_t> tokens) {
+  for (int32_t t : tokens)
+    check(t >= 0 && t < c.vocab_size, "token id " + std::to_string(t) + " is outside the vocabulary [0, " +
+                                          std::to_string(c.vocab_size) + ")");
+}
+
+static void prepare_trace(ForwardTrace* trace, size_t n_blocks) {
+  if (!trace) return;
+  trace->hidden.resize(n_blocks);
+  trace->routes.resize(n_blocks);
+  trace->attention.resize(n_blocks);
+}
+
+std::vector<float> Model::forward(kv::SequenceState& st, std::span<const int32_t> tokens, LogitRows rows,
+                                  ForwardTrace* trace, std::vector<float>* final_streams) {
+  const io::Config& c = config();
+  const int64_t n = int64_t(tokens.size()), d = c.n_embd, hc = c.hc_mult;
+  check_tokens(c, tokens);
+  prepare_trace(trace, size_t(c.n_layer + c.n_mtp));
+  // The embedding is copied into every one of the hc residual streams.
+  std::vector<float> streams(size_t(n * hc * d));  // [n, hc, n_embd]
+  for (int64_t t = 0; t < n; ++t) {
+    w_->embed.dequant_row(tokens[size_t(t)], streams.data() + t * hc * d);
+    for (int64_t j = 1; j < hc; ++j)
+      std::copy_n(streams.data() + t * hc * d, d, streams.data() + (t * hc + j) * d);
+  }
+  for (int64_t l = 0; l < c.n_layer; ++l)
+    block_forward(w_->layers[size_t(l)], st.layers[size_t(l)], streams.data(), tokens.data(), n, st.n_past, trace);
+  st.n_past += n;
+  if (final_streams) *final_streams = streams;
+  return logits(w_->hc_head, w_->norm, streams.data(), n, rows);
+}
+
+std::vector<float> Model::forward_mtp(kv::SequenceState& st, const float* main_streams,
+                                      std::span<const int32_t> next_tokens, LogitRows rows, ForwardTrace* trace) {
+  const io::Config& c = config();
+  check(c.n_mtp > 0 && !w_->mtp.empty(), "this checkpoint has no MTP block");
+  const MtpWeights& m = w_->mtp[0];
+  const int64_t n = int64_t(next_tokens.size()), d = c.n_embd, hc = c.hc_mult;
+  const float eps = float(c.rms_norm_eps);
+  check_tokens(c, next_tokens);
+  prepare_trace(trace, size_t(c.n_layer + c.n_mtp));
+
+  // e = e_proj(enorm(embed(next token))), shared by all streams.
+  std::vector<float> e(size_t(n * d)), e_proj(size_t(n * d));  // [n, n_embd]
+  for (int64_t t = 0; t < n; ++t) w_->embed.dequant_row(next_tokens[size_t(t)], e.data() + t * d);
+  ops_->rms_norm(e.data(), m.enorm.data(), n, d, eps, e.data());
+  ops_->matmul(m.e_proj, e.data(), n, e_proj.data());
+  // Each stream: h_proj(hnorm(stream)) + e.
+  std::vector<float> h(size_t(n * hc * d)), streams(size_t(n * hc * d));  // [n, hc, n_embd]
+  ops_->rms_norm(main_streams, m.hnorm.data(), n * hc, d, eps, h.data());
+  ops_->matmul(m.h_proj, h.data(), n * hc, streams.data());
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = 0; j < hc; ++j)
+      for (int64_t i = 0; i < d; ++i) streams[size_t((t * hc + j) * d + i)] += e_proj[size_t(t * d + i)];
+
+  const int64_t layer = c.n_layer;
+  block_forward(m.block, st.layers[size_t(layer)], streams.data(), next_tokens.data(), n, st.n_past_mtp, trace);
+  st.n_past_mtp += n;
+  return logits(m.hc_head, m.norm, streams.data(), n, rows);
+}
+
+}  // namespace dsv4::model
