@@ -99,7 +99,7 @@ void compress_tokens(backend::Ops& ops, const io::Config& c, const CompressorWei
   std::vector<float> kv(size_t(n_tok * width)), score(size_t(n_tok * width));  // [n_tok, coff*dim]
   ops.matmul(w.wkv, x, n_tok, kv.data());
   ops.matmul(w.wgate, x, n_tok, score.data());
-  std::vector<float> entry(size_t(dim));
+  std::vector<float> entry(static_cast<size_t>(dim));
   for (int64_t t = 0; t < n_tok; ++t) {
     const int64_t pos = start_pos + t, slot = pos % ratio;
     for (int64_t i = 0; i < width; ++i) {
@@ -124,7 +124,7 @@ void compress_tokens(backend::Ops& ops, const io::Config& c, const CompressorWei
 
 std::vector<int32_t> top_k_entries(const float* scores, int64_t n, int64_t k) {
   k = std::min(k, n);
-  std::vector<int32_t> order(size_t(n));
+  std::vector<int32_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
     return scores[a] != scores[b] ? scores[a] > scores[b] : a < b;  // exact ties: lower index first

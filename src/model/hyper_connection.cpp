@@ -72,7 +72,7 @@ void hc_pre(backend::Ops& ops, const io::Config& c, const HcWeights& w, const fl
   const std::vector<float> mixes = project_streams(ops, c, w.fn, streams, n_tok);  // [n_tok, n_mix]
   mix.post.resize(size_t(n_tok * hc));
   mix.comb.resize(size_t(n_tok * hc * hc));
-  std::vector<double> pre(size_t(hc)), comb(size_t(hc * hc));
+  std::vector<double> pre(static_cast<size_t>(hc)), comb(size_t(hc * hc));
   for (int64_t t = 0; t < n_tok; ++t) {
     const float* m = mixes.data() + t * n_mix;
     for (int64_t j = 0; j < hc; ++j) {
@@ -109,7 +109,7 @@ void hc_head(backend::Ops& ops, const io::Config& c, const HcHeadWeights& w, con
              int64_t n_tok, float* y) {
   const int64_t hc = c.hc_mult;
   const std::vector<float> mixes = project_streams(ops, c, w.fn, streams, n_tok);  // [n_tok, hc]
-  std::vector<double> pre(size_t(hc));
+  std::vector<double> pre(static_cast<size_t>(hc));
   for (int64_t t = 0; t < n_tok; ++t) {
     for (int64_t j = 0; j < hc; ++j)
       pre[size_t(j)] = sigmoid(double(mixes[size_t(t * hc + j)]) * w.scale[0] + w.base[size_t(j)]) + c.hc_eps;

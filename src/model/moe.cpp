@@ -91,7 +91,7 @@ void moe_forward(backend::Ops& ops, const io::Config& c, const MoeWeights& w, co
     run_expert(ops, c, w.experts[size_t(e)], xs, weight, rows, acc);
   }
   if (w.has_shared) {
-    std::vector<int64_t> rows(size_t(n_tok));
+    std::vector<int64_t> rows(static_cast<size_t>(n_tok));
     std::iota(rows.begin(), rows.end(), 0);
     run_expert(ops, c, w.shared, std::vector<float>(x, x + n_tok * d), std::vector<float>(size_t(n_tok), 1.0f),
                rows, acc);

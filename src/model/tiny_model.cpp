@@ -100,7 +100,7 @@ class TensorFactory {
   // tid2eid: for every token, n_used distinct experts.
   void hash_table(io::SafetensorsWriter& w, const std::string& name, int64_t vocab, int64_t n_used, int64_t n_expert) {
     std::vector<uint8_t> bytes(size_t(vocab * n_used * 8));
-    std::vector<int64_t> ids(size_t(n_expert));
+    std::vector<int64_t> ids(static_cast<size_t>(n_expert));
     for (int64_t t = 0; t < vocab; ++t) {
       for (int64_t e = 0; e < n_expert; ++e) ids[size_t(e)] = e;
       std::shuffle(ids.begin(), ids.end(), rng_);
