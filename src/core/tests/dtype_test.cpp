@@ -1,1 +1,150 @@
+// Exhaustive checks of the narrow-float decoders against formulas written independently
+// of dtype.cpp (pow/multiplication instead of ldexp on shifted mantissas), plus known values.
+#include "core/dtype.h"
+
 #include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+
+namespace dsv4 {
+namespace {
+
+bool same_bits(float a, float b) { return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b); }
+
+// E4M3FN by its definition: value = (-1)^s * 2^(e-7) * (1 + m/8), or 2^-6 * (m/8) when e = 0.
+double e4m3_reference(unsigned code) {
+  const unsigned s = code >> 7, e = (code >> 3) & 15u, m = code & 7u;
+  const double sign = s ? -1.0 : 1.0;
+  if (e == 15 && m == 7) return std::nan("");
+  if (e == 0) return sign * std::pow(2.0, -6) * (m / 8.0);
+  return sign * std::pow(2.0, int(e) - 7) * (1.0 + m / 8.0);
+}
+
+TEST(DType, E4M3AllCodes) {
+  for (unsigned code = 0; code < 256; ++code) {
+    const float got = e4m3_to_f32(uint8_t(code));
+    const double want = e4m3_reference(code);
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(got)) << code;
+      continue;
+    }
+    EXPECT_TRUE(same_bits(got, float(want))) << "code " << code << " got " << got << " want " << want;
+    EXPECT_EQ(double(got), want) << code;  // exact, not just after rounding to float
+  }
+}
+
+TEST(DType, E4M3KnownValues) {
+  EXPECT_EQ(e4m3_to_f32(0x7E), 448.0f);
+  EXPECT_EQ(e4m3_to_f32(0xFE), -448.0f);
+  EXPECT_EQ(e4m3_to_f32(0x08), 0.015625f);       // 2^-6, smallest normal
+  EXPECT_EQ(e4m3_to_f32(0x01), 0.001953125f);    // 2^-9, smallest subnormal
+  EXPECT_EQ(e4m3_to_f32(0x07), 7.0f / 512.0f);   // largest subnormal
+  EXPECT_EQ(e4m3_to_f32(0x38), 1.0f);
+  EXPECT_EQ(e4m3_to_f32(0x40), 2.0f);
+  EXPECT_EQ(e4m3_to_f32(0x3C), 1.5f);
+  EXPECT_EQ(e4m3_to_f32(0xB8), -1.0f);
+  EXPECT_TRUE(same_bits(e4m3_to_f32(0x00), 0.0f));
+  EXPECT_TRUE(same_bits(e4m3_to_f32(0x80), -0.0f));
+  EXPECT_TRUE(std::signbit(e4m3_to_f32(0x80)));
+  EXPECT_TRUE(std::isnan(e4m3_to_f32(0x7F)));
+  EXPECT_TRUE(std::isnan(e4m3_to_f32(0xFF)));
+  EXPECT_EQ(e4m3_to_f32(0x77), 240.0f);  // e=14, m=7 is finite (no infinities in e4m3fn)
+  EXPECT_EQ(e4m3_to_f32(0x78), 256.0f);
+}
+
+TEST(DType, E8M0AllCodes) {
+  for (unsigned code = 0; code < 255; ++code) {
+    const float got = e8m0_to_f32(uint8_t(code));
+    double want = 1.0;
+    for (int i = 127; i > int(code); --i) want /= 2;
+    for (int i = 127; i < int(code); ++i) want *= 2;
+    EXPECT_EQ(double(got), want) << code;
+  }
+  EXPECT_EQ(e8m0_to_f32(127), 1.0f);
+  EXPECT_EQ(e8m0_to_f32(128), 2.0f);
+  EXPECT_EQ(e8m0_to_f32(120), 1.0f / 128);
+  EXPECT_EQ(e8m0_to_f32(254), std::ldexp(1.0f, 127));
+  EXPECT_EQ(std::bit_cast<uint32_t>(e8m0_to_f32(0)), 0x00400000u);  // 2^-127: an fp32 subnormal
+  EXPECT_TRUE(std::isnan(e8m0_to_f32(0xFF)));
+}
+
+TEST(DType, E2M1AllCodes) {
+  for (unsigned code = 0; code < 16; ++code) {
+    const unsigned s = code >> 3, e = (code >> 1) & 3u, m = code & 1u;
+    const double mag = e == 0 ? 0.5 * m : std::pow(2.0, int(e) - 1) * (1.0 + 0.5 * m);
+    const float want = float(s ? -mag : mag);
+    EXPECT_TRUE(same_bits(e2m1_to_f32(uint8_t(code)), want)) << code;
+    EXPECT_TRUE(same_bits(e2m1_to_f32(uint8_t(code | 0xF0)), want)) << "high bits ignored, code " << code;
+  }
+  EXPECT_EQ(e2m1_to_f32(7), 6.0f);
+  EXPECT_EQ(e2m1_to_f32(15), -6.0f);
+  EXPECT_TRUE(std::signbit(e2m1_to_f32(8)));
+}
+
+TEST(DType, Bf16RoundTripAllCodes) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = bf16_to_f32(uint16_t(h));
+    EXPECT_EQ(std::bit_cast<uint32_t>(f), h << 16);
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(f))));
+    } else {
+      ASSERT_EQ(f32_to_bf16(f), h);
+    }
+  }
+}
+
+TEST(DType, Bf16RoundsToNearestEven) {
+  auto from_bits = [](uint32_t u) { return std::bit_cast<float>(u); };
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3F800000u)), 0x3F80);  // 1.0 exact
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3F807FFFu)), 0x3F80);  // below half: down
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3F808001u)), 0x3F81);  // above half: up
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3F808000u)), 0x3F80);  // tie, even stays
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3F818000u)), 0x3F82);  // tie, odd rounds up to even
+  EXPECT_EQ(f32_to_bf16(from_bits(0xBF818000u)), 0xBF82);  // negative tie
+  EXPECT_EQ(f32_to_bf16(from_bits(0x7F7FFFFFu)), 0x7F80);  // max float rounds to +inf
+  EXPECT_EQ(f32_to_bf16(INFINITY), 0x7F80);
+  EXPECT_EQ(f32_to_bf16(-INFINITY), 0xFF80);
+  EXPECT_EQ(f32_to_bf16(-0.0f), 0x8000);
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(from_bits(0x7F800001u)))));  // NaN payload in low bits stays NaN
+  EXPECT_EQ(f32_to_bf16(from_bits(0x00008000u)), 0x0000);  // subnormal tie to even (0)
+  EXPECT_EQ(f32_to_bf16(from_bits(0x00018000u)), 0x0002);
+}
+
+TEST(DType, F16AllCodes) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const unsigned s = h >> 15, e = (h >> 10) & 31u, m = h & 1023u;
+    const float got = f16_to_f32(uint16_t(h));
+    if (e == 31) {
+      EXPECT_TRUE(m ? std::isnan(got) : std::isinf(got)) << h;
+      if (!m) EXPECT_EQ(std::signbit(got), bool(s));
+      continue;
+    }
+    const double mag = e == 0 ? std::pow(2.0, -14) * (m / 1024.0) : std::pow(2.0, int(e) - 15) * (1.0 + m / 1024.0);
+    ASSERT_TRUE(same_bits(got, float(s ? -mag : mag))) << h;
+  }
+  EXPECT_EQ(f16_to_f32(0x3C00), 1.0f);
+  EXPECT_EQ(f16_to_f32(0x7BFF), 65504.0f);
+  EXPECT_EQ(f16_to_f32(0x0001), std::ldexp(1.0f, -24));
+  EXPECT_TRUE(same_bits(f16_to_f32(0x8000), -0.0f));
+}
+
+TEST(DType, NamesAndSizes) {
+  const std::pair<DType, size_t> all[] = {
+      {DType::BOOL, 1}, {DType::U8, 1},  {DType::I8, 1},   {DType::I16, 2},  {DType::I32, 4},     {DType::I64, 8},
+      {DType::F16, 2},  {DType::BF16, 2}, {DType::F32, 4}, {DType::F64, 8}, {DType::F8_E4M3, 1}, {DType::F8_E8M0, 1},
+  };
+  for (const auto& [t, size] : all) {
+    EXPECT_EQ(dtype_size(t), size);
+    EXPECT_EQ(dtype_from_name(dtype_name(t)), t);
+  }
+  EXPECT_EQ(dtype_name(DType::F8_E4M3), "F8_E4M3");
+  EXPECT_EQ(dtype_name(DType::BF16), "BF16");
+  EXPECT_FALSE(dtype_from_name("F4").has_value());
+  EXPECT_FALSE(dtype_from_name("bf16").has_value());
+  EXPECT_FALSE(dtype_from_name("").has_value());
+}
+
+}  // namespace
+}  // namespace dsv4
