@@ -48,9 +48,16 @@ class Ops {
   //   q: [n_head, dim], head_weight: [n_head], keys: [n_keys, dim] contiguous, score: [n_keys]
   virtual void index_scores(const float* q, const float* head_weight, int64_t n_head,
                             const float* keys, int64_t n_keys, int64_t dim, float* score) = 0;
+
+  // Worker threads used by the kernels (n <= 0: physical cores). Backends without
+  // threads ignore it and report 1.
+  virtual void set_threads(int n) { (void)n; }
+  virtual int threads() const { return 1; }
 };
 
 // "ref" (scalar oracle) or "cpu" (fast). Throws dsv4::Error for an unknown name.
 std::unique_ptr<Ops> make_ops(const std::string& name, Numerics numerics = Numerics::kExact);
+// The same with a thread count for threaded backends (threads <= 0: physical cores).
+std::unique_ptr<Ops> make_ops(const std::string& name, Numerics numerics, int threads);
 
 }  // namespace dsv4::backend

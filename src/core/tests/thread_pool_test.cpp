@@ -21,7 +21,7 @@ TEST(ThreadPool, EveryTaskRunsExactlyOnce) {
     ThreadPool pool(threads);
     EXPECT_EQ(pool.n_threads(), threads);
     for (int64_t n : {0, 1, 2, 3, 7, 64, 1000}) {
-      std::vector<std::atomic<int>> hits(size_t(n));
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
       pool.parallel_for(n, [&](int64_t i, int t) {
         EXPECT_GE(t, 0);
         EXPECT_LT(t, threads);

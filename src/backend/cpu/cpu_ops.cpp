@@ -1,0 +1,19 @@
+#include "backend/cpu/cpu_ops.h"
+
+#include "backend/cpu/kernels.h"
+
+namespace dsv4::backend {
+
+CpuOps::CpuOps(int threads, Numerics numerics)
+    : pool_(std::make_unique<ThreadPool>(threads)), numerics_(numerics) {}
+
+void CpuOps::set_threads(int n) {
+  const int want = n > 0 ? n : default_threads();
+  if (want != pool_->n_threads()) pool_ = std::make_unique<ThreadPool>(want);
+}
+
+void CpuOps::matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) {
+  cpu::matmul(w, x, n_tok, y, pool_.get());
+}
+
+}  // namespace dsv4::backend

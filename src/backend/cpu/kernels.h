@@ -1,0 +1,33 @@
+// Highway SIMD kernels of the fast CPU backend, compiled for every x86 target Highway
+// can build (AVX-512, AVX2, SSE4, SSSE3 and a portable emulated fallback) and chosen at
+// run time by dynamic dispatch (the best one this CPU runs, unless force_isa says
+// otherwise).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "core/weight.h"
+
+namespace dsv4::backend {
+
+// Restricts dynamic dispatch to one instruction set: "avx512", "avx2", "sse4", "scalar"
+// (Highway's portable emulation), or "best" (undo: every target the CPU supports).
+// Returns false (and changes nothing) when the name is unknown or this CPU/binary cannot
+// run it. Process-wide; meant for tests and benchmarks.
+bool force_isa(const std::string& isa);
+// The target the next kernel call runs on, in force_isa's spelling.
+std::string current_isa();
+// The force_isa names this CPU and binary can run, best first.
+std::vector<std::string> available_isas();
+
+namespace cpu {
+
+// y[t, o] = sum_i W[o, i] * x[t, i] in exact numerics (fp32 activations, weights
+// dequantised exactly in registers, fp32 accumulation). pool may be null (serial).
+void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool);
+
+}  // namespace cpu
+}  // namespace dsv4::backend

@@ -1,0 +1,587 @@
+// Matrix products on native weight formats, exact numerics (fp32 activations, fp32
+// accumulation, every weight dequantised exactly in registers; no fp32 copy of a weight
+// matrix is ever made). Compiled once per Highway target (foreach_target) and dispatched
+// at run time.
+//
+// Layout tricks, per format (L = fp32 lanes of the target's vector):
+//  * FP4 E2M1 (AVX2/AVX-512): one vector of L u32 lanes holds 4 packed bytes = 8 nibbles
+//    per lane, i.e. a chunk of 8L columns (128 on AVX-512: four 32-column scale blocks).
+//    Nibble k of every lane is selected by a shift; a lane permute (vpermps uses only the
+//    low index bits, so no masking) looks it up in the 16-entry E2M1 table (AVX2: an
+//    8-entry magnitude table plus the sign bit moved into bit 31). The activations are
+//    re-ordered once per call so that vector k of a chunk holds columns 8j+k. Lane j of a
+//    chunk belongs to scale block j/4: the E8M0 bytes are spread across lanes with one
+//    byte shuffle and shifted into the fp32 exponent field, and applied once per chunk to
+//    the partial dot product (an exact power-of-two scaling).
+//  * FP8 E4M3: the sign-extended byte shifted left by 7 and masked is an IEEE half whose
+//    value is exactly the E4M3 value times 2^-8 (E4M3 subnormals land on half subnormals,
+//    which the half->float conversion handles exactly). The 2^8 joins the block scale.
+//  * BF16: a u32 lane holds columns 2j (low half) and 2j+1 (high half); << 16 and
+//    & 0xffff0000 give both as fp32. Activations are re-ordered to [even | odd] per 2L.
+// Rows whose scales are 0 (2^-127, an fp32 subnormal), 0xFF (NaN) or so large that a
+// dequantised weight overflows fp32, and FP8 rows holding the NaN codes, take the exact scalar path
+// (dequant_row + fp32 dot), which is also the path of the targets without a fast FP4
+// decode (SSE4, emulated).
+//
+// Matrix-matrix products decode each chunk of a weight row once and use it for up to
+// kTokTile tokens; rows are walked in blocks that stay in cache while token tiles pass.
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "backend/cpu/matmul.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+#include "core/dtype.h"
+
+#ifndef DSV4_CPU_MATMUL_SHARED
+#define DSV4_CPU_MATMUL_SHARED
+namespace dsv4::backend::cpu::detail {
+
+constexpr int kTokTile = 4;  // tokens sharing one decode of a weight chunk
+
+// Largest E8M0 byte the fast paths take: beyond it some dequantised weights overflow
+// fp32 (|E2M1| <= 6 < 2^3, |E4M3| <= 448 < 2^9), which the exact path reproduces.
+constexpr uint8_t kFp4MaxScale = 127 + 124;
+constexpr uint8_t kFp8MaxScale = 127 + 118;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Scratch of the calling thread (activations re-ordered for the kernels, fallback rows).
+inline std::vector<float>& scratch_x() {
+  thread_local std::vector<float> v;
+  return v;
+}
+inline std::vector<float>& scratch_row() {
+  thread_local std::vector<float> v;
+  return v;
+}
+
+// Exact fallback for one row and T tokens: dequant_row, then an fp32 dot product.
+inline void exact_row(const WeightView& w, int64_t r, const float* x, int64_t t0, int64_t nt,
+                      float* y) {
+  std::vector<float>& row = scratch_row();
+  row.resize(size_t(w.n_in));
+  w.dequant_row(r, row.data());
+  for (int64_t t = t0; t < t0 + nt; ++t) {
+    const float* xt = x + t * w.n_in;
+    float acc = 0.0f;
+    for (int64_t i = 0; i < w.n_in; ++i) acc = std::fma(row[size_t(i)], xt[i], acc);
+    y[t * w.n_out + r] = acc;
+  }
+}
+
+// True when every E8M0 byte in [p, p+n) lies in [lo, hi].
+inline bool scales_in_range(const uint8_t* p, int64_t n, uint8_t lo, uint8_t hi) {
+  uint8_t mn = 255, mx = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    mn = std::min(mn, p[i]);
+    mx = std::max(mx, p[i]);
+  }
+  return mn >= lo && mx <= hi;
+}
+
+// True when no byte of an E4M3 row is a NaN code (0x7F / 0xFF).
+inline bool e4m3_row_finite(const uint8_t* p, int64_t n) {
+  uint8_t mx = 0;
+  for (int64_t i = 0; i < n; ++i) mx = std::max<uint8_t>(mx, p[i] & 0x7F);
+  return mx != 0x7F;
+}
+
+}  // namespace dsv4::backend::cpu::detail
+#endif  // DSV4_CPU_MATMUL_SHARED
+
+HWY_BEFORE_NAMESPACE();
+namespace dsv4::backend::cpu {
+namespace HWY_NAMESPACE {
+
+namespace hn = hwy::HWY_NAMESPACE;
+using namespace detail;
+
+#undef DSV4_FP4_AVX3
+#undef DSV4_FP4_AVX2
+#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
+#define DSV4_FP4_AVX3 1
+#else
+#define DSV4_FP4_AVX3 0
+#endif
+#if HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2
+#define DSV4_FP4_AVX2 1
+#else
+#define DSV4_FP4_AVX2 0
+#endif
+
+using DF = hn::ScalableTag<float>;
+
+// Everything a row kernel needs.
+struct Job {
+  const WeightView* w;
+  const float* x;   // original activations [n_tok, n_in]
+  const float* xp;  // re-ordered activations [n_tok, ldx] (== x when no re-ordering)
+  int64_t ldx;
+  int64_t n_tok;
+  float* y;         // [n_tok, n_out]
+};
+
+template <class D, class V>
+HWY_INLINE float Sum(D d, V v) {
+  return hn::GetLane(hn::SumOfLanes(d, v));
+}
+
+// ------------------------------------------------------------------------------- F32
+template <int T>
+HWY_INLINE void RowF32(const Job& j, int64_t r, int64_t t0) {
+  const DF d;
+  const size_t L = hn::Lanes(d);
+  const int64_t n = j.w->n_in;
+  const float* wr = reinterpret_cast<const float*>(j.w->data) + r * n;
+  auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+  decltype(a0) acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = hn::Zero(d);
+  int64_t i = 0;
+  if constexpr (T == 1) {
+    const float* x0 = j.xp + t0 * j.ldx;
+    for (; i + 4 * int64_t(L) <= n; i += 4 * int64_t(L)) {
+      a0 = hn::MulAdd(hn::LoadU(d, wr + i), hn::LoadU(d, x0 + i), a0);
+      a1 = hn::MulAdd(hn::LoadU(d, wr + i + L), hn::LoadU(d, x0 + i + L), a1);
+      a2 = hn::MulAdd(hn::LoadU(d, wr + i + 2 * L), hn::LoadU(d, x0 + i + 2 * L), a2);
+      a3 = hn::MulAdd(hn::LoadU(d, wr + i + 3 * L), hn::LoadU(d, x0 + i + 3 * L), a3);
+    }
+    acc[0] = hn::Add(hn::Add(a0, a1), hn::Add(a2, a3));
+  }
+  for (; i + int64_t(L) <= n; i += int64_t(L)) {
+    const auto wv = hn::LoadU(d, wr + i);
+    for (int t = 0; t < T; ++t) acc[t] = hn::MulAdd(wv, hn::LoadU(d, j.xp + (t0 + t) * j.ldx + i), acc[t]);
+  }
+  for (int t = 0; t < T; ++t) {
+    float s = Sum(d, acc[t]);
+    const float* xt = j.xp + (t0 + t) * j.ldx;
+    for (int64_t k = i; k < n; ++k) s = std::fma(wr[k], xt[k], s);
+    j.y[(t0 + t) * j.w->n_out + r] = s;
+  }
+}
+
+// ------------------------------------------------------------------------------ BF16
+// xp: per chunk of 2L columns, [x[2j] for j < L | x[2j+1] for j < L]; the tail is plain.
+HWY_INLINE int64_t Bf16Chunk() { return 2 * int64_t(hn::Lanes(DF())); }
+
+void PrepBf16(const float* x, int64_t n, float* xp) {
+  const int64_t C = Bf16Chunk(), L = C / 2;
+  int64_t c = 0;
+  for (; c + C <= n; c += C)
+    for (int64_t jj = 0; jj < L; ++jj) {
+      xp[c + jj] = x[c + 2 * jj];
+      xp[c + L + jj] = x[c + 2 * jj + 1];
+    }
+  for (; c < n; ++c) xp[c] = x[c];
+}
+
+template <int T>
+HWY_INLINE void RowBf16(const Job& j, int64_t r, int64_t t0) {
+  const DF d;
+  const hn::RebindToUnsigned<DF> du;
+  const int64_t L = int64_t(hn::Lanes(d)), C = 2 * L;
+  const int64_t n = j.w->n_in;
+  const uint8_t* wr = j.w->data + r * n * 2;
+  const auto hi_mask = hn::Set(du, 0xFFFF0000u);
+  decltype(hn::Zero(d)) acc[T], acc2[T];
+  for (int t = 0; t < T; ++t) acc[t] = acc2[t] = hn::Zero(d);
+  int64_t c = 0;
+  for (; c + C <= n; c += C) {
+    const auto v = hn::LoadU(du, reinterpret_cast<const uint32_t*>(wr + c * 2));
+    const auto we = hn::BitCast(d, hn::ShiftLeft<16>(v));
+    const auto wo = hn::BitCast(d, hn::And(v, hi_mask));
+    for (int t = 0; t < T; ++t) {
+      const float* xc = j.xp + (t0 + t) * j.ldx + c;
+      acc[t] = hn::MulAdd(we, hn::LoadU(d, xc), acc[t]);
+      acc2[t] = hn::MulAdd(wo, hn::LoadU(d, xc + L), acc2[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    float s = Sum(d, hn::Add(acc[t], acc2[t]));
+    const float* xt = j.xp + (t0 + t) * j.ldx;
+    for (int64_t k = c; k < n; ++k) {
+      uint16_t h;
+      std::memcpy(&h, wr + 2 * k, 2);
+      s = std::fma(bf16_to_f32(h), xt[k], s);
+    }
+    j.y[(t0 + t) * j.w->n_out + r] = s;
+  }
+}
+
+// ------------------------------------------------------------------------------- FP8
+// E4M3 byte -> half bits: (sign-extended byte << 7) & 0xBF80; value = E4M3 * 2^-8.
+template <int T>
+HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
+  const DF d;
+  const hn::Rebind<int8_t, DF> d8;
+  const hn::Rebind<int16_t, DF> d16;
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const WeightView& w = *j.w;
+  const int64_t n = w.n_in;
+  const int64_t nb = ceil_div(n, 128);
+  const uint8_t* wr = w.data + r * n;
+  const uint8_t* sr = w.scale + ((r + w.row_offset) / 128) * nb;
+  if (!scales_in_range(sr, nb, 1, kFp8MaxScale) || !e4m3_row_finite(wr, n)) {
+    exact_row(w, r, j.x, t0, T, j.y);
+    return;
+  }
+  const auto mask = hn::Set(d16, int16_t(0xBF80));
+  decltype(hn::Zero(d)) acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = hn::Zero(d);
+  float tail[T];
+  for (int t = 0; t < T; ++t) tail[t] = 0.0f;
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t c0 = b * 128, c1 = std::min(n, c0 + 128);
+    // 2^(e-127) * 2^8, exact for e in [1, kFp8MaxScale].
+    const float sf = std::bit_cast<float>(uint32_t(sr[b] + 8) << 23);
+    const auto s = hn::Set(d, sf);
+    decltype(hn::Zero(d)) p[T], q[T];
+    for (int t = 0; t < T; ++t) p[t] = q[t] = hn::Zero(d);
+    int64_t c = c0;
+    for (; c + 2 * L <= c1; c += 2 * L) {
+      const auto h0 = hn::And(hn::ShiftLeft<7>(hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(wr + c)))), mask);
+      const auto h1 = hn::And(hn::ShiftLeft<7>(hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(wr + c + L)))), mask);
+      const auto w0 = hn::PromoteTo(d, hn::BitCast(dh, h0));
+      const auto w1 = hn::PromoteTo(d, hn::BitCast(dh, h1));
+      for (int t = 0; t < T; ++t) {
+        const float* xc = j.xp + (t0 + t) * j.ldx + c;
+        p[t] = hn::MulAdd(w0, hn::LoadU(d, xc), p[t]);
+        q[t] = hn::MulAdd(w1, hn::LoadU(d, xc + L), q[t]);
+      }
+    }
+    for (; c + L <= c1; c += L) {
+      const auto h0 = hn::And(hn::ShiftLeft<7>(hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(wr + c)))), mask);
+      const auto w0 = hn::PromoteTo(d, hn::BitCast(dh, h0));
+      for (int t = 0; t < T; ++t) p[t] = hn::MulAdd(w0, hn::LoadU(d, j.xp + (t0 + t) * j.ldx + c), p[t]);
+    }
+    for (int t = 0; t < T; ++t) acc[t] = hn::MulAdd(hn::Add(p[t], q[t]), s, acc[t]);
+    if (c < c1) {  // fewer than L columns left in the last block
+      const float es = e8m0_to_f32(sr[b]);
+      for (; c < c1; ++c) {
+        const float wv = e4m3_to_f32(wr[c]) * es;
+        for (int t = 0; t < T; ++t) tail[t] = std::fma(wv, j.xp[(t0 + t) * j.ldx + c], tail[t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) j.y[(t0 + t) * w.n_out + r] = Sum(d, acc[t]) + tail[t];
+}
+
+// ------------------------------------------------------------------------------- FP4
+#if DSV4_FP4_AVX3
+constexpr int64_t kFp4Chunk = 128;  // 16 u32 lanes x 8 nibbles
+#elif DSV4_FP4_AVX2
+constexpr int64_t kFp4Chunk = 64;   // 8 u32 lanes x 8 nibbles
+#else
+constexpr int64_t kFp4Chunk = 0;    // no vector FP4 decode on this target: exact rows
+#endif
+
+// xp: per chunk of 8L columns, vector k (k < 8) holds columns 8j+k; the tail is plain.
+void PrepFp4(const float* x, int64_t n, float* xp) {
+  int64_t c = 0;
+  if constexpr (kFp4Chunk > 0) {
+    constexpr int64_t L = kFp4Chunk / 8;
+    for (; c + kFp4Chunk <= n; c += kFp4Chunk)
+      for (int64_t k = 0; k < 8; ++k)
+        for (int64_t jj = 0; jj < L; ++jj) xp[c + k * L + jj] = x[c + 8 * jj + k];
+  }
+  for (; c < n; ++c) xp[c] = x[c];
+}
+
+// Columns [c, n) of an FP4 row (whole 32-column blocks), scalar, plain activations.
+template <int T>
+HWY_INLINE void Fp4Tail(const Job& j, const uint8_t* wr, const uint8_t* sr, int64_t c,
+                        int64_t t0, float* out) {
+  const int64_t n = j.w->n_in;
+  for (; c < n; c += 2) {
+    const float s = e8m0_to_f32(sr[c / 32]);
+    const float w0 = kE2M1Values[wr[c / 2] & 0xF] * s, w1 = kE2M1Values[wr[c / 2] >> 4] * s;
+    for (int t = 0; t < T; ++t) {
+      const float* xt = j.xp + (t0 + t) * j.ldx;
+      out[t] = std::fma(w1, xt[c + 1], std::fma(w0, xt[c], out[t]));
+    }
+  }
+}
+
+#if DSV4_FP4_AVX3
+// One nibble position k of a chunk: 16 weights (columns 8j+k), unscaled.
+#define DSV4_NIB(k) _mm512_permutexvar_ps((k) == 0 ? v : _mm512_srli_epi32(v, 4 * (k)), lut)
+
+template <int T>
+HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
+  const WeightView& w = *j.w;
+  const int64_t n = w.n_in;
+  const uint8_t* wr = w.data + r * (n / 2);
+  const uint8_t* sr = w.scale + r * (n / 32);
+  if (!scales_in_range(sr, n / 32, 1, kFp4MaxScale)) {
+    exact_row(w, r, j.x, t0, T, j.y);
+    return;
+  }
+  const __m512 lut = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f,
+                                    -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+  // dword j <- scale byte j/4 placed at bits 16..23 (then << 7 moves it to the exponent).
+  const __m512i sctl = _mm512_setr_epi32(
+      0x80008080, 0x80008080, 0x80008080, 0x80008080, 0x80018080, 0x80018080, 0x80018080,
+      0x80018080, 0x80028080, 0x80028080, 0x80028080, 0x80028080, 0x80038080, 0x80038080,
+      0x80038080, 0x80038080);
+  const int64_t nc = n / 128;
+  __m512 acc[T], acc2[T];
+  for (int t = 0; t < T; ++t) acc[t] = acc2[t] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < nc; ++c) {
+    const __m512i v = _mm512_loadu_si512(wr + c * 64);
+    uint32_t s4;
+    std::memcpy(&s4, sr + c * 4, 4);
+    const __m512 s = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_shuffle_epi8(_mm512_set1_epi32(int(s4)), sctl), 7));
+    const float* xc = j.xp + t0 * j.ldx + c * 128;
+    if constexpr (T == 1) {
+      __m512 pa = _mm512_mul_ps(DSV4_NIB(0), _mm512_loadu_ps(xc));
+      __m512 pb = _mm512_mul_ps(DSV4_NIB(1), _mm512_loadu_ps(xc + 16));
+      pa = _mm512_fmadd_ps(DSV4_NIB(2), _mm512_loadu_ps(xc + 32), pa);
+      pb = _mm512_fmadd_ps(DSV4_NIB(3), _mm512_loadu_ps(xc + 48), pb);
+      pa = _mm512_fmadd_ps(DSV4_NIB(4), _mm512_loadu_ps(xc + 64), pa);
+      pb = _mm512_fmadd_ps(DSV4_NIB(5), _mm512_loadu_ps(xc + 80), pb);
+      pa = _mm512_fmadd_ps(DSV4_NIB(6), _mm512_loadu_ps(xc + 96), pa);
+      pb = _mm512_fmadd_ps(DSV4_NIB(7), _mm512_loadu_ps(xc + 112), pb);
+      acc[0] = _mm512_fmadd_ps(pa, s, acc[0]);
+      acc2[0] = _mm512_fmadd_ps(pb, s, acc2[0]);
+    } else {
+      __m512 p[T];
+      {
+        const __m512 wk = DSV4_NIB(0);
+        for (int t = 0; t < T; ++t) p[t] = _mm512_mul_ps(wk, _mm512_loadu_ps(xc + t * j.ldx));
+      }
+#define DSV4_STEP(k)                                                                   \
+  {                                                                                    \
+    const __m512 wk = DSV4_NIB(k);                                                     \
+    for (int t = 0; t < T; ++t)                                                        \
+      p[t] = _mm512_fmadd_ps(wk, _mm512_loadu_ps(xc + t * j.ldx + 16 * (k)), p[t]);    \
+  }
+      DSV4_STEP(1) DSV4_STEP(2) DSV4_STEP(3) DSV4_STEP(4) DSV4_STEP(5) DSV4_STEP(6) DSV4_STEP(7)
+#undef DSV4_STEP
+      for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(p[t], s, acc[t]);
+    }
+  }
+  float out[T];
+  for (int t = 0; t < T; ++t) out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t], acc2[t]));
+  if (nc * 128 < n) Fp4Tail<T>(j, wr, sr, nc * 128, t0, out);
+  for (int t = 0; t < T; ++t) j.y[(t0 + t) * w.n_out + r] = out[t];
+}
+#undef DSV4_NIB
+
+#elif DSV4_FP4_AVX2
+// One nibble position k: 8 weights; magnitude from an 8-entry table, sign bit 3 -> 31.
+#define DSV4_NIB(k)                                                                        \
+  _mm256_xor_ps(                                                                          \
+      _mm256_permutevar8x32_ps(lut, (k) == 0 ? v : _mm256_srli_epi32(v, 4 * (k))),         \
+      _mm256_castsi256_ps(_mm256_and_si256(                                               \
+          (k) == 7 ? v : _mm256_slli_epi32(v, 28 - 4 * (k)), sign)))
+
+template <int T>
+HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
+  const WeightView& w = *j.w;
+  const int64_t n = w.n_in;
+  const uint8_t* wr = w.data + r * (n / 2);
+  const uint8_t* sr = w.scale + r * (n / 32);
+  if (!scales_in_range(sr, n / 32, 1, kFp4MaxScale)) {
+    exact_row(w, r, j.x, t0, T, j.y);
+    return;
+  }
+  const __m256 lut = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
+  const __m256i sign = _mm256_set1_epi32(int(0x80000000u));
+  const __m256i sctl = _mm256_setr_epi32(0x80008080, 0x80008080, 0x80008080, 0x80008080,
+                                         0x80018080, 0x80018080, 0x80018080, 0x80018080);
+  const int64_t nc = n / 64;
+  __m256 acc[T], acc2[T];
+  for (int t = 0; t < T; ++t) acc[t] = acc2[t] = _mm256_setzero_ps();
+  for (int64_t c = 0; c < nc; ++c) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32));
+    uint16_t s2;
+    std::memcpy(&s2, sr + c * 2, 2);
+    const __m256 s = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_shuffle_epi8(_mm256_set1_epi32(int(s2)), sctl), 7));
+    const float* xc = j.xp + t0 * j.ldx + c * 64;
+    if constexpr (T == 1) {
+      __m256 pa = _mm256_mul_ps(DSV4_NIB(0), _mm256_loadu_ps(xc));
+      __m256 pb = _mm256_mul_ps(DSV4_NIB(1), _mm256_loadu_ps(xc + 8));
+      pa = _mm256_fmadd_ps(DSV4_NIB(2), _mm256_loadu_ps(xc + 16), pa);
+      pb = _mm256_fmadd_ps(DSV4_NIB(3), _mm256_loadu_ps(xc + 24), pb);
+      pa = _mm256_fmadd_ps(DSV4_NIB(4), _mm256_loadu_ps(xc + 32), pa);
+      pb = _mm256_fmadd_ps(DSV4_NIB(5), _mm256_loadu_ps(xc + 40), pb);
+      pa = _mm256_fmadd_ps(DSV4_NIB(6), _mm256_loadu_ps(xc + 48), pa);
+      pb = _mm256_fmadd_ps(DSV4_NIB(7), _mm256_loadu_ps(xc + 56), pb);
+      acc[0] = _mm256_fmadd_ps(pa, s, acc[0]);
+      acc2[0] = _mm256_fmadd_ps(pb, s, acc2[0]);
+    } else {
+      __m256 p[T];
+      {
+        const __m256 wk = DSV4_NIB(0);
+        for (int t = 0; t < T; ++t) p[t] = _mm256_mul_ps(wk, _mm256_loadu_ps(xc + t * j.ldx));
+      }
+#define DSV4_STEP(k)                                                                 \
+  {                                                                                  \
+    const __m256 wk = DSV4_NIB(k);                                                   \
+    for (int t = 0; t < T; ++t)                                                      \
+      p[t] = _mm256_fmadd_ps(wk, _mm256_loadu_ps(xc + t * j.ldx + 8 * (k)), p[t]);   \
+  }
+      DSV4_STEP(1) DSV4_STEP(2) DSV4_STEP(3) DSV4_STEP(4) DSV4_STEP(5) DSV4_STEP(6) DSV4_STEP(7)
+#undef DSV4_STEP
+      for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(p[t], s, acc[t]);
+    }
+  }
+  const DF d;
+  float out[T];
+  for (int t = 0; t < T; ++t) out[t] = Sum(d, hn::Vec<DF>{_mm256_add_ps(acc[t], acc2[t])});
+  if (nc * 64 < n) Fp4Tail<T>(j, wr, sr, nc * 64, t0, out);
+  for (int t = 0; t < T; ++t) j.y[(t0 + t) * w.n_out + r] = out[t];
+}
+#undef DSV4_NIB
+
+#else
+template <int T>
+HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
+  exact_row(*j.w, r, j.x, t0, T, j.y);
+}
+#endif
+
+// ---------------------------------------------------------------------------- driver
+template <int T>
+HWY_INLINE void RowT(const Job& j, int64_t r, int64_t t0) {
+  switch (j.w->format) {
+    case WeightFormat::F32: RowF32<T>(j, r, t0); return;
+    case WeightFormat::BF16: RowBf16<T>(j, r, t0); return;
+    case WeightFormat::FP8_BLOCK128: RowFp8<T>(j, r, t0); return;
+    case WeightFormat::FP4_BLOCK32: RowFp4<T>(j, r, t0); return;
+  }
+}
+
+HWY_NOINLINE void Rows(const Job& j, int64_t r0, int64_t r1) {
+  static_assert(kTokTile == 4, "token tile switch below");
+  // Rows are walked in blocks of about 64 KiB of weights so that a block stays in cache
+  // while all token tiles pass over it.
+  const int64_t rb = std::max<int64_t>(1, (int64_t(64) << 10) / std::max<int64_t>(1, j.w->row_bytes()));
+  for (int64_t b0 = r0; b0 < r1; b0 += rb) {
+    const int64_t b1 = std::min(r1, b0 + rb);
+    for (int64_t t0 = 0; t0 < j.n_tok; t0 += kTokTile) {
+      const int64_t nt = std::min<int64_t>(kTokTile, j.n_tok - t0);
+      for (int64_t r = b0; r < b1; ++r) {
+        switch (nt) {
+          case 1: RowT<1>(j, r, t0); break;
+          case 2: RowT<2>(j, r, t0); break;
+          case 3: RowT<3>(j, r, t0); break;
+          default: RowT<4>(j, r, t0); break;
+        }
+      }
+    }
+  }
+}
+
+void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool) {
+  if (w.n_out <= 0 || n_tok <= 0) return;
+  Job j{&w, x, x, w.n_in, n_tok, y};
+  std::vector<float>& xs = scratch_x();
+  if (w.format == WeightFormat::BF16 || (w.format == WeightFormat::FP4_BLOCK32 && kFp4Chunk > 0)) {
+    xs.resize(size_t(n_tok * w.n_in));
+    for (int64_t t = 0; t < n_tok; ++t) {
+      if (w.format == WeightFormat::BF16)
+        PrepBf16(x + t * w.n_in, w.n_in, xs.data() + t * w.n_in);
+      else
+        PrepFp4(x + t * w.n_in, w.n_in, xs.data() + t * w.n_in);
+    }
+    j.xp = xs.data();
+  }
+  // Below ~64K multiply-adds the pool's wake-up costs more than it saves.
+  const bool threaded = pool != nullptr && pool->n_threads() > 1 && w.n_out >= 2 &&
+                        w.n_out * w.n_in * n_tok >= (int64_t(1) << 16);
+  if (threaded) {
+    pool->parallel_ranges(w.n_out, [&](int64_t r0, int64_t r1, int) { Rows(j, r0, r1); });
+  } else {
+    Rows(j, 0, w.n_out);
+  }
+}
+
+const char* TargetNameImpl() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace dsv4::backend::cpu
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace dsv4::backend {
+namespace cpu {
+
+HWY_EXPORT(MatmulImpl);
+HWY_EXPORT(TargetNameImpl);
+
+void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool) {
+  HWY_DYNAMIC_DISPATCH(MatmulImpl)(w, x, n_tok, y, pool);
+}
+
+}  // namespace cpu
+
+namespace {
+
+struct IsaName {
+  const char* name;
+  int64_t mask;
+};
+constexpr IsaName kIsas[] = {
+    {"avx512", HWY_AVX3 | HWY_AVX3_DL},
+    {"avx2", HWY_AVX2},
+    {"sse4", HWY_SSE4 | HWY_SSSE3},
+    {"scalar", HWY_EMU128 | HWY_SCALAR},
+};
+
+// Targets this CPU supports and this binary was compiled for, ignoring any forcing.
+int64_t runnable_targets() {
+  static const int64_t mask = [] {
+    hwy::SetSupportedTargetsForTest(0);
+    return hwy::SupportedTargets() & HWY_TARGETS;
+  }();
+  return mask;
+}
+
+}  // namespace
+
+bool force_isa(const std::string& isa) {
+  const int64_t runnable = runnable_targets();
+  if (isa == "best") {
+    hwy::SetSupportedTargetsForTest(0);
+    hwy::GetChosenTarget().Update(hwy::SupportedTargets());
+    return true;
+  }
+  for (const IsaName& i : kIsas) {
+    if (isa != i.name) continue;
+    if ((runnable & i.mask) == 0) return false;
+    hwy::SetSupportedTargetsForTest(runnable & i.mask);
+    hwy::GetChosenTarget().Update(hwy::SupportedTargets());
+    return true;
+  }
+  return false;
+}
+
+std::string current_isa() {
+  const std::string t = HWY_DYNAMIC_DISPATCH(cpu::TargetNameImpl)();
+  if (t == "AVX3" || t == "AVX3_DL") return "avx512";
+  if (t == "AVX2") return "avx2";
+  if (t == "SSE4" || t == "SSSE3") return "sse4";
+  if (t == "EMU128" || t == "SCALAR") return "scalar";
+  return t;
+}
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> out;
+  const int64_t runnable = runnable_targets();
+  for (const IsaName& i : kIsas)
+    if (runnable & i.mask) out.push_back(i.name);
+  return out;
+}
+
+}  // namespace dsv4::backend
+#endif  // HWY_ONCE
