@@ -9,5 +9,7 @@ int cmd_inspect(int argc, char** argv);
 int cmd_make_tiny(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_logits(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
+int cmd_detokenize(int argc, char** argv);
 
 }  // namespace dsv4::cli

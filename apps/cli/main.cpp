@@ -21,6 +21,8 @@ const Command kCommands[] = {
     {"logits", dsv4::cli::cmd_logits, "write prefill/decode logits for a prompt to .npy"},
     {"inspect", dsv4::cli::cmd_inspect, "summarise a checkpoint: config, tensors, bytes, parameters"},
     {"make-tiny", dsv4::cli::cmd_make_tiny, "write a random tiny checkpoint in the official layout"},
+    {"tokenize", dsv4::cli::cmd_tokenize, "encode text from stdin to token ids (tokenizer.json)"},
+    {"detokenize", dsv4::cli::cmd_detokenize, "decode token ids from stdin to text"},
 };
 
 void print_usage() {

@@ -75,5 +75,135 @@ TEST_P(GoldenCheckpoint, DtypesAndShapes) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, GoldenCheckpoint, testing::Values("tiny_shrunk_p64", "tiny_realwin_p502"));
 
+// ---------------------------------------------------------------- written checkpoints
+
+std::vector<uint8_t> bytes_of(size_t n, uint8_t seed) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = uint8_t(seed * 7 + i);
+  return v;
+}
+
+// Two shards + index in `dir`: a.* in shard 1, b.* in shard 2. Returns the weight map.
+std::map<std::string, std::string> write_sharded(const std::string& dir) {
+  SafetensorsWriter s1, s2;
+  s1.add("a.weight", DType::BF16, {4, 8}, bytes_of(64, 1));
+  s1.add("a.scale", DType::F8_E8M0, {1, 1}, bytes_of(1, 2));
+  s2.add("b.weight", DType::F32, {3}, bytes_of(12, 3));
+  s2.add("b.tid2eid", DType::I64, {2, 2}, bytes_of(32, 4));
+  s1.write(dir + "/model-00001-of-00002.safetensors");
+  s2.write(dir + "/model-00002-of-00002.safetensors");
+  std::map<std::string, std::string> wm;
+  for (const auto& n : s1.names()) wm[n] = "model-00001-of-00002.safetensors";
+  for (const auto& n : s2.names()) wm[n] = "model-00002-of-00002.safetensors";
+  write_index(dir + "/model.safetensors.index.json", s1.data_bytes() + s2.data_bytes(), wm);
+  return wm;
+}
+
+TEST(Checkpoint, WriteIndexAndOpenSharded) {
+  TempDir tmp;
+  const auto wm = write_sharded(tmp.path());
+  const auto index = read_json(tmp.file("model.safetensors.index.json"));
+  EXPECT_EQ(index["metadata"]["total_size"].get<uint64_t>(), 64u + 1 + 12 + 32);
+  EXPECT_EQ(index["weight_map"].size(), 4u);
+  EXPECT_EQ(index["weight_map"]["b.weight"], "model-00002-of-00002.safetensors");
+
+  const auto ck = Checkpoint::open(tmp.path());
+  EXPECT_EQ(ck->dir(), tmp.path());
+  EXPECT_EQ(ck->size(), 4u);
+  const TensorInfo& a = ck->get("a.weight");
+  EXPECT_EQ(a.dtype, DType::BF16);
+  EXPECT_EQ(a.shape, (std::vector<int64_t>{4, 8}));
+  EXPECT_EQ(std::vector<uint8_t>(a.data, a.data + a.nbytes), bytes_of(64, 1));
+  const TensorInfo& t = ck->get("b.tid2eid");
+  EXPECT_EQ(std::vector<uint8_t>(t.data, t.data + t.nbytes), bytes_of(32, 4));
+  EXPECT_TRUE(t.file.ends_with("model-00002-of-00002.safetensors"));
+  std::vector<std::string> names;
+  for (const TensorInfo* x : ck->all()) names.push_back(x->name);
+  EXPECT_EQ(names, (std::vector<std::string>{"a.scale", "a.weight", "b.tid2eid", "b.weight"}));
+}
+
+TEST(Checkpoint, SingleFileDirectoryAndPath) {
+  TempDir tmp;
+  SafetensorsWriter w;
+  w.add("x", DType::U8, {2}, {9, 8});
+  w.write(tmp.file("model.safetensors"));
+  const auto ck = Checkpoint::open(tmp.path());
+  EXPECT_EQ(ck->size(), 1u);
+  EXPECT_EQ(ck->get("x").data[1], 8);
+  const auto direct = Checkpoint::open(tmp.file("model.safetensors"));
+  EXPECT_EQ(direct->size(), 1u);
+}
+
+TEST(Checkpoint, IndexWinsOverTensorsOutsideIt) {
+  TempDir tmp;
+  auto wm = write_sharded(tmp.path());
+  wm.erase("b.weight");  // still in shard 2, but the index does not list it
+  write_index(tmp.file("model.safetensors.index.json"), 0, wm);
+  const auto ck = Checkpoint::open(tmp.path());
+  EXPECT_EQ(ck->size(), 3u);
+  EXPECT_EQ(ck->find("b.weight"), nullptr);
+}
+
+TEST(CheckpointErrors, UnreadableDirectory) {
+  TempDir tmp;
+  const std::string missing = tmp.file("nope");
+  expect_error([&] { Checkpoint::open(missing); }, {missing});
+  expect_error([&] { Checkpoint::open(tmp.path()); }, {tmp.path(), "model.safetensors"});  // empty dir
+}
+
+TEST(CheckpointErrors, MalformedIndex) {
+  TempDir tmp;
+  write_sharded(tmp.path());
+  const std::string index = tmp.file("model.safetensors.index.json");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{\"weight_map\": {", "malformed JSON"},
+      {"[]", "not a JSON object"},
+      {"{\"metadata\": {}}", "weight_map"},
+      {"{\"weight_map\": []}", "weight_map"},
+      {"{\"weight_map\": {\"a.weight\": 3}}", "'a.weight'"},
+      {"{\"weight_map\": {\"a.weight\": \"../model-00001-of-00002.safetensors\"}}", "invalid shard"},
+      {"{\"weight_map\": {\"a.weight\": \"\"}}", "invalid shard"},
+  };
+  for (const auto& [text, part] : cases) {
+    test::write_bytes(index, text);
+    expect_error([&] { Checkpoint::open(tmp.path()); }, {index, part});
+  }
+}
+
+TEST(CheckpointErrors, IndexNamesMissingShard) {
+  TempDir tmp;
+  auto wm = write_sharded(tmp.path());
+  wm["c.weight"] = "model-00003-of-00003.safetensors";
+  const std::string index = tmp.file("model.safetensors.index.json");
+  write_index(index, 0, wm);
+  expect_error([&] { Checkpoint::open(tmp.path()); }, {index, "model-00003-of-00003.safetensors", "missing"});
+}
+
+TEST(CheckpointErrors, IndexNamesTensorShardLacks) {
+  TempDir tmp;
+  auto wm = write_sharded(tmp.path());
+  wm["b.weight"] = "model-00001-of-00002.safetensors";  // it lives in shard 2
+  const std::string index = tmp.file("model.safetensors.index.json");
+  write_index(index, 0, wm);
+  expect_error([&] { Checkpoint::open(tmp.path()); }, {index, "'b.weight'", "model-00001-of-00002.safetensors"});
+}
+
+TEST(CheckpointErrors, CorruptShardNamesShard) {
+  TempDir tmp;
+  write_sharded(tmp.path());
+  const std::string shard = tmp.file("model-00002-of-00002.safetensors");
+  test::write_bytes(shard, "junk");
+  expect_error([&] { Checkpoint::open(tmp.path()); }, {shard, "too short"});
+}
+
+TEST(CheckpointErrors, ShardIsDirectory) {
+  TempDir tmp;
+  auto wm = write_sharded(tmp.path());
+  std::filesystem::create_directory(tmp.file("sub"));
+  wm["a.weight"] = "sub";
+  write_index(tmp.file("model.safetensors.index.json"), 0, wm);
+  expect_error([&] { Checkpoint::open(tmp.path()); }, {"'sub'"});
+}
+
 }  // namespace
 }  // namespace dsv4::io
