@@ -1,0 +1,571 @@
+// DeepSeek-V4 / V4.1 prompt rendering (spec arch-v41-tokenizer-chat.md C.1-C.5).
+#include "tokenizer/chat_encoding.h"
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "core/error.h"
+#include "tokenizer/chat_json.h"
+
+namespace dsv4::chat {
+namespace {
+
+constexpr std::string_view kEffortAbsoluteMax =
+    "Reasoning Effort: Absolute maximum with no shortcuts permitted.\n"
+    "You MUST be very thorough in your thinking and comprehensively decompose the problem to "
+    "resolve the root cause, rigorously stress-testing your logic against all potential paths, "
+    "edge cases, and adversarial scenarios.\n"
+    "Explicitly write out your entire deliberation process, documenting every intermediate "
+    "step, considered alternative, and rejected hypothesis to ensure absolutely no assumption "
+    "is left unchecked.\n\n";
+
+constexpr std::string_view kEffortBeyondMax =
+    "Reasoning Effort: Beyond maximum \xE2\x80\x94 exhaustive, relentless, and uncompromising.\n"
+    "You MUST reason with the utmost depth and rigor, leaving absolutely nothing to chance: "
+    "exhaustively decompose the problem into its most fundamental components, trace every "
+    "causal chain to its root, and resolve the underlying cause rather than any surface "
+    "symptom.\n"
+    "Do not stop reasoning until you have independently verified the solution from multiple "
+    "angles and are certain that no assumption remains unchecked and no error remains "
+    "undiscovered.\n\n";
+
+constexpr std::string_view kResponseFormatPrefix =
+    "## Response Format:\n\nYou MUST strictly adhere to the following schema to reply:\n";
+
+struct Tags {
+  std::string_view block, invoke, param;
+};
+Tags tags_for(Variant v) {
+  if (v == Variant::V41) return {" calls", " invoke", " parameter"};
+  return {"tool_calls", "invoke", "parameter"};
+}
+
+std::string_view task_token(std::string_view task) {
+  if (task == "action") return "<｜action｜>";
+  if (task == "query") return "<｜query｜>";
+  if (task == "authority") return "<｜authority｜>";
+  if (task == "domain") return "<｜domain｜>";
+  if (task == "title") return "<｜title｜>";
+  if (task == "read_url") return "<｜read_url｜>";
+  throw Error("chat: invalid task '" + std::string(task) +
+              "' (valid: action, query, authority, domain, title, read_url)");
+}
+
+bool is_image_type(std::string_view t) {
+  return t == "image_url" || t == "image" || t == "input_image";
+}
+
+// A message after tool-merging (the reference's content_blocks form).
+struct Block {
+  enum Kind { Text, ToolResult } kind = Text;
+  std::string text;         // text, or the rendered tool result content
+  std::string tool_use_id;  // ToolResult
+};
+
+struct Msg {
+  Role role = Role::User;
+  std::string content;
+  bool has_blocks = false;
+  std::vector<Block> blocks;
+  std::optional<std::string> reasoning;
+  std::vector<ToolCall> tool_calls;
+  std::vector<Tool> tools;
+  std::optional<nlohmann::ordered_json> response_format;
+  std::optional<std::string> task;
+  bool wo_eos = false;
+};
+
+// Text of one content part list, parts joined by "\n\n" (tool results, V4.1 images).
+std::string tool_result_text(const Message& m, Variant v) {
+  if (m.parts.empty()) return m.content;
+  std::string out;
+  bool first = true;
+  for (const auto& p : m.parts) {
+    if (!first) out += "\n\n";
+    first = false;
+    if (p.type == "text")
+      out += p.text;
+    else if (v == Variant::V41 && is_image_type(p.type))
+      out += kImage;
+    else
+      out += "[Unsupported " + p.type + "]";
+  }
+  return out;
+}
+
+std::vector<Block> user_blocks(const Message& m, Variant v) {
+  std::vector<Block> blocks;
+  if (m.parts.empty()) {
+    blocks.push_back({Block::Text, m.content, {}});
+    return blocks;
+  }
+  for (const auto& p : m.parts) {
+    if (p.type == "text") {
+      blocks.push_back({Block::Text, p.text, {}});
+    } else if (is_image_type(p.type)) {
+      check(v == Variant::V41, "chat: image content parts need the V4.1 encoder");
+      blocks.push_back({Block::Text, std::string(kImage), {}});
+    } else {
+      blocks.push_back({Block::Text, "[Unsupported " + p.type + "]", {}});
+    }
+  }
+  return blocks;
+}
+
+std::vector<Msg> merge_tool_messages(const std::vector<Message>& in, Variant v) {
+  std::vector<Msg> out;
+  for (const auto& m : in) {
+    if (m.role == Role::Tool) {
+      Block b{Block::ToolResult, tool_result_text(m, v), m.tool_call_id};
+      if (!out.empty() && out.back().role == Role::User && out.back().has_blocks) {
+        out.back().blocks.push_back(std::move(b));
+      } else {
+        Msg u;
+        u.role = Role::User;
+        u.has_blocks = true;
+        u.blocks.push_back(std::move(b));
+        out.push_back(std::move(u));
+      }
+    } else if (m.role == Role::User) {
+      auto blocks = user_blocks(m, v);
+      if (!out.empty() && out.back().role == Role::User && out.back().has_blocks &&
+          !out.back().task) {
+        for (auto& b : blocks) out.back().blocks.push_back(std::move(b));
+      } else {
+        Msg u;
+        u.role = Role::User;
+        u.content = m.content;
+        u.has_blocks = true;
+        u.blocks = std::move(blocks);
+        u.task = m.task;
+        u.wo_eos = m.wo_eos;
+        out.push_back(std::move(u));
+      }
+    } else {
+      Msg x;
+      x.role = m.role;
+      x.content = m.content;
+      if (!m.parts.empty()) {  // non-user parts: text parts joined like the V4.1 reference
+        std::string t;
+        bool first = true;
+        for (const auto& p : m.parts) {
+          if (p.type != "text") continue;
+          if (!first) t += "\n\n";
+          first = false;
+          t += p.text;
+        }
+        x.content = t;
+      }
+      x.reasoning = m.reasoning_content;
+      x.tool_calls = m.tool_calls;
+      x.tools = m.tools;
+      x.response_format = m.response_format;
+      x.task = m.task;
+      x.wo_eos = m.wo_eos;
+      out.push_back(std::move(x));
+    }
+  }
+  return out;
+}
+
+void sort_tool_results_by_call_order(std::vector<Msg>& msgs) {
+  std::map<std::string, int> order;
+  for (auto& m : msgs) {
+    if (m.role == Role::Assistant && !m.tool_calls.empty()) {
+      order.clear();
+      for (size_t i = 0; i < m.tool_calls.size(); ++i)
+        if (!m.tool_calls[i].id.empty()) order[m.tool_calls[i].id] = static_cast<int>(i);
+    } else if (m.role == Role::User && m.has_blocks) {
+      std::vector<Block> results;
+      for (const auto& b : m.blocks)
+        if (b.kind == Block::ToolResult) results.push_back(b);
+      if (results.size() > 1 && !order.empty()) {
+        auto key = [&](const Block& b) {
+          auto it = order.find(b.tool_use_id);
+          return it == order.end() ? 0 : it->second;
+        };
+        std::stable_sort(results.begin(), results.end(),
+                         [&](const Block& a, const Block& b) { return key(a) < key(b); });
+        size_t k = 0;
+        for (auto& b : m.blocks)
+          if (b.kind == Block::ToolResult) b = results[k++];
+      }
+    }
+  }
+}
+
+bool is_user_like(const std::vector<Msg>& msgs, size_t i, Variant v) {
+  const Role r = msgs[i].role;
+  return r == Role::User || r == Role::Developer ||
+         (v == Variant::V41 && r == Role::System && i > 0);
+}
+
+long find_last_user_index(const std::vector<Msg>& msgs, Variant v) {
+  for (size_t i = msgs.size(); i-- > 0;)
+    if (is_user_like(msgs, i, v)) return static_cast<long>(i);
+  return -1;
+}
+
+std::vector<Msg> drop_thinking_messages(const std::vector<Msg>& msgs, Variant v) {
+  const long last = find_last_user_index(msgs, v);
+  std::vector<Msg> out;
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    const Role r = msgs[i].role;
+    if (r == Role::User || r == Role::System || r == Role::Tool || r == Role::LatestReminder ||
+        static_cast<long>(i) >= last) {
+      out.push_back(msgs[i]);
+    } else if (r == Role::Assistant) {
+      Msg m = msgs[i];
+      m.reasoning.reset();
+      out.push_back(std::move(m));
+    }
+    // developer messages before the last user message are dropped
+  }
+  return out;
+}
+
+std::string encode_arguments(const ToolCall& tc, Variant v) {
+  const Tags t = tags_for(v);
+  nlohmann::ordered_json args;
+  try {
+    args = nlohmann::ordered_json::parse(tc.arguments);
+  } catch (const nlohmann::json::exception&) {
+    check(v == Variant::V4, "chat: tool call '" + tc.name +
+                                "' arguments are not valid JSON (V4.1 needs a JSON object)");
+    args = nlohmann::ordered_json::object();
+    args["arguments"] = tc.arguments;
+  }
+  check(args.is_object(), "chat: tool call '" + tc.name + "' arguments must be a JSON object");
+  std::string out;
+  bool first = true;
+  for (auto it = args.begin(); it != args.end(); ++it) {
+    if (!first) out += "\n";
+    first = false;
+    const bool is_str = it.value().is_string();
+    out += "<";
+    out += kDsml;
+    out += t.param;
+    out += " name=\"" + it.key() + "\" string=\"" + (is_str ? "true" : "false") + "\">";
+    out += is_str ? it.value().get_ref<const std::string&>() : py_json_dumps(it.value());
+    out += "</";
+    out += kDsml;
+    out += t.param;
+    out += ">";
+  }
+  return out;
+}
+
+std::string render_tool_calls(const std::vector<ToolCall>& calls, Variant v) {
+  const Tags t = tags_for(v);
+  const std::string d(kDsml);
+  std::string out = "\n\n<" + d + std::string(t.block) + ">\n";
+  bool first = true;
+  for (const auto& tc : calls) {
+    if (!first) out += "\n";
+    first = false;
+    out += "<" + d + std::string(t.invoke) + " name=\"" + tc.name + "\">\n";
+    out += encode_arguments(tc, v);
+    out += "\n</" + d + std::string(t.invoke) + ">";
+  }
+  out += "\n</" + d + std::string(t.block) + ">";
+  return out;
+}
+
+// Python truthiness of a JSON value: null, false, 0, "", [] and {} are false.
+bool py_truthy(const nlohmann::ordered_json& j) {
+  if (j.is_null()) return false;
+  if (j.is_boolean()) return j.get<bool>();
+  if (j.is_number()) return j.get<double>() != 0.0;
+  if (j.is_string()) return !j.get_ref<const std::string&>().empty();
+  if (j.is_array() || j.is_object()) return !j.empty();
+  return true;
+}
+
+std::string system_extras(const Msg& m, Variant v) {
+  std::string out;
+  if (!m.tools.empty()) out += "\n\n" + render_tools_section(m.tools, v);
+  if (m.response_format && py_truthy(*m.response_format))
+    out += "\n\n" + std::string(kResponseFormatPrefix) + py_json_dumps(*m.response_format);
+  return out;
+}
+
+struct RenderCtx {
+  Variant variant;
+  bool thinking;
+  bool drop_thinking;
+  bool add_generation_prompt;
+  std::string effort_prefix;  // thinking-mode prefix for index 0 ("" if none)
+};
+
+std::string render_message(size_t i, const std::vector<Msg>& msgs, const RenderCtx& c) {
+  const Msg& m = msgs[i];
+  const Variant v = c.variant;
+  const long last_user = find_last_user_index(msgs, v);
+  std::string p;
+
+  const std::string effort = (i == 0 && c.thinking) ? c.effort_prefix : std::string();
+  if (v == Variant::V41 && i == 0 && (!effort.empty() || m.role == Role::System)) p += kSystem;
+  p += effort;
+
+  switch (m.role) {
+    case Role::System:
+      if (v == Variant::V41 && i > 0) p += kSystem;
+      p += m.content;
+      p += system_extras(m, v);
+      break;
+    case Role::Developer:
+      check(!m.content.empty(), "chat: a developer message needs content");
+      p += kUser;
+      p += m.content;
+      p += system_extras(m, v);
+      break;
+    case Role::User: {
+      p += kUser;
+      if (m.has_blocks) {
+        bool first = true;
+        for (const auto& b : m.blocks) {
+          if (!first) p += "\n\n";
+          first = false;
+          if (b.kind == Block::Text)
+            p += b.text;
+          else
+            p += "<tool_result>" + b.text + "</tool_result>";
+        }
+      } else {
+        p += m.content;
+      }
+      break;
+    }
+    case Role::LatestReminder:
+      p += kLatestReminder;
+      p += m.content;
+      break;
+    case Role::Tool:
+      throw Error("chat: internal: unmerged tool message");
+    case Role::Assistant: {
+      std::string thinking_part;
+      const bool prev_has_task = i > 0 && msgs[i - 1].task.has_value();
+      if (c.thinking && !prev_has_task &&
+          (!c.drop_thinking || static_cast<long>(i) > last_user))
+        thinking_part = m.reasoning.value_or("") + std::string(kThinkEnd);
+      p += thinking_part;
+      p += m.content;
+      if (!m.tool_calls.empty()) p += render_tool_calls(m.tool_calls, v);
+      if (!m.wo_eos) p += kEos;
+      break;
+    }
+  }
+
+  // Transition to the next assistant turn.
+  if (i + 1 < msgs.size() && msgs[i + 1].role != Role::Assistant &&
+      msgs[i + 1].role != Role::LatestReminder)
+    return p;
+  const bool is_last = i + 1 == msgs.size();
+  if (m.task) {
+    const std::string_view tok = task_token(*m.task);
+    if (is_last && !c.add_generation_prompt) return p;
+    if (*m.task != "action") {
+      p += tok;
+    } else {
+      p += kAssistant;
+      p += c.thinking ? kThinkStart : kThinkEnd;
+      p += tok;
+    }
+  } else if (is_user_like(msgs, i, v)) {
+    if (is_last && !c.add_generation_prompt) return p;
+    p += kAssistant;
+    const bool open_thinking =
+        c.thinking && (!c.drop_thinking || static_cast<long>(i) >= last_user);
+    p += open_thinking ? kThinkStart : kThinkEnd;
+  }
+  return p;
+}
+
+void validate_v41_text(const Message& m) {
+  auto bad = [](std::string_view s) { return s.find(kImage) != std::string_view::npos; };
+  check(!bad(m.content), "chat: message content contains the image token <｜deepseek_image｜>; "
+                         "send images as image content parts");
+  for (const auto& p : m.parts)
+    check(p.type != "text" || !bad(p.text),
+          "chat: text part contains the image token <｜deepseek_image｜>");
+  check(!m.reasoning_content || !bad(*m.reasoning_content),
+        "chat: reasoning_content contains the image token <｜deepseek_image｜>");
+}
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) return {};
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+std::string tool_schema_line(const Tool& tool) {
+  if (tool.function) return py_json_dumps(*tool.function);
+  nlohmann::ordered_json f = nlohmann::ordered_json::object();
+  f["name"] = tool.name;
+  if (tool.description) f["description"] = *tool.description;
+  if (!tool.parameters.is_null()) f["parameters"] = tool.parameters;
+  if (tool.strict) f["strict"] = *tool.strict;
+  return py_json_dumps(f);
+}
+
+std::string render_tools_section(const std::vector<Tool>& tools, Variant variant) {
+  const Tags t = tags_for(variant);
+  const std::string d(kDsml);
+  const std::string B(t.block), I(t.invoke), P(t.param);
+  std::string schemas;
+  for (size_t i = 0; i < tools.size(); ++i) {
+    if (i) schemas += "\n";
+    schemas += tool_schema_line(tools[i]);
+  }
+  std::string s;
+  s += "## Tools\n\n";
+  s += "You have access to a set of tools to help answer the user's question. You can invoke "
+       "tools by writing a \"<" + d + B + ">\" block like the following:\n\n";
+  s += "<" + d + B + ">\n";
+  s += "<" + d + I + " name=\"$TOOL_NAME\">\n";
+  s += "<" + d + P + " name=\"$PARAMETER_NAME\" string=\"true|false\">$PARAMETER_VALUE</" + d +
+       P + ">\n";
+  s += "...\n";
+  s += "</" + d + I + ">\n";
+  s += "<" + d + I + " name=\"$TOOL_NAME2\">\n";
+  s += "...\n";
+  s += "</" + d + I + ">\n";
+  s += "</" + d + B + ">\n\n";
+  s += "String parameters should be specified as is and set `string=\"true\"`. For all other "
+       "types (numbers, booleans, arrays, objects), pass the value in JSON format and set "
+       "`string=\"false\"`.\n\n";
+  s += "If thinking_mode is enabled (triggered by <think>), you MUST output your complete "
+       "reasoning inside <think>...</think> BEFORE any tool calls or final response.\n\n";
+  s += "Otherwise, output directly after </think> with tool calls or final response.\n\n";
+  s += "### Available Tool Schemas\n\n";
+  s += schemas;
+  s += "\n\nYou MUST strictly follow the above defined tool name and parameter schemas to "
+       "invoke tool calls.\n";
+  return s;
+}
+
+int v41_effort_budget(std::string_view e) {
+  if (e.empty() || e == "high" || e == "medium") return 75;
+  if (e == "low" || e == "minimal") return 50;
+  if (e == "max" || e == "xhigh") return 100;
+  int n = 0;
+  auto r = std::from_chars(e.data(), e.data() + e.size(), n);
+  check(r.ec == std::errc() && r.ptr == e.data() + e.size() && n >= 1 && n <= 100,
+        "chat: invalid reasoning effort '" + std::string(e) +
+            "' for V4.1 (integer 1..100, or low/medium/high/xhigh/max/none)");
+  return n;
+}
+
+std::string reasoning_effort_prefix(const ChatOptions& o) {
+  const std::string_view e = o.reasoning_effort;
+  if (e == "none") return {};
+  if (o.variant == Variant::V41)
+    return "Reasoning Effort: " + std::to_string(v41_effort_budget(e)) +
+           " (range 1-100, the higher the value, the more thorough the reasoning)\n\n";
+  const bool low = e == "low" || e == "minimal" || e == "medium";
+  check(e.empty() || e == "high" || e == "max" || low,
+        "chat: invalid reasoning effort '" + std::string(e) + "' for V4 (low/high/max/none)");
+  if (o.v4_effort_style == V4EffortStyle::April)
+    return e == "max" ? std::string(kEffortAbsoluteMax) : std::string();
+  if (low) return {};
+  return e == "max" ? std::string(kEffortBeyondMax) : std::string(kEffortAbsoluteMax);
+}
+
+std::string render_chat(const std::vector<Message>& messages, const std::vector<Tool>& tools,
+                        const ChatOptions& o) {
+  const Variant v = o.variant;
+  std::vector<Message> msgs = messages;
+  size_t ctx_n = std::min(o.context_messages, msgs.size());
+  if (!tools.empty()) {
+    if (!msgs.empty() && (msgs[0].role == Role::System ||
+                          (v == Variant::V4 && msgs[0].role == Role::Developer))) {
+      msgs[0].tools = tools;
+    } else {
+      Message sys;
+      sys.role = Role::System;
+      sys.tools = tools;
+      msgs.insert(msgs.begin(), std::move(sys));
+      if (ctx_n > 0) ++ctx_n;
+    }
+  }
+  for (const auto& m : msgs) {
+    if (m.task) (void)task_token(*m.task);
+    if (v == Variant::V41) validate_v41_text(m);
+  }
+
+  RenderCtx c;
+  c.variant = v;
+  c.thinking = o.thinking && o.reasoning_effort != "none";
+  c.add_generation_prompt = o.add_generation_prompt;
+  c.effort_prefix = reasoning_effort_prefix(o);  // validates the effort in both modes
+
+  std::vector<Message> ctx_in(msgs.begin(), msgs.begin() + static_cast<long>(ctx_n));
+  std::vector<Message> cur_in(msgs.begin() + static_cast<long>(ctx_n), msgs.end());
+  std::vector<Msg> ctx = merge_tool_messages(ctx_in, v);
+  std::vector<Msg> cur = merge_tool_messages(cur_in, v);
+  std::vector<Msg> full = ctx;
+  full.insert(full.end(), cur.begin(), cur.end());
+  sort_tool_results_by_call_order(full);
+
+  std::string prompt = (o.add_bos && ctx.empty()) ? std::string(kBos) : std::string();
+
+  bool drop = o.drop_thinking;
+  for (const auto& m : full)
+    if (!m.tools.empty()) drop = false;
+  c.drop_thinking = drop;
+
+  size_t num_to_render = cur.size();
+  if (c.thinking && drop) {
+    full = drop_thinking_messages(full, v);
+    num_to_render = full.size() - drop_thinking_messages(ctx, v).size();
+  }
+  const size_t ctx_len = full.size() - num_to_render;
+  for (size_t i = ctx_len; i < full.size(); ++i) prompt += render_message(i, full, c);
+  return prompt;
+}
+
+Variant detect_variant(const std::filesystem::path& dir) {
+  const std::string cfg = read_file(dir / "config.json");
+  if (!cfg.empty()) {
+    auto j = nlohmann::json::parse(cfg, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("model_type") && j["model_type"].is_string()) {
+      const std::string mt = j["model_type"].get<std::string>();
+      if (mt == "deepseek_v41") return Variant::V41;
+      if (mt == "deepseek_v4") return Variant::V4;
+    }
+  }
+  const std::string tok = read_file(dir / "tokenizer.json");
+  if (!tok.empty()) {
+    auto j = nlohmann::json::parse(tok, nullptr, false);
+    if (j.is_object() && j.contains("added_tokens") && j["added_tokens"].is_array())
+      for (const auto& t : j["added_tokens"])
+        if (t.is_object() && t.contains("content") && t["content"].is_string() &&
+            t["content"].get<std::string>() == kSystem)
+          return Variant::V41;
+  }
+  return Variant::V4;
+}
+
+V4EffortStyle detect_v4_effort_style(const std::filesystem::path& dir) {
+  const std::string enc = read_file(dir / "encoding" / "encoding_dsv4.py");
+  return enc.find("Beyond maximum") != std::string::npos ? V4EffortStyle::Flash0731
+                                                         : V4EffortStyle::April;
+}
+
+Variant parse_variant(std::string_view n) {
+  if (n == "v4" || n == "V4" || n == "deepseek_v4") return Variant::V4;
+  if (n == "v4.1" || n == "V4.1" || n == "v41" || n == "V41" || n == "deepseek_v41")
+    return Variant::V41;
+  throw Error("chat: unknown chat variant '" + std::string(n) + "' (v4 or v4.1)");
+}
+
+std::string_view variant_name(Variant v) { return v == Variant::V41 ? "v4.1" : "v4"; }
+
+}  // namespace dsv4::chat
