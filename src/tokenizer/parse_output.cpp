@@ -107,6 +107,7 @@ struct OutputParser::Tag {
   bool has_name = false, has_string = false;
   std::string name, string_attr;
   size_t len = 0;  // bytes to consume (whole tag, or what is dropped when malformed)
+  bool truncated = false;  // the output ended inside the tag
   std::string why;
 };
 
@@ -144,6 +145,7 @@ OutputParser::Tag peek_tag(std::string_view sv, bool final) {
     } else if (final) {
       t.status = Tag::Malformed;
       t.len = sv.size();
+      t.truncated = true;
       t.why = "output ended inside a tag";
     } else {
       t.status = Tag::Incomplete;
@@ -301,13 +303,13 @@ bool OutputParser::step_text(bool final, ParseDelta& d) {
         junk_run_ = false;
         return true;
       }
-      if (off) {
+      if (off && !t.truncated) {  // a stray tag: the blank line before it is text
         emit_text(sv.substr(0, off), d);
         consume(off);
       }
       issue(d, false, 0,
             t.status == Tag::Ok ? "stray DSML tag removed" : "malformed DSML markup removed (" + t.why + ")");
-      consume(t.len);
+      consume(t.len + (t.truncated ? off : 0));
       return true;
     }
   }
@@ -323,8 +325,7 @@ bool OutputParser::step_markup(bool final, ParseDelta& d) {
   if (junk_end > 0) {
     for (size_t k = 0; k < junk_end && !junk_run_; ++k) {
       if (!is_ws(sv[k])) {
-        issue(d, false, k, "unexpected text inside the tool-call block dropped: '" +
-                               snippet(sv.substr(k, junk_end - k)) + "'");
+        issue(d, false, k, "unexpected text inside the tool-call block dropped");
         junk_run_ = true;
       }
     }

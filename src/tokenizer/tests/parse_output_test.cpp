@@ -9,6 +9,18 @@
 
 using namespace dsv4::chat;
 
+namespace dsv4::chat {
+// Readable failure output.
+void PrintTo(const ParsedMessage& m, std::ostream* os) {
+  *os << "{content=" << testing::PrintToString(m.content)
+      << " reasoning=" << testing::PrintToString(m.reasoning_content) << " calls=[";
+  for (const auto& c : m.tool_calls) *os << c.name << ":" << c.arguments << " ";
+  *os << "] issues=[";
+  for (const auto& i : m.issues) *os << (i.error ? "E@" : "W@") << i.offset << ":" << i.message << "; ";
+  *os << "] eos=" << m.eos << " rend=" << m.reasoning_ended << "}";
+}
+}  // namespace dsv4::chat
+
 namespace {
 
 const std::string EOS = "<｜end▁of▁sentence｜>";
