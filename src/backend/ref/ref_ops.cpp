@@ -33,8 +33,8 @@ void RefOps::rms_norm(const float* x, const float* weight, int64_t n_tok, int64_
 
 void RefOps::attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink,
                        int64_t n_head, int64_t head_dim, float scale, float* out) {
-  std::vector<double> logit(size_t(n_keys));  // [n_keys] for one head
-  std::vector<double> acc(size_t(head_dim));   // [head_dim]
+  std::vector<double> logit(static_cast<size_t>(n_keys));  // [n_keys] for one head
+  std::vector<double> acc(static_cast<size_t>(head_dim));   // [head_dim]
   for (int64_t h = 0; h < n_head; ++h) {
     const float* qh = q + h * head_dim;
     double m = -INFINITY;
