@@ -1,4 +1,6 @@
 // dsv4 tokenize / dsv4 detokenize: the DeepSeek-V4 tokenizer on stdin/stdout.
+#include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -53,10 +55,10 @@ std::vector<int32_t> parse_ids(const std::string& text) {
     if (text[j] == '-') ++j;
     while (j < text.size() && text[j] >= '0' && text[j] <= '9') ++j;
     check(j > i && (j - i) < 12 && !(j == i + 1 && text[i] == '-'),
-          "detokenize: expected a token id at byte " + std::to_string(i) + ", got '" +
-              text.substr(i, 16) + "'");
+          "expected a token id at byte " + std::to_string(i) + " of stdin, got '" +
+              text.substr(i, std::min<size_t>(16, text.find_first_of(" \t\r\n,", i) - i)) + "'");
     const long long v = std::stoll(text.substr(i, j - i));
-    check(v >= INT32_MIN && v <= INT32_MAX, "detokenize: token id out of range: " + text.substr(i, j - i));
+    check(v >= INT32_MIN && v <= INT32_MAX, "token id out of range: " + text.substr(i, j - i));
     ids.push_back(int32_t(v));
     i = j;
   }
@@ -96,11 +98,11 @@ int cmd_tokenize(int argc, char** argv) {
     try {
       j = nlohmann::json::parse(line);
     } catch (const nlohmann::json::exception& e) {
-      throw Error("tokenize: stdin line " + std::to_string(lineno) + " is not valid JSON (" +
+      throw Error("stdin line " + std::to_string(lineno) + " is not valid JSON (" +
                   e.what() + ")");
     }
     check(j.is_object() && j.contains("text") && j["text"].is_string(),
-          "tokenize: stdin line " + std::to_string(lineno) +
+          "stdin line " + std::to_string(lineno) +
               " is not a JSON object with a string \"text\" field");
     ids.clear();
     t.encode_into(j["text"].get_ref<const std::string&>(), special, ids);
@@ -143,7 +145,7 @@ int cmd_detokenize(int argc, char** argv) {
     try {
       ids = nlohmann::json::parse(line).get<std::vector<int32_t>>();
     } catch (const nlohmann::json::exception& e) {
-      throw Error("detokenize: stdin line " + std::to_string(lineno) +
+      throw Error("stdin line " + std::to_string(lineno) +
                   " is not a JSON array of ids (" + e.what() + ")");
     }
     out += nlohmann::json{{"text", t.decode(ids, skip)}}.dump();
