@@ -118,7 +118,9 @@ TEST(DType, F16AllCodes) {
     const float got = f16_to_f32(uint16_t(h));
     if (e == 31) {
       EXPECT_TRUE(m ? std::isnan(got) : std::isinf(got)) << h;
-      if (!m) EXPECT_EQ(std::signbit(got), bool(s));
+      if (!m) {
+        EXPECT_EQ(std::signbit(got), bool(s));
+      }
       continue;
     }
     const double mag = e == 0 ? std::pow(2.0, -14) * (m / 1024.0) : std::pow(2.0, int(e) - 15) * (1.0 + m / 1024.0);
