@@ -137,9 +137,10 @@ class SafetensorsErrors : public testing::Test {
     parts.push_back(path);
     SCOPED_TRACE(name);
     expect_error([&] { SafetensorsFile::open(path); }, parts);
-    // parse() on the same bytes fails the same way.
-    expect_error([&] { SafetensorsFile::parse(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path); },
-                 parts);
+    // parse() on the same bytes fails the same way; an exact-size heap copy lets ASan
+    // catch a read even one byte past the end.
+    const std::vector<uint8_t> exact(bytes.begin(), bytes.end());
+    expect_error([&] { SafetensorsFile::parse(exact.data(), exact.size(), path); }, parts);
   }
   // One tensor "w" with this JSON entry and `data` bytes of payload.
   void expect_tensor_error(const std::string& name, const std::string& entry, size_t data, std::vector<std::string> parts) {
