@@ -29,6 +29,7 @@ int cmd_generate(int argc, char** argv) {
   opt.sampler.seed = uint64_t(args.get_int("seed"));
   opt.stop_at_eos = !args.get_flag("ignore-eos");
 
+  sampling::Sampler validate(opt.sampler);  // reject bad sampling options before the (slow) load
   std::fprintf(stderr, "loading %s ...\n", args.get("model").c_str());
   auto engine = runtime::Engine::load(args.get("model"), args.get("backend"));
   const runtime::GenerateResult r = engine->generate(prompt, opt, [](int32_t tok) {
