@@ -92,6 +92,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!(chunked == one)) std::abort();
 
   for (const auto& call : one.tool_calls)
-    if (valid_utf8(call.arguments) && !nlohmann::json::accept(call.arguments)) std::abort();
+    if (valid_utf8(call.arguments) && (call.arguments.find('\0') != std::string::npos ||
+                                       !nlohmann::json::accept(call.arguments)))
+      std::abort();
   return 0;
 }

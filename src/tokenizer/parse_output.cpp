@@ -476,7 +476,8 @@ void OutputParser::finish_param(bool /*terminated*/, ParseDelta& d) {
   std::string value;
   if (param_string_ == 1) {
     value = py_json_quote(param_value_);
-  } else if (nlohmann::json::accept(param_value_)) {
+  } else if (param_value_.find('\0') == std::string::npos &&  // nlohmann stops at NUL
+             nlohmann::json::accept(param_value_)) {
     value = param_value_;  // raw JSON text, as the reference does
   } else {
     if (param_string_ == 0)

@@ -254,6 +254,17 @@ TEST(ParseOutput, MalformedButRecoverable) {
   expect_chunk_invariant(text, popts(false));
 }
 
+TEST(ParseOutput, ArgumentsAreAlwaysValidJson) {
+  // A NUL byte ends nlohmann's input early: such a value must not be inserted raw.
+  const std::string text = std::string("<｜DSML｜tool_calls><｜DSML｜invoke name=\"f\">"
+                                       "<｜DSML｜parameter name=\"x\" string=\"false\">1") +
+                           std::string(3, '\0') + "junk</｜DSML｜parameter></｜DSML｜invoke></｜DSML｜tool_calls>";
+  const ParsedMessage m = parse_completion(text, popts(false));
+  ASSERT_EQ(m.tool_calls.size(), 1u);
+  EXPECT_EQ(m.tool_calls[0].arguments, "{\"x\": \"1\\u0000\\u0000\\u0000junk\"}");
+  EXPECT_TRUE(nlohmann::json::accept(m.tool_calls[0].arguments));
+}
+
 TEST(ParseOutput, InvokeWithoutNameAndToolsDisabled) {
   const std::string text = "<｜DSML｜tool_calls><｜DSML｜invoke>\n</｜DSML｜invoke>"
                            "<｜DSML｜invoke name=\"ok\"></｜DSML｜invoke></｜DSML｜tool_calls>" + EOS;
