@@ -20,5 +20,5 @@ cold=$(echo "$cpp" | awk '/^cpp_cold_mb_per_s/ {print $2}')
 warm=$(echo "$cpp" | awk '/^cpp_warm_mb_per_s/ {print $2}')
 ref=$(echo "$node" | awk '/^node_mb_per_s/ {print $2}')
 awk -v c="$cold" -v w="$warm" -v n="$ref" 'BEGIN {
-  printf "tokenizer throughput (one thread): C++ %.2f MB/s cold cache, %.2f MB/s warm; node reference %.2f MB/s\n", c, w, n;
+  printf "tokenizer throughput (one thread, fastest pass): C++ %.2f MB/s cold cache, %.2f MB/s warm; node reference %.2f MB/s\n", c, w, n;
   printf "ratio C++/node: %.1fx (warm), %.1fx (cold)\n", w / n, c / n }'

@@ -8,7 +8,7 @@ namespace dsv4::tok::detail {
 
 namespace {
 constexpr uint32_t kNoRank = ~uint32_t{0};
-constexpr size_t kSmallMax = 64;  // pieces up to this many bytes use the array algorithm
+constexpr size_t kSmallMax = 256;  // pieces up to this many bytes use the array algorithm
 }  // namespace
 
 void BpeModel::grow() {
@@ -100,7 +100,7 @@ void BpeModel::encode_heap(const char* piece, size_t n, std::vector<int32_t>& ou
     uint32_t rank;
     int32_t pos;      // left symbol index (also its byte position: leftmost on ties)
     int32_t right;    // right symbol index at push time
-    int32_t left_id, right_id;
+    int32_t left_id, right_id, result;
     bool operator>(const Cand& o) const {
       return rank != o.rank ? rank > o.rank : pos > o.pos;
     }
@@ -119,7 +119,7 @@ void BpeModel::encode_heap(const char* piece, size_t n, std::vector<int32_t>& ou
     const int32_t r = syms[l].next;
     if (r < 0) return;
     if (const Slot* s = find(syms[l].id, syms[r].id)) {
-      heap.push_back(Cand{s->rank, l, r, syms[l].id, syms[r].id});
+      heap.push_back(Cand{s->rank, l, r, syms[l].id, syms[r].id, s->result});
       std::push_heap(heap.begin(), heap.end(), cmp);
     }
   };
@@ -132,8 +132,7 @@ void BpeModel::encode_heap(const char* piece, size_t n, std::vector<int32_t>& ou
     if (l.id < 0 || l.next != c.right || l.id != c.left_id) continue;
     Sym& r = syms[c.right];
     if (r.id != c.right_id) continue;
-    const Slot* s = find(l.id, r.id);
-    l.id = s->result;
+    l.id = c.result;
     l.next = r.next;
     if (r.next >= 0) syms[r.next].prev = c.pos;
     r.id = -1;  // dead

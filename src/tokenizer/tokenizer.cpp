@@ -6,9 +6,8 @@
 #include <array>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
+#include <atomic>
 #include <nlohmann/json.hpp>
-#include <shared_mutex>
 #include <sstream>
 #include <unordered_map>
 
@@ -193,7 +192,84 @@ using StrMap = std::unordered_map<std::string, V, SvHash, std::equal_to<>>;
 constexpr uint8_t kExists = 1, kAdded = 2, kSpecial = 4;
 constexpr int32_t kMaxId = 1 << 24;
 constexpr size_t kCacheMaxPiece = 256;    // longer pieces are not cached
-constexpr size_t kCacheMaxEntries = 1 << 18;
+constexpr size_t kCacheMaxEntries = 1 << 16;  // per thread
+
+uint64_t next_instance_id() {
+  static std::atomic<uint64_t> counter{0};
+  return ++counter;
+}
+
+uint64_t hash_bytes(const char* p, size_t n) {
+  uint64_t h = 0x9E3779B97F4A7C15ULL ^ (n * 0xC2B2AE3D27D4EB4FULL);
+  while (n >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ (w * 0xFF51AFD7ED558CCDULL)) * 0xC4CEB9FE1A85EC53ULL;
+    h ^= h >> 29;
+    p += 8;
+    n -= 8;
+  }
+  if (n) {
+    uint64_t w = 0;
+    std::memcpy(&w, p, n);
+    h = (h ^ (w * 0xFF51AFD7ED558CCDULL)) * 0xC4CEB9FE1A85EC53ULL;
+  }
+  h ^= h >> 32;
+  return h;
+}
+
+// Per-thread cache of BPE results for pieces: an open-addressing table whose keys and values
+// live in two arenas (no allocation per entry).
+struct PieceCache {
+  struct Slot {
+    uint64_t hash = 0;  // 0 = empty
+    uint32_t key_off = 0, ids_off = 0;
+    uint16_t key_len = 0, ids_len = 0;
+  };
+  uint64_t owner = 0, generation = 0;
+  std::vector<Slot> slots;
+  std::string keys;
+  std::vector<int32_t> ids;
+  size_t used = 0;
+
+  void reset() {
+    slots.assign(slots.empty() ? 4096 : slots.size(), Slot{});
+    keys.clear();
+    ids.clear();
+    used = 0;
+  }
+  // Returns the slot holding the piece, or the empty slot where it belongs.
+  Slot& probe(const char* p, size_t n, uint64_t h) {
+    const size_t mask = slots.size() - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+      Slot& s = slots[i];
+      if (s.hash == 0) return s;
+      if (s.hash == h && s.key_len == n && std::memcmp(keys.data() + s.key_off, p, n) == 0)
+        return s;
+    }
+  }
+  void grow() {
+    std::vector<Slot> old = std::move(slots);
+    slots.assign(old.size() * 2, Slot{});
+    const size_t mask = slots.size() - 1;
+    for (const Slot& s : old) {
+      if (s.hash == 0) continue;
+      size_t i = s.hash & mask;
+      while (slots[i].hash != 0) i = (i + 1) & mask;
+      slots[i] = s;
+    }
+  }
+};
+
+PieceCache& thread_cache(uint64_t owner, uint64_t generation) {
+  thread_local PieceCache c;
+  if (c.owner != owner || c.generation != generation || c.slots.empty()) {
+    c.reset();
+    c.owner = owner;
+    c.generation = generation;
+  }
+  return c;
+}
 
 }  // namespace
 
@@ -220,8 +296,10 @@ struct Tokenizer::Impl {
   std::optional<int32_t> bos, eos, pad;
   bool add_bos = false;
 
-  mutable std::shared_mutex cache_mu;
-  mutable StrMap<std::vector<int32_t>> cache;
+  // Piece cache: per thread (no locking), tagged with this tokenizer's instance id and a
+  // generation that clear_cache() bumps.
+  uint64_t instance_id = next_instance_id();
+  mutable std::atomic<uint64_t> generation{0};
 
   std::string_view bytes(int32_t id) const { return {arena.data() + off[id], off[id + 1] - off[id]}; }
 
@@ -261,20 +339,27 @@ struct Tokenizer::Impl {
       bpe.encode(p, n, out);
       return;
     }
-    const std::string_view key(p, n);
-    {
-      std::shared_lock lock(cache_mu);
-      auto it = cache.find(key);
-      if (it != cache.end()) {
-        out.insert(out.end(), it->second.begin(), it->second.end());
-        return;
-      }
+    PieceCache& c = thread_cache(instance_id, generation.load(std::memory_order_relaxed));
+    const uint64_t h = hash_bytes(p, n) | 1;  // never 0 (= empty)
+    PieceCache::Slot* s = &c.probe(p, n, h);
+    if (s->hash != 0) {
+      out.insert(out.end(), c.ids.begin() + s->ids_off, c.ids.begin() + s->ids_off + s->ids_len);
+      return;
     }
     const size_t start = out.size();
     bpe.encode(p, n, out);
-    std::unique_lock lock(cache_mu);
-    if (cache.size() >= kCacheMaxEntries) cache.clear();
-    cache.emplace(std::string(key), std::vector<int32_t>(out.begin() + start, out.end()));
+    if (c.used >= kCacheMaxEntries || c.keys.size() + n > (1u << 30)) {
+      c.reset();
+      s = &c.probe(p, n, h);
+    } else if ((c.used + 1) * 2 > c.slots.size()) {
+      c.grow();
+      s = &c.probe(p, n, h);
+    }
+    *s = PieceCache::Slot{h, uint32_t(c.keys.size()), uint32_t(c.ids.size()), uint16_t(n),
+                          uint16_t(out.size() - start)};
+    c.keys.append(p, n);
+    c.ids.insert(c.ids.end(), out.begin() + start, out.end());
+    ++c.used;
   }
 
   void encode_ordinary(std::string_view text, std::vector<int32_t>& out) const {
@@ -671,10 +756,7 @@ std::optional<int32_t> Tokenizer::eos_id() const { return impl_->eos; }
 std::optional<int32_t> Tokenizer::pad_id() const { return impl_->pad; }
 bool Tokenizer::add_bos_token() const { return impl_->add_bos; }
 
-void Tokenizer::clear_cache() const {
-  std::unique_lock lock(impl_->cache_mu);
-  impl_->cache.clear();
-}
+void Tokenizer::clear_cache() const { impl_->generation.fetch_add(1); }
 
 // ---------------------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@
 //  * StreamDecoder: the same, token by token, holding back incomplete UTF-8 sequences.
 //
 // Special tokens are always resolved by content from the file (token_id), never by fixed ids.
-// A loaded Tokenizer is immutable apart from an internal, mutex-guarded piece cache: all const
+// A loaded Tokenizer is immutable apart from a per-thread piece cache (no locks): all const
 // methods may be called from several threads at once.
 #pragma once
 
@@ -75,7 +75,8 @@ class Tokenizer {
   // tokenizer_config.json `add_bos_token` (false when absent). encode() never adds BOS itself.
   bool add_bos_token() const;
 
-  // Drops cached BPE results (benchmarks use it to measure cold-cache throughput).
+  // Invalidates cached BPE results in every thread (benchmarks use it to measure cold-cache
+  // throughput).
   void clear_cache() const;
 
   struct Impl;
