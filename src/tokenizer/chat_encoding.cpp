@@ -298,12 +298,13 @@ struct RenderCtx {
   bool drop_thinking;
   bool add_generation_prompt;
   std::string effort_prefix;  // thinking-mode prefix for index 0 ("" if none)
+  long last_user = -1;        // find_last_user_index of the rendered list
 };
 
 std::string render_message(size_t i, const std::vector<Msg>& msgs, const RenderCtx& c) {
   const Msg& m = msgs[i];
   const Variant v = c.variant;
-  const long last_user = find_last_user_index(msgs, v);
+  const long last_user = c.last_user;
   std::string p;
 
   const std::string effort = (i == 0 && c.thinking) ? c.effort_prefix : std::string();
@@ -527,6 +528,7 @@ std::string render_chat(const std::vector<Message>& messages, const std::vector<
     num_to_render = full.size() - drop_thinking_messages(ctx, v).size();
   }
   const size_t ctx_len = full.size() - num_to_render;
+  c.last_user = find_last_user_index(full, v);
   for (size_t i = ctx_len; i < full.size(); ++i) prompt += render_message(i, full, c);
   return prompt;
 }
