@@ -368,3 +368,66 @@ TEST(ParseOutput, RandomStructuredFragmentsAreChunkInvariant) {
     }
   }
 }
+
+// Encoder/parser consistency: a random assistant turn rendered by render_chat parses back to
+// the same reasoning, content and calls (texts contain marker fragments but no full marker).
+TEST(ParseOutput, RandomRenderParseRoundTrip) {
+  const std::vector<std::string> alphabet = {"a", "Z", " ", "\n", "<", ">", "/", "\"", "=", "{", "}",
+                                             "é", "中", "😀", "</thi", "<thin", "｜DS", "ML｜", "<｜",
+                                             "end▁of", "\\", "\t", "string=\"true\"", "name="};
+  std::mt19937 rng(2024);
+  auto rand_text = [&](size_t max_pieces) {
+    std::string s;
+    const size_t n = rng() % (max_pieces + 1);
+    for (size_t i = 0; i < n; ++i) s += alphabet[rng() % alphabet.size()];
+    return s;
+  };
+  int checked = 0;
+  for (int iter = 0; iter < 400; ++iter) {
+    Message a;
+    a.role = Role::Assistant;
+    a.reasoning_content = rand_text(12);
+    a.content = rand_text(12);
+    const int ncalls = rng() % 3;
+    for (int c = 0; c < ncalls; ++c) {
+      nlohmann::ordered_json args = nlohmann::ordered_json::object();
+      const int nargs = rng() % 4;
+      for (int k = 0; k < nargs; ++k) {
+        std::string key = "k" + std::to_string(k) + std::string(rng() % 2 ? "é" : "_x");
+        switch (rng() % 4) {
+          case 0: args[key] = rand_text(8); break;
+          case 1: args[key] = static_cast<int>(rng() % 1000) - 500; break;
+          case 2: args[key] = nlohmann::ordered_json::array({1.5, "s", nullptr, true}); break;
+          default: args[key] = nlohmann::ordered_json::object({{"n", rand_text(3)}}); break;
+        }
+      }
+      a.tool_calls.push_back({"id" + std::to_string(c), "tool_" + std::to_string(c), args.dump()});
+    }
+    const Variant v = rng() % 2 ? Variant::V41 : Variant::V4;
+    std::string all = *a.reasoning_content + a.content;
+    for (const auto& tc : a.tool_calls) all += tc.arguments;
+    if (has_markup(all) || all.find("<｜DSML") != std::string::npos) continue;
+    Message u;
+    u.role = Role::User;
+    u.content = "Q";
+    ChatOptions o;
+    o.variant = v;
+    o.drop_thinking = false;
+    const std::string prompt = render_chat({u, a}, {}, o);
+    const std::string marker = "<｜Assistant｜><think>";
+    const std::string gen = prompt.substr(prompt.find(marker) + marker.size());
+    const ParsedMessage m = parse_completion(gen, popts(true, v));
+    ASSERT_EQ(m.reasoning_content, *a.reasoning_content) << gen;
+    ASSERT_EQ(m.content, a.content) << gen;
+    ASSERT_EQ(m.tool_calls.size(), a.tool_calls.size()) << gen;
+    for (size_t i = 0; i < a.tool_calls.size(); ++i) {
+      EXPECT_EQ(m.tool_calls[i].name, a.tool_calls[i].name);
+      EXPECT_EQ(nlohmann::json::parse(m.tool_calls[i].arguments), nlohmann::json::parse(a.tool_calls[i].arguments))
+          << gen;
+    }
+    EXPECT_TRUE(m.issues.empty()) << gen << "\n" << m.issues[0].message;
+    EXPECT_TRUE(m.eos);
+    ++checked;
+  }
+  EXPECT_GT(checked, 100);
+}
