@@ -1,0 +1,214 @@
+// Kernel benchmark of the fast CPU backend (never a timed test):
+//   (a) the machine's read bandwidth with the kernels' thread count (machine_probe),
+//   (b) matrix-vector GB/s on native formats, each as a fraction of (a):
+//       FP4 experts [2048, 4096] (many of them, far more than the L3), FP8 [4096, 4096]
+//       (several copies), BF16 LM head [129280, 4096],
+//   (c) peak fp32 FMA FLOP/s and the matrix-matrix (n_tok = 512) FLOP/s fraction,
+// for each requested SIMD target.
+//
+// usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all]
+//                      [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--no-thp]
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+#include "core/thread_pool.h"
+#include "core/weight.h"
+#include "machine_probe.h"
+
+using namespace dsv4;
+using dsv4::bench::now_seconds;
+
+namespace {
+
+uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+uint64_t next_u64() {
+  g_rng ^= g_rng << 13;
+  g_rng ^= g_rng >> 7;
+  g_rng ^= g_rng << 17;
+  return g_rng;
+}
+
+bool g_thp = true;
+
+// Page-aligned anonymous memory; transparent huge pages requested unless --no-thp (the
+// model's weights are a file mapping, which usually has 4 KiB pages).
+struct Buffer {
+  uint8_t* p = nullptr;
+  size_t n = 0;
+  Buffer() = default;
+  explicit Buffer(size_t bytes) : n(bytes) {
+    void* m = mmap(nullptr, std::max<size_t>(n, 1), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+      std::perror("mmap");
+      std::exit(1);
+    }
+    if (g_thp) madvise(m, n, MADV_HUGEPAGE);
+    p = static_cast<uint8_t*>(m);
+  }
+  Buffer(Buffer&& o) noexcept : p(o.p), n(o.n) { o.p = nullptr; o.n = 0; }
+  Buffer& operator=(Buffer&& o) noexcept { std::swap(p, o.p); std::swap(n, o.n); return *this; }
+  ~Buffer() { if (p) munmap(p, std::max<size_t>(n, 1)); }
+  uint8_t* data() { return p; }
+  size_t size() const { return n; }
+  bool empty() const { return n == 0; }
+  uint8_t* begin() { return p; }
+  uint8_t* end() { return p + n; }
+};
+
+struct Matrix {
+  Buffer data, scale;
+  WeightView view;
+};
+
+// Random weights with realistic scales (E8M0 around 2^0), no NaN codes.
+Matrix make_matrix(WeightFormat f, int64_t n_out, int64_t n_in) {
+  Matrix m;
+  m.view.format = f;
+  m.view.n_out = n_out;
+  m.view.n_in = n_in;
+  m.view.name = "bench";
+  m.data = Buffer(size_t(m.view.row_bytes() * n_out));
+  for (size_t i = 0; i + 8 <= m.data.size(); i += 8) {
+    uint64_t v = next_u64();
+    if (f == WeightFormat::BF16) v &= 0xBFFFBFFFBFFFBFFFull;  // finite, |w| < 2
+    if (f == WeightFormat::FP8_BLOCK128) v &= 0xF7F7F7F7F7F7F7F7ull;  // no 0x7F / 0xFF
+    std::memcpy(m.data.data() + i, &v, 8);
+  }
+  if (f == WeightFormat::FP8_BLOCK128) m.scale = Buffer(size_t(((n_out + 127) / 128) * ((n_in + 127) / 128)));
+  if (f == WeightFormat::FP4_BLOCK32) m.scale = Buffer(size_t(n_out * (n_in / 32)));
+  for (auto& s : m.scale) s = uint8_t(120 + next_u64() % 10);
+  m.view.data = m.data.data();
+  m.view.scale = m.scale.empty() ? nullptr : m.scale.data();
+  return m;
+}
+
+// Best-of-reps GB/s of y = W x over all matrices in turn (each cold when there are enough
+// of them to exceed the caches).
+double matvec_gbps(const std::vector<Matrix>& ms, ThreadPool& pool, int reps) {
+  const int64_t n_in = ms[0].view.n_in, n_out = ms[0].view.n_out;
+  std::vector<float> x(static_cast<size_t>(n_in)), y(static_cast<size_t>(n_out));
+  for (auto& v : x) v = float(int(next_u64() % 2001) - 1000) * 1e-3f;
+  double bytes = 0;
+  for (const auto& m : ms) bytes += double(m.view.total_bytes());
+  for (const auto& m : ms) backend::cpu::matmul(m.view, x.data(), 1, y.data(), &pool);  // warm up
+  double best = 0;
+  for (int r = 0; r < reps; ++r) {
+    const double t0 = now_seconds();
+    for (const auto& m : ms) backend::cpu::matmul(m.view, x.data(), 1, y.data(), &pool);
+    best = std::max(best, bytes / (now_seconds() - t0) * 1e-9);
+  }
+  return best;
+}
+
+double matmul_gflops(const Matrix& m, int64_t n_tok, ThreadPool& pool, int reps) {
+  std::vector<float> x(size_t(n_tok * m.view.n_in)), y(size_t(n_tok * m.view.n_out));
+  for (auto& v : x) v = float(int(next_u64() % 2001) - 1000) * 1e-3f;
+  const double flops = 2.0 * double(m.view.n_out) * double(m.view.n_in) * double(n_tok);
+  backend::cpu::matmul(m.view, x.data(), n_tok, y.data(), &pool);
+  double best = 0;
+  for (int r = 0; r < reps; ++r) {
+    const double t0 = now_seconds();
+    backend::cpu::matmul(m.view, x.data(), n_tok, y.data(), &pool);
+    best = std::max(best, flops / (now_seconds() - t0) * 1e-9);
+  }
+  return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 0, reps = 5, n_experts = 64;
+  std::string isa_arg = "all", only;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "missing value for %s\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--threads") threads = std::atoi(val().c_str());
+    else if (a == "--isa") isa_arg = val();
+    else if (a == "--only") only = val();
+    else if (a == "--reps") reps = std::atoi(val().c_str());
+    else if (a == "--no-thp") g_thp = false;
+    else if (a == "--experts") n_experts = std::max(1, std::atoi(val().c_str()));
+    else {
+      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--no-thp]\n");
+      return 2;
+    }
+  }
+  ThreadPool pool(threads);
+  const int T = pool.n_threads();
+  std::vector<std::string> isas;
+  if (isa_arg == "all") {
+    for (const auto& i : backend::available_isas())
+      if (i == "avx512" || i == "avx2") isas.push_back(i);
+    if (isas.empty()) isas.push_back("best");
+  } else {
+    isas.push_back(isa_arg);
+  }
+  auto want = [&](const char* what) { return only.empty() || only == what; };
+
+  std::printf("threads %d (physical cores %d)\n", T, default_threads());
+  double bw = 0;
+  {
+    backend::force_isa("best");
+    const bench::BandwidthResult r = bench::measure_read_bandwidth(pool, size_t(1) << 30, 9);
+    bw = r.gbps;
+    std::printf("read bandwidth: %.1f GB/s best, %.1f median (%d threads, %.2f GiB buffer, %d passes, %s)\n",
+                r.gbps, r.median_gbps, r.threads, double(r.bytes) / (1 << 30), r.passes,
+                backend::current_isa().c_str());
+  }
+
+  // Weights for (b), made once. Experts: 64 x [2048, 4096] FP4 = 285 MB; FP8: 16 copies
+  // of [4096, 4096] = 269 MB; BF16 head 1.06 GB.
+  std::vector<Matrix> experts, fp8s, head;
+  if (want("fp4"))
+    for (int e = 0; e < n_experts; ++e) experts.push_back(make_matrix(WeightFormat::FP4_BLOCK32, 2048, 4096));
+  if (want("fp8"))
+    for (int e = 0; e < 16; ++e) fp8s.push_back(make_matrix(WeightFormat::FP8_BLOCK128, 4096, 4096));
+  if (want("bf16")) head.push_back(make_matrix(WeightFormat::BF16, 129280, 4096));
+
+  for (const std::string& isa : isas) {
+    if (!backend::force_isa(isa)) {
+      std::printf("isa %s: not available on this CPU/binary\n", isa.c_str());
+      continue;
+    }
+    const std::string cur = backend::current_isa();
+    auto report = [&](const char* what, const std::vector<Matrix>& ms) {
+      const double g = matvec_gbps(ms, pool, reps);
+      std::printf("isa %-6s threads %d  matvec %-34s %7.1f GB/s  = %.2f of read bandwidth\n",
+                  cur.c_str(), T, what, g, g / bw);
+      std::fflush(stdout);
+    };
+    if (want("fp4")) report(("fp4 experts [2048,4096] x" + std::to_string(n_experts)).c_str(), experts);
+    if (want("fp8")) report("fp8 [4096,4096] x16", fp8s);
+    if (want("bf16")) report("bf16 head [129280,4096]", head);
+    if (want("mm")) {
+      const bench::FlopsResult peak = bench::measure_peak_fma(pool);
+      std::printf("isa %-6s threads %d  peak fp32 FMA %.1f GFLOP/s (probe target %s)\n", cur.c_str(),
+                  T, peak.gflops, peak.isa.c_str());
+      const Matrix m4 = make_matrix(WeightFormat::FP4_BLOCK32, 2048, 4096);
+      const Matrix m8 = make_matrix(WeightFormat::FP8_BLOCK128, 4096, 4096);
+      const Matrix mb = make_matrix(WeightFormat::BF16, 4096, 4096);
+      for (const auto* m : {&m4, &m8, &mb}) {
+        const double g = matmul_gflops(*m, 512, pool, std::max(2, reps / 2));
+        std::printf("isa %-6s threads %d  matmul n_tok=512 %-17s [%lld,%lld] %7.1f GFLOP/s = %.2f of peak FMA\n",
+                    cur.c_str(), T, weight_format_name(m->view.format), (long long)m->view.n_out,
+                    (long long)m->view.n_in, g, g / peak.gflops);
+        std::fflush(stdout);
+      }
+    }
+  }
+  backend::force_isa("best");
+  return 0;
+}

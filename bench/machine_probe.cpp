@@ -1,0 +1,152 @@
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "machine_probe.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "machine_probe.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace dsv4::bench {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Sums n floats (n a multiple of 8 lanes) with eight independent accumulators so that
+// the loads, not the add latency, bound the loop.
+float ReadSum(const float* HWY_RESTRICT p, size_t n) {
+  const hn::ScalableTag<float> d;
+  const size_t L = hn::Lanes(d);
+  auto a0 = hn::Zero(d), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  size_t i = 0;
+  for (; i + 8 * L <= n; i += 8 * L) {
+    a0 = hn::Add(a0, hn::LoadU(d, p + i));
+    a1 = hn::Add(a1, hn::LoadU(d, p + i + L));
+    a2 = hn::Add(a2, hn::LoadU(d, p + i + 2 * L));
+    a3 = hn::Add(a3, hn::LoadU(d, p + i + 3 * L));
+    a4 = hn::Add(a4, hn::LoadU(d, p + i + 4 * L));
+    a5 = hn::Add(a5, hn::LoadU(d, p + i + 5 * L));
+    a6 = hn::Add(a6, hn::LoadU(d, p + i + 6 * L));
+    a7 = hn::Add(a7, hn::LoadU(d, p + i + 7 * L));
+  }
+  float tail = 0.0f;
+  for (; i < n; ++i) tail += p[i];
+  const auto s = hn::Add(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)),
+                         hn::Add(hn::Add(a4, a5), hn::Add(a6, a7)));
+  return hn::GetLane(hn::SumOfLanes(d, s)) + tail;
+}
+
+// iters rounds of 16 independent FMA chains (enough to cover latency x throughput on
+// current cores: 4-cycle latency x 2-4 FMA pipes). Returns flops done.
+double FmaBurn(int64_t iters, float* sink) {
+  const hn::ScalableTag<float> d;
+  const size_t L = hn::Lanes(d);
+  const auto m = hn::Set(d, 0.999999f), c = hn::Set(d, 1e-7f);
+  auto v0 = hn::Set(d, 1.0f), v1 = hn::Set(d, 1.1f), v2 = hn::Set(d, 1.2f), v3 = hn::Set(d, 1.3f);
+  auto v4 = hn::Set(d, 1.4f), v5 = hn::Set(d, 1.5f), v6 = hn::Set(d, 1.6f), v7 = hn::Set(d, 1.7f);
+  auto v8 = hn::Set(d, 1.8f), v9 = hn::Set(d, 1.9f), va = hn::Set(d, 2.0f), vb = hn::Set(d, 2.1f);
+  auto vc = hn::Set(d, 2.2f), vd = hn::Set(d, 2.3f), ve = hn::Set(d, 2.4f), vf = hn::Set(d, 2.5f);
+  for (int64_t i = 0; i < iters; ++i) {
+    v0 = hn::MulAdd(v0, m, c); v1 = hn::MulAdd(v1, m, c); v2 = hn::MulAdd(v2, m, c);
+    v3 = hn::MulAdd(v3, m, c); v4 = hn::MulAdd(v4, m, c); v5 = hn::MulAdd(v5, m, c);
+    v6 = hn::MulAdd(v6, m, c); v7 = hn::MulAdd(v7, m, c); v8 = hn::MulAdd(v8, m, c);
+    v9 = hn::MulAdd(v9, m, c); va = hn::MulAdd(va, m, c); vb = hn::MulAdd(vb, m, c);
+    vc = hn::MulAdd(vc, m, c); vd = hn::MulAdd(vd, m, c); ve = hn::MulAdd(ve, m, c);
+    vf = hn::MulAdd(vf, m, c);
+  }
+  const auto s = hn::Add(hn::Add(hn::Add(hn::Add(v0, v1), hn::Add(v2, v3)),
+                                 hn::Add(hn::Add(v4, v5), hn::Add(v6, v7))),
+                         hn::Add(hn::Add(hn::Add(v8, v9), hn::Add(va, vb)),
+                                 hn::Add(hn::Add(vc, vd), hn::Add(ve, vf))));
+  *sink = hn::GetLane(hn::SumOfLanes(d, s));
+  return double(iters) * 16.0 * double(L) * 2.0;
+}
+
+const char* ProbeTarget() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace dsv4::bench
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace dsv4::bench {
+
+HWY_EXPORT(ReadSum);
+HWY_EXPORT(FmaBurn);
+HWY_EXPORT(ProbeTarget);
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
+  const size_t n = bytes / sizeof(float);
+  const size_t alloc = n * sizeof(float);
+  void* mem = mmap(nullptr, alloc, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return {};
+  if (!std::getenv("DSV4_PROBE_NO_THP")) madvise(mem, alloc, MADV_HUGEPAGE);
+  float* buf = static_cast<float*>(mem);
+  const int T = pool.n_threads();
+  // Touch every page from the thread that will read it (first-touch placement).
+  pool.parallel_ranges(T, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) {
+      const size_t lo = n * size_t(t) / size_t(T), hi = n * size_t(t + 1) / size_t(T);
+      for (size_t i = lo; i < hi; ++i) buf[i] = float(i & 1023) * 1e-3f;
+    }
+  });
+  std::vector<float> sink(static_cast<size_t>(T));
+  std::vector<double> rates;
+  for (int p = 0; p < passes; ++p) {
+    const double t0 = now_seconds();
+    pool.parallel_ranges(T, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) {
+        const size_t lo = (n * size_t(t) / size_t(T)) & ~size_t(63);
+        const size_t hi = t + 1 == T ? n : (n * size_t(t + 1) / size_t(T)) & ~size_t(63);
+        sink[size_t(t)] += HWY_DYNAMIC_DISPATCH(ReadSum)(buf + lo, hi - lo);
+      }
+    });
+    rates.push_back(double(alloc) / (now_seconds() - t0) * 1e-9);
+  }
+  munmap(mem, alloc);
+  BandwidthResult r;
+  std::sort(rates.begin(), rates.end());
+  r.gbps = rates.back();
+  r.median_gbps = rates[rates.size() / 2];
+  r.bytes = alloc;
+  r.passes = passes;
+  r.threads = T;
+  return r;
+}
+
+FlopsResult measure_peak_fma(ThreadPool& pool, int passes) {
+  const int T = pool.n_threads();
+  std::vector<float> sink(static_cast<size_t>(T));
+  std::vector<double> flops(static_cast<size_t>(T));
+  double best = 0;
+  const int64_t iters = 20'000'000;
+  for (int p = 0; p < passes; ++p) {
+    const double t0 = now_seconds();
+    pool.parallel_ranges(T, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t)
+        flops[size_t(t)] = HWY_DYNAMIC_DISPATCH(FmaBurn)(iters, &sink[size_t(t)]);
+    });
+    const double dt = now_seconds() - t0;
+    double total = 0;
+    for (double f : flops) total += f;
+    best = std::max(best, total / dt * 1e-9);
+  }
+  FlopsResult r;
+  r.gflops = best;
+  r.threads = T;
+  r.isa = HWY_DYNAMIC_DISPATCH(ProbeTarget)();
+  return r;
+}
+
+}  // namespace dsv4::bench
+#endif  // HWY_ONCE

@@ -1,0 +1,44 @@
+// Measures the machine a benchmark runs on, in the same run and with the same thread
+// count as the kernels it is compared with:
+//  * read bandwidth: every thread streams a disjoint contiguous slice of a >= 1 GiB
+//    buffer (transparent huge pages requested, pages touched before timing) with several
+//    independent vector accumulators, best of several passes. A naive one-accumulator
+//    summation loop is latency-bound and under-reports bandwidth several-fold.
+//  * peak fp32 FMA rate: each thread runs many independent FMA chains in registers.
+// Both use Highway dynamic dispatch, so they run on the best (or forced) target.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/thread_pool.h"
+
+namespace dsv4::bench {
+
+struct BandwidthResult {
+  double gbps = 0;        // best pass, 1e9 bytes per second
+  double median_gbps = 0;
+  size_t bytes = 0;       // buffer size
+  int passes = 0;
+  int threads = 0;
+};
+
+// Read bandwidth with pool.n_threads() threads over a buffer of `bytes` (>= 1 GiB
+// recommended), best of `passes`.
+BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t(1) << 30,
+                                       int passes = 7);
+
+struct FlopsResult {
+  double gflops = 0;  // best, 1e9 fp32 flops per second (an FMA counts 2)
+  int threads = 0;
+  std::string isa;    // the SIMD target the probe ran on
+};
+
+// Peak fp32 FMA throughput of the current SIMD target with pool.n_threads() threads.
+FlopsResult measure_peak_fma(ThreadPool& pool, int passes = 5);
+
+// Monotonic seconds.
+double now_seconds();
+
+}  // namespace dsv4::bench
