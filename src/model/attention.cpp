@@ -55,11 +55,28 @@ void update_ring(kv::LayerState& st, const float* chunk_kv, int64_t n_tok, int64
     std::copy_n(chunk_kv + t * hd, hd, st.ring.data() + ((start_pos + t) % W) * hd);
 }
 
-// Rotates the last rope_dim channels of each of n_vec vectors of width dim at the token's position.
-void rope_rows(const Rope& rope, float* v, int64_t n_tok, int64_t n_vec_per_tok, int64_t dim, int64_t start_pos,
-               bool inverse) {
-  for (int64_t t = 0; t < n_tok; ++t)
-    for (int64_t h = 0; h < n_vec_per_tok; ++h) rope.apply(v + (t * n_vec_per_tok + h) * dim, dim, start_pos + t, inverse);
+// Rotates the last rope_dim channels of each row's n_vec vectors of width dim by the row's position.
+//   v: [rows, n_vec, dim], pos: [rows]
+void rope_rows(const Rope& rope, float* v, const std::vector<int64_t>& pos, int64_t n_vec, int64_t dim, bool inverse) {
+  for (size_t t = 0; t < pos.size(); ++t)
+    for (int64_t h = 0; h < n_vec; ++h) rope.apply(v + (int64_t(t) * n_vec + h) * dim, dim, pos[t], inverse);
+}
+
+// A compressor's value and gate projections of every row of a batch.
+struct Projection {
+  int64_t width = 0;
+  std::vector<float> kv, score;  // [n_rows, coff*dim] each
+  const float* row(const std::vector<float>& m, int64_t r) const { return m.data() + r * width; }
+};
+
+Projection project_compressor(backend::Ops& ops, const CompressorWeights& w, const float* x, int64_t n_rows) {
+  Projection p;
+  p.width = w.wkv.n_out;
+  p.kv.resize(size_t(n_rows * p.width));
+  p.score.resize(size_t(n_rows * p.width));
+  ops.matmul(w.wkv, x, n_rows, p.kv.data());
+  ops.matmul(w.wgate, x, n_rows, p.score.data());
+  return p;
 }
 
 // Grouped low-rank output: heads are split into o_groups groups; group g's concatenated
@@ -93,18 +110,15 @@ void init_layer_state(const io::Config& c, int64_t ratio, kv::LayerState& st) {
 }
 
 void compress_tokens(backend::Ops& ops, const io::Config& c, const CompressorWeights& w, const Rope& rope,
-                     kv::CompressorState& st, const float* x, int64_t n_tok, int64_t start_pos,
+                     kv::CompressorState& st, const float* kv, const float* score, int64_t n_tok, int64_t start_pos,
                      std::vector<float>& entries) {
   const int64_t width = st.row_width, ratio = w.ratio, dim = w.dim;
-  std::vector<float> kv(size_t(n_tok * width)), score(size_t(n_tok * width));  // [n_tok, coff*dim]
-  ops.matmul(w.wkv, x, n_tok, kv.data());
-  ops.matmul(w.wgate, x, n_tok, score.data());
   std::vector<float> entry(static_cast<size_t>(dim));
   for (int64_t t = 0; t < n_tok; ++t) {
     const int64_t pos = start_pos + t, slot = pos % ratio;
     for (int64_t i = 0; i < width; ++i) {
-      st.cur_kv[size_t(slot * width + i)] = kv[size_t(t * width + i)];
-      st.cur_score[size_t(slot * width + i)] = score[size_t(t * width + i)] + w.ape[size_t(slot * width + i)];
+      st.cur_kv[size_t(slot * width + i)] = kv[t * width + i];
+      st.cur_score[size_t(slot * width + i)] = score[t * width + i] + w.ape[size_t(slot * width + i)];
     }
     if (slot != ratio - 1) continue;
     // Block complete: entry j = pos / ratio, rotated at the position of its block's first token.
@@ -135,74 +149,88 @@ std::vector<int32_t> top_k_entries(const float* scores, int64_t n, int64_t k) {
 }
 
 void attention_forward(backend::Ops& ops, const io::Config& c, const AttentionWeights& w, const Rope& rope,
-                       kv::LayerState& st, const float* x, int64_t n_tok, int64_t start_pos, float* out,
-                       AttentionTrace* trace) {
+                       std::span<const SeqSlice> seqs, const float* x, int64_t n_rows, float* out) {
   const int64_t H = c.n_head, hd = c.head_dim;
   const float eps = float(c.rms_norm_eps);
+  std::vector<int64_t> pos(static_cast<size_t>(n_rows));  // [n_rows] absolute position of each row
+  for (const SeqSlice& s : seqs)
+    for (int64_t t = 0; t < s.n_tok; ++t) pos[size_t(s.row0 + t)] = s.start_pos + t;
 
   // Queries: low-rank q_lora latent (shared with the indexer), then per-head unweighted RMS norm.
-  std::vector<float> q_lat(size_t(n_tok * c.q_lora_rank));  // [n_tok, q_lora_rank]
-  ops.matmul(w.wq_a, x, n_tok, q_lat.data());
-  ops.rms_norm(q_lat.data(), w.q_norm.data(), n_tok, c.q_lora_rank, eps, q_lat.data());
-  std::vector<float> q(size_t(n_tok * H * hd));  // [n_tok, n_head, head_dim]
-  ops.matmul(w.wq_b, q_lat.data(), n_tok, q.data());
-  ops.rms_norm(q.data(), nullptr, n_tok * H, hd, eps, q.data());
-  rope_rows(rope, q.data(), n_tok, H, hd, start_pos, false);
+  std::vector<float> q_lat(size_t(n_rows * c.q_lora_rank));  // [n_rows, q_lora_rank]
+  ops.matmul(w.wq_a, x, n_rows, q_lat.data());
+  ops.rms_norm(q_lat.data(), w.q_norm.data(), n_rows, c.q_lora_rank, eps, q_lat.data());
+  std::vector<float> q(size_t(n_rows * H * hd));  // [n_rows, n_head, head_dim]
+  ops.matmul(w.wq_b, q_lat.data(), n_rows, q.data());
+  ops.rms_norm(q.data(), nullptr, n_rows * H, hd, eps, q.data());
+  rope_rows(rope, q.data(), pos, H, hd, false);
 
   // The single shared key/value latent of each token.
-  std::vector<float> kv(size_t(n_tok * hd));  // [n_tok, head_dim]
-  ops.matmul(w.wkv, x, n_tok, kv.data());
-  ops.rms_norm(kv.data(), w.kv_norm.data(), n_tok, hd, eps, kv.data());
-  rope_rows(rope, kv.data(), n_tok, 1, hd, start_pos, false);
+  std::vector<float> kv(size_t(n_rows * hd));  // [n_rows, head_dim]
+  ops.matmul(w.wkv, x, n_rows, kv.data());
+  ops.rms_norm(kv.data(), w.kv_norm.data(), n_rows, hd, eps, kv.data());
+  rope_rows(rope, kv.data(), pos, 1, hd, false);
 
-  // Compressed entries completed by this chunk become visible to the queries that follow them.
-  if (w.ratio != 0) compress_tokens(ops, c, w.compressor, rope, st.compressor, x, n_tok, start_pos, st.comp_kv);
+  // Compressed entries completed by a sequence's tokens become visible to its later queries.
+  if (w.ratio != 0) {
+    const Projection p = project_compressor(ops, w.compressor, x, n_rows);
+    for (const SeqSlice& s : seqs)
+      compress_tokens(ops, c, w.compressor, rope, s.state->compressor, p.row(p.kv, s.row0), p.row(p.score, s.row0),
+                      s.n_tok, s.start_pos, s.state->comp_kv);
+  }
 
   // Lightning indexer (CSA): its own compressed keys, queries from the q latent, head weights from x.
   const int64_t IH = c.index_n_head, ID = c.index_head_dim;
-  std::vector<float> iq, iw;  // [n_tok, IH, ID], [n_tok, IH]
+  std::vector<float> iq, iw;  // [n_rows, IH, ID], [n_rows, IH]
   if (w.ratio == 4) {
-    compress_tokens(ops, c, w.index_compressor, rope, st.index_compressor, x, n_tok, start_pos, st.index_keys);
-    iq.resize(size_t(n_tok * IH * ID));
-    ops.matmul(w.index_wq_b, q_lat.data(), n_tok, iq.data());
-    rope_rows(rope, iq.data(), n_tok, IH, ID, start_pos, false);
-    iw.resize(size_t(n_tok * IH));
-    ops.matmul(w.index_weights_proj, x, n_tok, iw.data());
+    const Projection p = project_compressor(ops, w.index_compressor, x, n_rows);
+    for (const SeqSlice& s : seqs)
+      compress_tokens(ops, c, w.index_compressor, rope, s.state->index_compressor, p.row(p.kv, s.row0),
+                      p.row(p.score, s.row0), s.n_tok, s.start_pos, s.state->index_keys);
+    iq.resize(size_t(n_rows * IH * ID));
+    ops.matmul(w.index_wq_b, q_lat.data(), n_rows, iq.data());
+    rope_rows(rope, iq.data(), pos, IH, ID, false);
+    iw.resize(size_t(n_rows * IH));
+    ops.matmul(w.index_weights_proj, x, n_rows, iw.data());
     const double head_scale = 1.0 / std::sqrt(double(ID) * double(IH));
     for (auto& v : iw) v = float(double(v) * head_scale);
   }
 
-  std::vector<float> o(size_t(n_tok * H * hd));  // [n_tok, n_head, head_dim]
+  std::vector<float> o(size_t(n_rows * H * hd));  // [n_rows, n_head, head_dim]
   std::vector<const float*> keys;
   std::vector<float> scores;
   const float scale = float(1.0 / std::sqrt(double(hd)));
-  if (trace) trace->index_topk.resize(size_t(n_tok));
-  for (int64_t t = 0; t < n_tok; ++t) {
-    const int64_t pos = start_pos + t;
-    keys.clear();
-    window_keys(st, kv.data(), start_pos, pos, keys);
-    if (w.ratio != 0) {
-      const int64_t n_visible = (pos + 1) / w.ratio;  // complete entries only
-      if (w.ratio == 4) {
-        scores.resize(size_t(n_visible));
-        ops.index_scores(iq.data() + t * IH * ID, iw.data() + t * IH, IH, st.index_keys.data(), n_visible, ID,
-                         scores.data());
-        std::vector<int32_t> chosen = top_k_entries(scores.data(), n_visible, c.index_topk);
-        for (int32_t j : chosen) keys.push_back(st.comp_kv.data() + int64_t(j) * hd);
-        if (trace) trace->index_topk[size_t(t)] = std::move(chosen);
-      } else {
-        for (int64_t j = 0; j < n_visible; ++j) keys.push_back(st.comp_kv.data() + j * hd);
+  for (const SeqSlice& s : seqs) {
+    kv::LayerState& st = *s.state;
+    const float* seq_kv = kv.data() + s.row0 * hd;
+    if (s.trace) s.trace->index_topk.assign(size_t(s.n_tok), {});
+    for (int64_t t = 0; t < s.n_tok; ++t) {
+      const int64_t row = s.row0 + t, p = s.start_pos + t;
+      keys.clear();
+      window_keys(st, seq_kv, s.start_pos, p, keys);
+      if (w.ratio != 0) {
+        const int64_t n_visible = (p + 1) / w.ratio;  // complete entries only
+        if (w.ratio == 4) {
+          scores.resize(size_t(n_visible));
+          ops.index_scores(iq.data() + row * IH * ID, iw.data() + row * IH, IH, st.index_keys.data(), n_visible, ID,
+                           scores.data());
+          std::vector<int32_t> chosen = top_k_entries(scores.data(), n_visible, c.index_topk);
+          for (int32_t j : chosen) keys.push_back(st.comp_kv.data() + int64_t(j) * hd);
+          if (s.trace) s.trace->index_topk[size_t(t)] = std::move(chosen);
+        } else {
+          for (int64_t j = 0; j < n_visible; ++j) keys.push_back(st.comp_kv.data() + j * hd);
+        }
       }
+      ops.attention(q.data() + row * H * hd, keys.data(), int64_t(keys.size()), w.sink.data(), H, hd, scale,
+                    o.data() + row * H * hd);
     }
-    ops.attention(q.data() + t * H * hd, keys.data(), int64_t(keys.size()), w.sink.data(), H, hd, scale,
-                  o.data() + t * H * hd);
+    update_ring(st, seq_kv, s.n_tok, s.start_pos);
   }
-  update_ring(st, kv.data(), n_tok, start_pos);
 
   // Values carry their keys' rotation; rotating back by the query position leaves a
   // relative-position encoding in the output.
-  rope_rows(rope, o.data(), n_tok, H, hd, start_pos, true);
-  grouped_output(ops, c, w, o.data(), n_tok, out);
+  rope_rows(rope, o.data(), pos, H, hd, true);
+  grouped_output(ops, c, w, o.data(), n_rows, out);
 }
 
 }  // namespace dsv4::model

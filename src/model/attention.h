@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "backend/ops.h"
@@ -21,11 +22,12 @@ namespace dsv4::model {
 // Sets up an empty state for a layer with compression ratio `ratio`.
 void init_layer_state(const io::Config& c, int64_t ratio, kv::LayerState& st);
 
-// Feeds n_tok tokens through a compressor: projects them, fills the partial block, and
-// appends one entry (pooled, RMS-normed, RoPE'd at ratio*j) per completed block.
-//   x: [n_tok, n_embd]; entries: [n_entries, w.dim], grows.
+// Appends n_tok projected tokens (positions start_pos..) to a compressor's partial block
+// and emits one entry (pooled, RMS-normed, RoPE'd at ratio*j) per completed block.
+//   kv, score: [n_tok, coff*w.dim] rows of the compressor projections of those tokens;
+//   entries: [n_entries, w.dim], grows.
 void compress_tokens(backend::Ops& ops, const io::Config& c, const CompressorWeights& w, const Rope& rope,
-                     kv::CompressorState& st, const float* x, int64_t n_tok, int64_t start_pos,
+                     kv::CompressorState& st, const float* kv, const float* score, int64_t n_tok, int64_t start_pos,
                      std::vector<float>& entries);
 
 // Indexer top-k: the k highest-scoring entries, ties to the lower index, returned sorted
@@ -36,9 +38,19 @@ struct AttentionTrace {
   std::vector<std::vector<int32_t>> index_topk;  // per query: chosen entries, ascending (CSA only)
 };
 
-// x: [n_tok, n_embd] (the attn_norm output) -> out: [n_tok, n_embd].
+// One sequence's rows in a batch: rows [row0, row0+n_tok) are its tokens at positions
+// start_pos.., attending over (and advancing) its own layer state.
+struct SeqSlice {
+  kv::LayerState* state = nullptr;
+  int64_t row0 = 0;
+  int64_t n_tok = 0;
+  int64_t start_pos = 0;
+  AttentionTrace* trace = nullptr;  // optional
+};
+
+// x: [n_rows, n_embd] (the attn_norm output of every sequence's tokens) -> out: [n_rows, n_embd].
+// Projections run once over the whole batch; the attention itself per sequence.
 void attention_forward(backend::Ops& ops, const io::Config& c, const AttentionWeights& w, const Rope& rope,
-                       kv::LayerState& st, const float* x, int64_t n_tok, int64_t start_pos, float* out,
-                       AttentionTrace* trace);
+                       std::span<const SeqSlice> seqs, const float* x, int64_t n_rows, float* out);
 
 }  // namespace dsv4::model

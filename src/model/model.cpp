@@ -26,29 +26,38 @@ kv::SequenceState Model::new_state() const {
   return st;
 }
 
-void Model::block_forward(const BlockWeights& b, kv::LayerState& ls, float* streams, const int32_t* tokens,
-                          int64_t n, int64_t start_pos, ForwardTrace* trace) {
+void Model::block_forward(const BlockWeights& b, std::span<const BlockSeq> seqs, float* streams,
+                          const int32_t* tokens, int64_t n_rows) {
   const io::Config& c = config();
   const int64_t d = c.n_embd, width = c.hc_mult * d;
   const float eps = float(c.rms_norm_eps);
-  std::vector<float> x(size_t(n * d)), sub(size_t(n * d));  // [n, n_embd]
-  std::vector<float> residual(streams, streams + n * width);  // [n, hc, n_embd]
+  std::vector<float> x(size_t(n_rows * d)), sub(size_t(n_rows * d));  // [n_rows, n_embd]
+  std::vector<float> residual(streams, streams + n_rows * width);      // [n_rows, hc, n_embd]
   HcMix mix;
 
-  hc_pre(*ops_, c, b.hc_attn, streams, n, x.data(), mix);
-  ops_->rms_norm(x.data(), b.attn_norm.data(), n, d, eps, x.data());
-  AttentionTrace* at = trace ? &trace->attention[size_t(b.layer)] : nullptr;
-  attention_forward(*ops_, c, b.attn, rope_for(b.attn.ratio), ls, x.data(), n, start_pos, sub.data(), at);
-  hc_post(c, sub.data(), residual.data(), mix, n, streams);
+  std::vector<SeqSlice> slices;
+  for (const BlockSeq& s : seqs)
+    slices.push_back({&s.state->layers[size_t(b.layer)], s.row0, s.n_tok, s.start_pos,
+                      s.trace ? &s.trace->attention[size_t(b.layer)] : nullptr});
+  hc_pre(*ops_, c, b.hc_attn, streams, n_rows, x.data(), mix);
+  ops_->rms_norm(x.data(), b.attn_norm.data(), n_rows, d, eps, x.data());
+  attention_forward(*ops_, c, b.attn, rope_for(b.attn.ratio), slices, x.data(), n_rows, sub.data());
+  hc_post(c, sub.data(), residual.data(), mix, n_rows, streams);
 
-  residual.assign(streams, streams + n * width);
-  hc_pre(*ops_, c, b.hc_ffn, streams, n, x.data(), mix);
-  ops_->rms_norm(x.data(), b.ffn_norm.data(), n, d, eps, x.data());
-  std::vector<Route>* routes = trace ? &trace->routes[size_t(b.layer)] : nullptr;
-  moe_forward(*ops_, c, b.ffn, x.data(), tokens, n, sub.data(), routes);
-  hc_post(c, sub.data(), residual.data(), mix, n, streams);
+  residual.assign(streams, streams + n_rows * width);
+  hc_pre(*ops_, c, b.hc_ffn, streams, n_rows, x.data(), mix);
+  ops_->rms_norm(x.data(), b.ffn_norm.data(), n_rows, d, eps, x.data());
+  bool want_routes = false;
+  for (const BlockSeq& s : seqs) want_routes |= s.trace != nullptr;
+  std::vector<Route> routes;
+  moe_forward(*ops_, c, b.ffn, x.data(), tokens, n_rows, sub.data(), want_routes ? &routes : nullptr);
+  hc_post(c, sub.data(), residual.data(), mix, n_rows, streams);
 
-  if (trace) trace->hidden[size_t(b.layer)].assign(streams, streams + n * width);
+  for (const BlockSeq& s : seqs) {
+    if (!s.trace) continue;
+    s.trace->hidden[size_t(b.layer)].assign(streams + s.row0 * width, streams + (s.row0 + s.n_tok) * width);
+    s.trace->routes[size_t(b.layer)].assign(routes.begin() + s.row0, routes.begin() + s.row0 + s.n_tok);
+  }
 }
 
 std::vector<float> Model::logits(const HcHeadWeights& hc_head_w, const std::vector<float>& norm, const float* streams,
@@ -80,22 +89,42 @@ static void prepare_trace(ForwardTrace* trace, size_t n_blocks) {
 
 std::vector<float> Model::forward(kv::SequenceState& st, std::span<const int32_t> tokens, LogitRows rows,
                                   ForwardTrace* trace, std::vector<float>* final_streams) {
+  const SeqInput one{&st, tokens, rows, trace, final_streams};
+  return std::move(forward_batch(std::span(&one, 1))[0]);
+}
+
+std::vector<std::vector<float>> Model::forward_batch(std::span<const SeqInput> seqs) {
   const io::Config& c = config();
-  const int64_t n = int64_t(tokens.size()), d = c.n_embd, hc = c.hc_mult;
-  check_tokens(c, tokens);
-  prepare_trace(trace, size_t(c.n_layer + c.n_mtp));
-  // The embedding is copied into every one of the hc residual streams.
-  std::vector<float> streams(size_t(n * hc * d));  // [n, hc, n_embd]
-  for (int64_t t = 0; t < n; ++t) {
-    w_->embed.dequant_row(tokens[size_t(t)], streams.data() + t * hc * d);
-    for (int64_t j = 1; j < hc; ++j)
-      std::copy_n(streams.data() + t * hc * d, d, streams.data() + (t * hc + j) * d);
+  const int64_t d = c.n_embd, hc = c.hc_mult, width = hc * d;
+  std::vector<BlockSeq> blocks;
+  std::vector<int32_t> tokens;  // [n_rows] all sequences' tokens, back to back
+  for (const SeqInput& s : seqs) {
+    check(s.state != nullptr, "forward_batch: sequence without state");
+    for (const BlockSeq& other : blocks)
+      check(other.state != s.state, "forward_batch: the same sequence state appears twice in one batch");
+    check_tokens(c, s.tokens);
+    prepare_trace(s.trace, size_t(c.n_layer + c.n_mtp));
+    blocks.push_back({s.state, int64_t(tokens.size()), int64_t(s.tokens.size()), s.state->n_past, s.trace});
+    tokens.insert(tokens.end(), s.tokens.begin(), s.tokens.end());
   }
-  for (int64_t l = 0; l < c.n_layer; ++l)
-    block_forward(w_->layers[size_t(l)], st.layers[size_t(l)], streams.data(), tokens.data(), n, st.n_past, trace);
-  st.n_past += n;
-  if (final_streams) *final_streams = streams;
-  return logits(w_->hc_head, w_->norm, streams.data(), n, rows);
+  const int64_t n_rows = int64_t(tokens.size());
+  // The embedding is copied into every one of the hc residual streams.
+  std::vector<float> streams(size_t(n_rows * width));  // [n_rows, hc, n_embd]
+  for (int64_t t = 0; t < n_rows; ++t) {
+    w_->embed.dequant_row(tokens[size_t(t)], streams.data() + t * width);
+    for (int64_t j = 1; j < hc; ++j) std::copy_n(streams.data() + t * width, d, streams.data() + t * width + j * d);
+  }
+  for (int64_t l = 0; l < c.n_layer; ++l) block_forward(w_->layers[size_t(l)], blocks, streams.data(), tokens.data(), n_rows);
+
+  std::vector<std::vector<float>> out;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const BlockSeq& b = blocks[i];
+    b.state->n_past += b.n_tok;
+    const float* seq_streams = streams.data() + b.row0 * width;
+    if (seqs[i].final_streams) seqs[i].final_streams->assign(seq_streams, seq_streams + b.n_tok * width);
+    out.push_back(logits(w_->hc_head, w_->norm, seq_streams, b.n_tok, seqs[i].rows));
+  }
+  return out;
 }
 
 std::vector<float> Model::forward_mtp(kv::SequenceState& st, const float* main_streams,
@@ -121,8 +150,8 @@ std::vector<float> Model::forward_mtp(kv::SequenceState& st, const float* main_s
     for (int64_t j = 0; j < hc; ++j)
       for (int64_t i = 0; i < d; ++i) streams[size_t((t * hc + j) * d + i)] += e_proj[size_t(t * d + i)];
 
-  const int64_t layer = c.n_layer;
-  block_forward(m.block, st.layers[size_t(layer)], streams.data(), next_tokens.data(), n, st.n_past_mtp, trace);
+  const BlockSeq one{&st, 0, n, st.n_past_mtp, trace};
+  block_forward(m.block, std::span(&one, 1), streams.data(), next_tokens.data(), n);
   st.n_past_mtp += n;
   return logits(m.hc_head, m.norm, streams.data(), n, rows);
 }

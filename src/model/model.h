@@ -29,6 +29,15 @@ struct ForwardTrace {
   std::vector<AttentionTrace> attention;           // per block: indexer choices per query
 };
 
+// One sequence's part of a batched forward call.
+struct SeqInput {
+  kv::SequenceState* state = nullptr;
+  std::span<const int32_t> tokens;       // fed at positions state->n_past ..
+  LogitRows rows = LogitRows::kLast;
+  ForwardTrace* trace = nullptr;         // optional
+  std::vector<float>* final_streams = nullptr;  // optional: last block's streams [n, hc, n_embd]
+};
+
 class Model {
  public:
   Model(std::unique_ptr<ModelWeights> weights, std::unique_ptr<backend::Ops> ops);
@@ -48,6 +57,11 @@ class Model {
   std::vector<float> forward(kv::SequenceState& st, std::span<const int32_t> tokens, LogitRows rows,
                              ForwardTrace* trace = nullptr, std::vector<float>* final_streams = nullptr);
 
+  // Runs several sequences (each with its own state and position) as one batch: every
+  // projection and expert runs once over all their tokens; attention runs per sequence.
+  // Returns each sequence's logits, as forward() would. Results do not depend on batching.
+  std::vector<std::vector<float>> forward_batch(std::span<const SeqInput> seqs);
+
   // Runs MTP block 0 at positions st.n_past_mtp ..: streams [n, hc, n_embd] are the main
   // model's final streams at those positions, next_tokens [n] the token that follows each.
   // Returns logits [rows, vocab_size] predicting the token two positions ahead.
@@ -55,10 +69,16 @@ class Model {
                                  LogitRows rows, ForwardTrace* trace = nullptr);
 
  private:
+  // A sequence's rows within a batch, for one block.
+  struct BlockSeq {
+    kv::SequenceState* state;
+    int64_t row0, n_tok, start_pos;
+    ForwardTrace* trace;
+  };
   // One block: hc_pre -> attn_norm -> attention -> hc_post, hc_pre -> ffn_norm -> MoE -> hc_post.
-  //   streams: [n, hc, n_embd], updated in place.
-  void block_forward(const BlockWeights& b, kv::LayerState& ls, float* streams, const int32_t* tokens, int64_t n,
-                     int64_t start_pos, ForwardTrace* trace);
+  //   streams: [n_rows, hc, n_embd] for all sequences, updated in place; tokens: [n_rows].
+  void block_forward(const BlockWeights& b, std::span<const BlockSeq> seqs, float* streams, const int32_t* tokens,
+                     int64_t n_rows);
   // hc head -> norm -> LM head for the requested rows. streams: [n, hc, n_embd].
   std::vector<float> logits(const HcHeadWeights& hc_head, const std::vector<float>& norm, const float* streams,
                             int64_t n, LogitRows rows);
