@@ -351,6 +351,17 @@ TEST(ChatEffort, V4April) {
   EXPECT_THROW(render_chat({user("Q")}, {}, o), dsv4::Error);
 }
 
+TEST(ChatEffort, V4TextsVerbatimFromSpec) {
+  ChatOptions o = opts(Variant::V4, true);
+  o.reasoning_effort = "max";
+  EXPECT_EQ(reasoning_effort_prefix(o), data("effort_v4_absolute_max.txt"));
+  o.v4_effort_style = V4EffortStyle::Flash0731;
+  EXPECT_EQ(reasoning_effort_prefix(o), data("effort_v4_beyond_max.txt"));
+  o.reasoning_effort = "high";
+  EXPECT_EQ(reasoning_effort_prefix(o), data("effort_v4_absolute_max.txt"));
+  EXPECT_EQ(render_chat({user("Q")}, {}, o), BOS + data("effort_v4_absolute_max.txt") + "<｜User｜>Q<｜Assistant｜><think>");
+}
+
 TEST(ChatEffort, V4Flash0731) {
   ChatOptions o = opts(Variant::V4, true);
   o.v4_effort_style = V4EffortStyle::Flash0731;
