@@ -58,10 +58,62 @@ bool is_image_type(std::string_view t) {
   return t == "image_url" || t == "image" || t == "input_image";
 }
 
+using Segs = std::vector<PromptSegment>;
+
+// Protocol markers that may appear inside encoder template text (tools section, DSML).
+constexpr std::string_view kTemplateMarkers[] = {kBos,           kEos,   kUser,      kAssistant,
+                                                 kSystem,        kThinkStart, kThinkEnd, kDsml,
+                                                 kLatestReminder, kImage};
+
+// Builds the prompt as segments: encoder-emitted special markers, and text (template text
+// and message content) with adjacent text merged.
+class Out {
+ public:
+  void text(std::string_view s) {
+    if (s.empty()) return;
+    if (!segs_.empty() && !segs_.back().special) segs_.back().text.append(s);
+    else segs_.push_back({std::string(s), false});
+  }
+  void special(std::string_view s) { segs_.push_back({std::string(s), true}); }
+  // Encoder template text: known markers in it become special segments.
+  void tmpl(std::string_view s) {
+    while (!s.empty()) {
+      size_t best = std::string_view::npos, len = 0;
+      for (std::string_view m : kTemplateMarkers) {
+        const size_t pos = s.find(m);
+        if (pos < best) best = pos, len = m.size();
+      }
+      if (best == std::string_view::npos) {
+        text(s);
+        return;
+      }
+      text(s.substr(0, best));
+      special(s.substr(best, len));
+      s.remove_prefix(best + len);
+    }
+  }
+  void append(const Segs& o) {
+    for (const auto& x : o) {
+      if (x.special) special(x.text);
+      else text(x.text);
+    }
+  }
+  Segs take() { return std::move(segs_); }
+
+ private:
+  Segs segs_;
+};
+
+std::string join(const Segs& segs) {
+  std::string s;
+  for (const auto& x : segs) s += x.text;
+  return s;
+}
+
 // A message after tool-merging (the reference's content_blocks form).
 struct Block {
   enum Kind { Text, ToolResult } kind = Text;
-  std::string text;         // text, or the rendered tool result content
+  Segs content;             // text (or image placeholder), or the tool result content
   std::string tool_use_id;  // ToolResult
 };
 
@@ -78,38 +130,40 @@ struct Msg {
   bool wo_eos = false;
 };
 
-// Text of one content part list, parts joined by "\n\n" (tool results, V4.1 images).
-std::string tool_result_text(const Message& m, Variant v) {
-  if (m.parts.empty()) return m.content;
-  std::string out;
+Segs text_seg(std::string s) { return Segs{PromptSegment{std::move(s), false}}; }
+
+// Content of a tool result: parts joined by "\n\n" (V4.1 images become the placeholder).
+Segs tool_result_content(const Message& m, Variant v) {
+  if (m.parts.empty()) return text_seg(m.content);
+  Out out;
   bool first = true;
   for (const auto& p : m.parts) {
-    if (!first) out += "\n\n";
+    if (!first) out.text("\n\n");
     first = false;
     if (p.type == "text")
-      out += p.text;
+      out.text(p.text);
     else if (v == Variant::V41 && is_image_type(p.type))
-      out += kImage;
+      out.special(kImage);
     else
-      out += "[Unsupported " + p.type + "]";
+      out.text("[Unsupported " + p.type + "]");
   }
-  return out;
+  return out.take();
 }
 
 std::vector<Block> user_blocks(const Message& m, Variant v) {
   std::vector<Block> blocks;
   if (m.parts.empty()) {
-    blocks.push_back({Block::Text, m.content, {}});
+    blocks.push_back({Block::Text, text_seg(m.content), {}});
     return blocks;
   }
   for (const auto& p : m.parts) {
     if (p.type == "text") {
-      blocks.push_back({Block::Text, p.text, {}});
+      blocks.push_back({Block::Text, text_seg(p.text), {}});
     } else if (is_image_type(p.type)) {
       check(v == Variant::V41, "chat: image content parts need the V4.1 encoder");
-      blocks.push_back({Block::Text, std::string(kImage), {}});
+      blocks.push_back({Block::Text, Segs{PromptSegment{std::string(kImage), true}}, {}});
     } else {
-      blocks.push_back({Block::Text, "[Unsupported " + p.type + "]", {}});
+      blocks.push_back({Block::Text, text_seg("[Unsupported " + p.type + "]"), {}});
     }
   }
   return blocks;
@@ -119,7 +173,7 @@ std::vector<Msg> merge_tool_messages(const std::vector<Message>& in, Variant v) 
   std::vector<Msg> out;
   for (const auto& m : in) {
     if (m.role == Role::Tool) {
-      Block b{Block::ToolResult, tool_result_text(m, v), m.tool_call_id};
+      Block b{Block::ToolResult, tool_result_content(m, v), m.tool_call_id};
       if (!out.empty() && out.back().role == Role::User && out.back().has_blocks) {
         out.back().blocks.push_back(std::move(b));
       } else {
@@ -227,8 +281,9 @@ std::vector<Msg> drop_thinking_messages(const std::vector<Msg>& msgs, Variant v)
   return out;
 }
 
-std::string encode_arguments(const ToolCall& tc, Variant v) {
+void encode_arguments(Out& out, const ToolCall& tc, Variant v) {
   const Tags t = tags_for(v);
+  const std::string d(kDsml), P(t.param);
   nlohmann::ordered_json args;
   try {
     args = nlohmann::ordered_json::parse(tc.arguments);
@@ -239,40 +294,37 @@ std::string encode_arguments(const ToolCall& tc, Variant v) {
     args["arguments"] = tc.arguments;
   }
   check(args.is_object(), "chat: tool call '" + tc.name + "' arguments must be a JSON object");
-  std::string out;
   bool first = true;
   for (auto it = args.begin(); it != args.end(); ++it) {
-    if (!first) out += "\n";
+    if (!first) out.text("\n");
     first = false;
     const bool is_str = it.value().is_string();
-    out += "<";
-    out += kDsml;
-    out += t.param;
-    out += " name=\"" + it.key() + "\" string=\"" + (is_str ? "true" : "false") + "\">";
-    out += is_str ? it.value().get_ref<const std::string&>() : py_json_dumps(it.value());
-    out += "</";
-    out += kDsml;
-    out += t.param;
-    out += ">";
+    out.tmpl("<" + d + P + " name=\"");
+    out.text(it.key());
+    out.tmpl(std::string("\" string=\"") + (is_str ? "true" : "false") + "\">");
+    out.text(is_str ? it.value().get_ref<const std::string&>() : py_json_dumps(it.value()));
+    out.tmpl("</" + d + P + ">");
   }
-  return out;
 }
 
-std::string render_tool_calls(const std::vector<ToolCall>& calls, Variant v) {
+void render_tool_calls(Out& out, const std::vector<ToolCall>& calls, Variant v) {
   const Tags t = tags_for(v);
-  const std::string d(kDsml);
-  std::string out = "\n\n<" + d + std::string(t.block) + ">\n";
+  const std::string d(kDsml), B(t.block), I(t.invoke);
+  out.tmpl("\n\n<" + d + B + ">\n");
   bool first = true;
   for (const auto& tc : calls) {
-    if (!first) out += "\n";
+    if (!first) out.text("\n");
     first = false;
-    out += "<" + d + std::string(t.invoke) + " name=\"" + tc.name + "\">\n";
-    out += encode_arguments(tc, v);
-    out += "\n</" + d + std::string(t.invoke) + ">";
+    out.tmpl("<" + d + I + " name=\"");
+    out.text(tc.name);
+    out.tmpl("\">\n");
+    encode_arguments(out, tc, v);
+    out.tmpl("\n</" + d + I + ">");
   }
-  out += "\n</" + d + std::string(t.block) + ">";
-  return out;
+  out.tmpl("\n</" + d + B + ">");
 }
+
+void render_tools(Out& out, const std::vector<Tool>& tools, Variant variant);
 
 // Python truthiness of a JSON value: null, false, 0, "", [] and {} are false.
 bool py_truthy(const nlohmann::ordered_json& j) {
@@ -284,12 +336,16 @@ bool py_truthy(const nlohmann::ordered_json& j) {
   return true;
 }
 
-std::string system_extras(const Msg& m, Variant v) {
-  std::string out;
-  if (!m.tools.empty()) out += "\n\n" + render_tools_section(m.tools, v);
-  if (m.response_format && py_truthy(*m.response_format))
-    out += "\n\n" + std::string(kResponseFormatPrefix) + py_json_dumps(*m.response_format);
-  return out;
+void system_extras(Out& out, const Msg& m, Variant v) {
+  if (!m.tools.empty()) {
+    out.text("\n\n");
+    render_tools(out, m.tools, v);
+  }
+  if (m.response_format && py_truthy(*m.response_format)) {
+    out.text("\n\n");
+    out.text(kResponseFormatPrefix);
+    out.text(py_json_dumps(*m.response_format));
+  }
 }
 
 struct RenderCtx {
@@ -301,61 +357,64 @@ struct RenderCtx {
   long last_user = -1;        // find_last_user_index of the rendered list
 };
 
-std::string render_message(size_t i, const std::vector<Msg>& msgs, const RenderCtx& c) {
+void render_message(Out& out, size_t i, const std::vector<Msg>& msgs, const RenderCtx& c) {
   const Msg& m = msgs[i];
   const Variant v = c.variant;
   const long last_user = c.last_user;
-  std::string p;
 
   const std::string effort = (i == 0 && c.thinking) ? c.effort_prefix : std::string();
-  if (v == Variant::V41 && i == 0 && (!effort.empty() || m.role == Role::System)) p += kSystem;
-  p += effort;
+  if (v == Variant::V41 && i == 0 && (!effort.empty() || m.role == Role::System))
+    out.special(kSystem);
+  out.text(effort);
 
   switch (m.role) {
     case Role::System:
-      if (v == Variant::V41 && i > 0) p += kSystem;
-      p += m.content;
-      p += system_extras(m, v);
+      if (v == Variant::V41 && i > 0) out.special(kSystem);
+      out.text(m.content);
+      system_extras(out, m, v);
       break;
     case Role::Developer:
       check(!m.content.empty(), "chat: a developer message needs content");
-      p += kUser;
-      p += m.content;
-      p += system_extras(m, v);
+      out.special(kUser);
+      out.text(m.content);
+      system_extras(out, m, v);
       break;
     case Role::User: {
-      p += kUser;
+      out.special(kUser);
       if (m.has_blocks) {
         bool first = true;
         for (const auto& b : m.blocks) {
-          if (!first) p += "\n\n";
+          if (!first) out.text("\n\n");
           first = false;
-          if (b.kind == Block::Text)
-            p += b.text;
-          else
-            p += "<tool_result>" + b.text + "</tool_result>";
+          if (b.kind == Block::Text) {
+            out.append(b.content);
+          } else {
+            out.text("<tool_result>");
+            out.append(b.content);
+            out.text("</tool_result>");
+          }
         }
       } else {
-        p += m.content;
+        out.text(m.content);
       }
       break;
     }
     case Role::LatestReminder:
-      p += kLatestReminder;
-      p += m.content;
+      out.special(kLatestReminder);
+      out.text(m.content);
       break;
     case Role::Tool:
       throw Error("chat: internal: unmerged tool message");
     case Role::Assistant: {
-      std::string thinking_part;
       const bool prev_has_task = i > 0 && msgs[i - 1].task.has_value();
       if (c.thinking && !prev_has_task &&
-          (!c.drop_thinking || static_cast<long>(i) > last_user))
-        thinking_part = m.reasoning.value_or("") + std::string(kThinkEnd);
-      p += thinking_part;
-      p += m.content;
-      if (!m.tool_calls.empty()) p += render_tool_calls(m.tool_calls, v);
-      if (!m.wo_eos) p += kEos;
+          (!c.drop_thinking || static_cast<long>(i) > last_user)) {
+        out.text(m.reasoning.value_or(""));
+        out.special(kThinkEnd);
+      }
+      out.text(m.content);
+      if (!m.tool_calls.empty()) render_tool_calls(out, m.tool_calls, v);
+      if (!m.wo_eos) out.special(kEos);
       break;
     }
   }
@@ -363,26 +422,25 @@ std::string render_message(size_t i, const std::vector<Msg>& msgs, const RenderC
   // Transition to the next assistant turn.
   if (i + 1 < msgs.size() && msgs[i + 1].role != Role::Assistant &&
       msgs[i + 1].role != Role::LatestReminder)
-    return p;
+    return;
   const bool is_last = i + 1 == msgs.size();
   if (m.task) {
     const std::string_view tok = task_token(*m.task);
-    if (is_last && !c.add_generation_prompt) return p;
+    if (is_last && !c.add_generation_prompt) return;
     if (*m.task != "action") {
-      p += tok;
+      out.special(tok);
     } else {
-      p += kAssistant;
-      p += c.thinking ? kThinkStart : kThinkEnd;
-      p += tok;
+      out.special(kAssistant);
+      out.special(c.thinking ? kThinkStart : kThinkEnd);
+      out.special(tok);
     }
   } else if (is_user_like(msgs, i, v)) {
-    if (is_last && !c.add_generation_prompt) return p;
-    p += kAssistant;
+    if (is_last && !c.add_generation_prompt) return;
+    out.special(kAssistant);
     const bool open_thinking =
         c.thinking && (!c.drop_thinking || static_cast<long>(i) >= last_user);
-    p += open_thinking ? kThinkStart : kThinkEnd;
+    out.special(open_thinking ? kThinkStart : kThinkEnd);
   }
-  return p;
 }
 
 void validate_v41_text(const Message& m) {
@@ -416,7 +474,8 @@ std::string tool_schema_line(const Tool& tool) {
   return py_json_dumps(f);
 }
 
-std::string render_tools_section(const std::vector<Tool>& tools, Variant variant) {
+namespace {
+void render_tools(Out& out, const std::vector<Tool>& tools, Variant variant) {
   const Tags t = tags_for(variant);
   const std::string d(kDsml);
   const std::string B(t.block), I(t.invoke), P(t.param);
@@ -446,10 +505,18 @@ std::string render_tools_section(const std::vector<Tool>& tools, Variant variant
        "reasoning inside <think>...</think> BEFORE any tool calls or final response.\n\n";
   s += "Otherwise, output directly after </think> with tool calls or final response.\n\n";
   s += "### Available Tool Schemas\n\n";
-  s += schemas;
-  s += "\n\nYou MUST strictly follow the above defined tool name and parameter schemas to "
+  out.tmpl(s);
+  out.text(schemas);
+  s = "\n\nYou MUST strictly follow the above defined tool name and parameter schemas to "
        "invoke tool calls.\n";
-  return s;
+  out.tmpl(s);
+}
+}  // namespace
+
+std::string render_tools_section(const std::vector<Tool>& tools, Variant variant) {
+  Out out;
+  render_tools(out, tools, variant);
+  return join(out.take());
 }
 
 int v41_effort_budget(std::string_view e) {
@@ -479,8 +546,9 @@ std::string reasoning_effort_prefix(const ChatOptions& o) {
   return e == "max" ? std::string(kEffortBeyondMax) : std::string(kEffortAbsoluteMax);
 }
 
-std::string render_chat(const std::vector<Message>& messages, const std::vector<Tool>& tools,
-                        const ChatOptions& o) {
+std::vector<PromptSegment> render_chat_segments(const std::vector<Message>& messages,
+                                                const std::vector<Tool>& tools,
+                                                const ChatOptions& o) {
   const Variant v = o.variant;
   std::vector<Message> msgs = messages;
   size_t ctx_n = std::min(o.context_messages, msgs.size());
@@ -515,7 +583,8 @@ std::string render_chat(const std::vector<Message>& messages, const std::vector<
   full.insert(full.end(), cur.begin(), cur.end());
   sort_tool_results_by_call_order(full);
 
-  std::string prompt = (o.add_bos && ctx.empty()) ? std::string(kBos) : std::string();
+  Out out;
+  if (o.add_bos && ctx.empty()) out.special(kBos);
 
   bool drop = o.drop_thinking;
   for (const auto& m : full)
@@ -529,8 +598,13 @@ std::string render_chat(const std::vector<Message>& messages, const std::vector<
   }
   const size_t ctx_len = full.size() - num_to_render;
   c.last_user = find_last_user_index(full, v);
-  for (size_t i = ctx_len; i < full.size(); ++i) prompt += render_message(i, full, c);
-  return prompt;
+  for (size_t i = ctx_len; i < full.size(); ++i) render_message(out, i, full, c);
+  return out.take();
+}
+
+std::string render_chat(const std::vector<Message>& messages, const std::vector<Tool>& tools,
+                        const ChatOptions& options) {
+  return join(render_chat_segments(messages, tools, options));
 }
 
 Variant detect_variant(const std::filesystem::path& dir) {

@@ -95,6 +95,19 @@ struct ChatOptions {
   size_t context_messages = 0;
 };
 
+// One piece of a rendered prompt: a protocol marker written by the encoder (special = true:
+// BOS, EOS, <｜User｜>, <｜Assistant｜>, <｜System｜>, <think>, </think>, ｜DSML｜, task and
+// reminder tokens, image placeholders) or text (template text and message content).
+// Concatenating the texts gives render_chat(). For protection against special-token
+// injection (spec C.7.9), map special segments to their token ids and tokenize text segments
+// WITHOUT special-token matching: for ordinary content this gives exactly the ids of the
+// string encoder, and marker strings inside user content stay plain text.
+struct PromptSegment {
+  std::string text;
+  bool special = false;
+  bool operator==(const PromptSegment&) const = default;
+};
+
 // Renders a conversation to the exact prompt text. Request-level `tools` (OpenAI
 // tools[].function objects) are attached to the leading system message (V4: or developer
 // message), replacing tools already there; if the conversation does not start with one, an
@@ -103,6 +116,11 @@ struct ChatOptions {
 // placeholder text in V4.1 content, images with V4).
 std::string render_chat(const std::vector<Message>& messages, const std::vector<Tool>& tools,
                         const ChatOptions& options);
+
+// The same prompt as segments (see PromptSegment); adjacent text is merged.
+std::vector<PromptSegment> render_chat_segments(const std::vector<Message>& messages,
+                                                const std::vector<Tool>& tools,
+                                                const ChatOptions& options);
 
 // The "## Tools" section for a tool list (without the leading "\n\n").
 std::string render_tools_section(const std::vector<Tool>& tools, Variant variant);
