@@ -25,6 +25,7 @@ bool Args::parse(int argc, char** argv) {
       std::cout << help();
       return false;
     }
+    if (a == "-p" && opts_.count("prompt")) a = "--prompt";  // the one short alias: -p TEXT
     if (a.rfind("--", 0) != 0 || a.size() == 2) {
       positional_.push_back(a);
       continue;

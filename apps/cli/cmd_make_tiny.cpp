@@ -1,10 +1,14 @@
 // dsv4 make-tiny: a random checkpoint in the official layout, for demos and tests.
 #include <cstdio>
+#include <filesystem>
+
+#include <optional>
 
 #include "cli_args.h"
 #include "commands.h"
 #include "core/error.h"
 #include "model/tiny_model.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dsv4::cli {
 
@@ -16,7 +20,8 @@ int cmd_make_tiny(int argc, char** argv) {
   args.option("out", "DIR", "output directory (created if missing)", std::nullopt, true)
       .option("seed", "N", "random seed", "1")
       .option("preset", "NAME", "configuration: " + presets, "tiny")
-      .option("vocab-size", "N", "override the vocabulary size (e.g. to match a tokenizer)")
+      .option("vocab-size", "N", "override the vocabulary size")
+      .option("tokenizer", "FILE", "tokenizer.json to ship with the model; the vocabulary is sized to it")
       .option("shards", "N", "number of safetensors shards (the last holds the MTP block)", "2");
   if (!args.parse(argc, argv)) return 0;
 
@@ -25,10 +30,24 @@ int cmd_make_tiny(int argc, char** argv) {
     c.vocab_size = args.get_int("vocab-size");
     check(c.vocab_size >= 2 && c.vocab_size <= (1 << 22), "--vocab-size must be between 2 and 4194304");
   }
+  std::optional<tok::Tokenizer> tokenizer;
+  if (args.has("tokenizer")) {
+    tokenizer.emplace(tok::Tokenizer::load(args.get("tokenizer")));
+    c.vocab_size = tokenizer->vocab_size();
+    if (auto id = tokenizer->bos_id()) c.bos_token_id = *id;
+    if (auto id = tokenizer->eos_id()) c.eos_token_id = *id;
+  }
   model::TinyModelOptions opt;
   opt.seed = uint64_t(args.get_int("seed"));
   opt.n_shards = args.get_int("shards");
   const int64_t n = model::write_tiny_model(args.get("out"), c, opt);
+  if (tokenizer) {  // ship tokenizer.json (and its tokenizer_config.json) like a release checkpoint
+    namespace fs = std::filesystem;
+    const fs::path src = args.get("tokenizer"), dst = args.get("out");
+    fs::copy_file(src, dst / "tokenizer.json", fs::copy_options::overwrite_existing);
+    const fs::path cfg = src.parent_path() / "tokenizer_config.json";
+    if (fs::exists(cfg)) fs::copy_file(cfg, dst / "tokenizer_config.json", fs::copy_options::overwrite_existing);
+  }
   std::printf("wrote %lld tensors (%s preset, vocab %lld, seed %llu) to %s\n", (long long)n, args.get("preset").c_str(),
               (long long)c.vocab_size, (unsigned long long)opt.seed, args.get("out").c_str());
   return 0;

@@ -17,7 +17,8 @@ struct Command {
 
 // The subcommand table. Add new commands here (one line) and in commands.h.
 const Command kCommands[] = {
-    {"generate", dsv4::cli::cmd_generate, "generate tokens from a prompt (ids)"},
+    {"chat", dsv4::cli::cmd_chat, "interactive multi-turn chat (text, official chat encoding)"},
+    {"generate", dsv4::cli::cmd_generate, "raw completion from a prompt (text or ids)"},
     {"logits", dsv4::cli::cmd_logits, "write prefill/decode logits for a prompt to .npy"},
     {"inspect", dsv4::cli::cmd_inspect, "summarise a checkpoint: config, tensors, bytes, parameters"},
     {"make-tiny", dsv4::cli::cmd_make_tiny, "write a random tiny checkpoint in the official layout"},

@@ -32,11 +32,16 @@ std::vector<float> Engine::prefill(kv::SequenceState& st, const std::vector<int3
 
 GenerateResult Engine::generate(const std::vector<int32_t>& prompt, const GenerateOptions& opt,
                                 const std::function<bool(int32_t)>& on_token) {
+  kv::SequenceState st = model_->new_state();
+  return generate(st, prompt, opt, on_token);
+}
+
+GenerateResult Engine::generate(kv::SequenceState& st, const std::vector<int32_t>& prompt, const GenerateOptions& opt,
+                                const std::function<bool(int32_t)>& on_token) {
   check(opt.max_tokens >= 0, "max tokens must be >= 0");
   GenerateResult r;
   r.n_prompt = int64_t(prompt.size());
   sampling::Sampler sampler(opt.sampler);
-  kv::SequenceState st = model_->new_state();
 
   auto t0 = std::chrono::steady_clock::now();
   std::vector<float> logits = prefill(st, prompt, opt.prefill_chunk);
@@ -46,10 +51,12 @@ GenerateResult Engine::generate(const std::vector<int32_t>& prompt, const Genera
   for (int64_t i = 0; i < opt.max_tokens; ++i) {
     const int32_t tok = sampler.sample(logits);
     r.tokens.push_back(tok);
+    r.last_token_pending = true;
     if (on_token && !on_token(tok)) break;
     if (opt.stop_at_eos && tok == config().eos_token_id) break;
     if (i + 1 == opt.max_tokens) break;
     logits = model_->forward(st, std::span(&tok, 1), model::LogitRows::kLast);
+    r.last_token_pending = false;
   }
   r.decode_seconds = seconds_since(t0);
   return r;

