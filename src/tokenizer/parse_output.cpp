@@ -208,6 +208,11 @@ OutputParser::OutputParser(ParseOptions options)
     : opt_(options), state_(options.thinking ? State::Reasoning : State::Content) {}
 
 void OutputParser::issue(ParseDelta& d, bool error, size_t rel_pos, std::string msg) {
+  // Bounded: adversarial output (a million stray markers) must not grow the report without
+  // limit. The order of issues does not depend on chunking, so neither does the cut.
+  ++issue_count_;
+  if (issue_count_ > kMaxIssues) return;
+  if (issue_count_ == kMaxIssues) msg = "too many problems; further ones are not reported";
   d.issues.push_back(ParseIssue{error, abs_pos(rel_pos), std::move(msg)});
 }
 

@@ -32,6 +32,7 @@ struct ParseOptions {
   bool tools_enabled = true;
 };
 
+// At most 256 issues are reported per parse; the 256th says that more were suppressed.
 struct ParseIssue {
   bool error = false;  // false: warning (output usable), true: something was lost
   size_t offset = 0;   // byte offset in the generated text where the problem was detected
@@ -105,6 +106,9 @@ class OutputParser {
   bool after_block_ = false;  // Content state right after a tool-call block
   bool junk_run_ = false;     // currently dropping unexpected text inside a block
   bool after_eos_warned_ = false;
+  size_t issue_count_ = 0;
+  static constexpr size_t kMaxIssues = 256;  // the last one reported says "too many"
+
   // Current tool call.
   bool call_ok_ = false;
   std::string call_name_;

@@ -302,6 +302,8 @@ TEST(ParseOutput, NestedJunkAndHugeInput) {
   EXPECT_EQ(m.tool_calls.back().arguments.size(), 300000u + 9u);
   std::mt19937 rng(7);
   EXPECT_EQ(parse_chunked(text, popts(true), rng, 3000), m);
+  EXPECT_EQ(m.issues.size(), 256u);  // capped
+  EXPECT_EQ(m.issues.back().message, "too many problems; further ones are not reported");
   // A tag header that never closes is abandoned after a bounded length.
   const std::string open = "<｜DSML｜invoke name=\"" + std::string(100000, 'n');
   const ParsedMessage o = parse_completion(open, popts(false));
