@@ -186,8 +186,18 @@ int main(int argc, char** argv) {
     const std::string cur = backend::current_isa();
     auto report = [&](const char* what, const std::vector<Matrix>& ms) {
       const double g = matvec_gbps(ms, pool, reps);
-      std::printf("isa %-6s threads %d  matvec %-34s %7.1f GB/s  = %.2f of read bandwidth\n",
-                  cur.c_str(), T, what, g, g / bw);
+      // A plain read of the same bytes right after: the ratio is robust to the machine's
+      // other load, which varies from second to second on shared machines.
+      std::vector<const void*> bufs;
+      std::vector<size_t> sizes;
+      for (const auto& m : ms) {
+        bufs.push_back(m.view.data);
+        sizes.push_back(size_t(m.view.row_bytes() * m.view.n_out));
+      }
+      const double rd = bench::read_gbps(pool, bufs.data(), sizes.data(), bufs.size(), reps);
+      std::printf("isa %-6s threads %d  matvec %-34s %7.1f GB/s  = %.2f of read bandwidth"
+                  " (plain read of the same weights %.1f GB/s: %.2f)\n",
+                  cur.c_str(), T, what, g, g / bw, rd, g / rd);
       std::fflush(stdout);
     };
     if (want("fp4")) report(("fp4 experts [2048,4096] x" + std::to_string(n_experts)).c_str(), experts);

@@ -124,6 +124,30 @@ BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passe
   return r;
 }
 
+double read_gbps(ThreadPool& pool, const void* const* bufs, const size_t* bytes, size_t n_bufs,
+                 int passes) {
+  const int T = pool.n_threads();
+  std::vector<float> sink(static_cast<size_t>(T));
+  double total = 0;
+  for (size_t b = 0; b < n_bufs; ++b) total += double(bytes[b]);
+  double best = 0;
+  for (int p = 0; p < passes; ++p) {
+    const double t0 = now_seconds();
+    for (size_t b = 0; b < n_bufs; ++b) {
+      const float* f = static_cast<const float*>(bufs[b]);
+      const size_t n = bytes[b] / sizeof(float);
+      pool.parallel_ranges(T, [&](int64_t lo_t, int64_t hi_t, int) {
+        for (int64_t t = lo_t; t < hi_t; ++t) {
+          const size_t lo = n * size_t(t) / size_t(T), hi = n * size_t(t + 1) / size_t(T);
+          sink[size_t(t)] += HWY_DYNAMIC_DISPATCH(ReadSum)(f + lo, hi - lo);
+        }
+      });
+    }
+    best = std::max(best, total / (now_seconds() - t0) * 1e-9);
+  }
+  return best;
+}
+
 FlopsResult measure_peak_fma(ThreadPool& pool, int passes) {
   const int T = pool.n_threads();
   std::vector<float> sink(static_cast<size_t>(T));

@@ -35,6 +35,11 @@ struct FlopsResult {
   std::string isa;    // the SIMD target the probe ran on
 };
 
+// Best-of-passes GB/s of a plain multi-accumulator read of the given buffers (each split
+// across the pool's threads), e.g. of the very weights a kernel streams.
+double read_gbps(ThreadPool& pool, const void* const* bufs, const size_t* bytes, size_t n_bufs,
+                 int passes = 5);
+
 // Peak fp32 FMA throughput of the current SIMD target with pool.n_threads() threads.
 FlopsResult measure_peak_fma(ThreadPool& pool, int passes = 5);
 

@@ -23,7 +23,7 @@ thread_local bool t_in_pool_task = false;
 // Spin iterations (each one pause) before a waiting thread blocks in the kernel. Decode
 // issues thousands of small parallel_fors per token, so a short spin saves the futex
 // round trip; it is kept short because the machine may be shared.
-constexpr int kSpinIters = 20000;
+constexpr int kSpinIters = 4000;
 
 int read_int(const std::string& path) {
   std::ifstream f(path);

@@ -10,6 +10,7 @@
 // is rethrown from parallel_for after all ranges have finished.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <exception>
@@ -54,6 +55,30 @@ class ThreadPool {
           F& f = *static_cast<F*>(const_cast<void*>(ctx));
           f(begin, end, thread);
         }, &fn);
+  }
+
+  // Dynamic variant for machines whose cores are shared with other work: [0, n_tasks) is
+  // cut into contiguous pieces of `grain` tasks that the threads claim in order from an
+  // atomic counter, fn(begin, end, thread) per piece. A thread that is preempted then no
+  // longer holds everybody up at the barrier, while each piece is still one contiguous
+  // stream (pick grain so that a piece is tens of KiB of weights).
+  template <class Fn>
+  void parallel_chunks(int64_t n_tasks, int64_t grain, Fn&& fn) {
+    if (grain < 1) grain = 1;
+    const int64_t n_pieces = (n_tasks + grain - 1) / grain;
+    if (n_pieces <= 1 || n_threads_ == 1) {
+      for (int64_t b = 0; b < n_tasks; b += grain) fn(b, std::min(n_tasks, b + grain), 0);
+      return;
+    }
+    std::atomic<int64_t> next{0};
+    parallel_ranges(std::min<int64_t>(n_threads_, n_pieces), [&](int64_t, int64_t, int thread) {
+      for (;;) {
+        const int64_t piece = next.fetch_add(1, std::memory_order_relaxed);
+        if (piece >= n_pieces) return;
+        const int64_t b = piece * grain;
+        fn(b, std::min(n_tasks, b + grain), thread);
+      }
+    });
   }
 
   // The range of [0, n_tasks) that thread t of n_threads gets.

@@ -50,10 +50,13 @@ constexpr int kTokTile = 4;  // tokens sharing one decode of a weight chunk
 constexpr uint8_t kFp4MaxScale = 127 + 124;
 constexpr uint8_t kFp8MaxScale = 127 + 118;
 
-// Software prefetch distance of the weight streams (bytes ahead of the current load) and
-// of the FP4 scale stream (rows ahead).
+// Software prefetch (into L2) of the weight stream, bytes ahead of the current load, and
+// of the FP4 scale stream, rows ahead. Hardware prefetchers stop at 4 KiB page bounds,
+// and checkpoint weights are a file mapping with 4 KiB pages. (On the shared 2-core
+// development VM the effect was within measurement noise; see docs/performance.md.)
 constexpr int64_t kPrefetchBytes = 8192;
 constexpr int64_t kPrefetchScaleRows = 8;
+constexpr int64_t kPrefetchL1Bytes = 0;  // optional second prefetch into L1 (off: no gain measured)
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -110,6 +113,7 @@ using namespace detail;
 
 #undef DSV4_FP4_AVX3
 #undef DSV4_FP4_AVX2
+#undef DSV4_HAVE_ROW2_FP4
 #if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
 #define DSV4_FP4_AVX3 1
 #else
@@ -324,10 +328,6 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   const int64_t n = w.n_in;
   const uint8_t* wr = w.data + r * (n / 2);
   const uint8_t* sr = w.scale + r * (n / 32);
-  if (!scales_in_range(sr, n / 32, 1, kFp4MaxScale)) {
-    exact_row(w, r, j.x, t0, T, j.y);
-    return;
-  }
   const __m512 lut = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f,
                                     -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
   // dword j <- scale byte j/4 placed at bits 16..23 (then << 7 moves it to the exponent).
@@ -336,18 +336,22 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
       0x80018080, 0x80028080, 0x80028080, 0x80028080, 0x80028080, 0x80038080, 0x80038080,
       0x80038080, 0x80038080);
   const int64_t nc = n / 128;
+  __m512i smin = _mm512_set1_epi8(char(0xFF)), smax = _mm512_setzero_si512();
   __m512 acc[T], acc2[T];
   for (int t = 0; t < T; ++t) acc[t] = acc2[t] = _mm512_setzero_ps();
   // Hardware prefetchers stop at 4 KiB pages; stream the weights ahead explicitly (the
   // next rows follow this one contiguously, so running past the row end is useful).
   _mm_prefetch(reinterpret_cast<const char*>(sr + kPrefetchScaleRows * (n / 32)), _MM_HINT_T0);
   for (int64_t c = 0; c < nc; ++c) {
-    _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), _MM_HINT_T1);
+    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), _MM_HINT_T1);
+    if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
     const __m512i v = _mm512_loadu_si512(wr + c * 64);
     uint32_t s4;
     std::memcpy(&s4, sr + c * 4, 4);
-    const __m512 s = _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_shuffle_epi8(_mm512_set1_epi32(int(s4)), sctl), 7));
+    const __m512i sb = _mm512_set1_epi32(int(s4));
+    smin = _mm512_min_epu8(smin, sb);  // range check on the integer pipes, off the FMA path
+    smax = _mm512_max_epu8(smax, sb);
+    const __m512 s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(sb, sctl), 7));
     const float* xc = j.xp + t0 * j.ldx + c * 128;
     if constexpr (T == 1) {
       // One chain per chunk: the FMA pipes are the bottleneck (8 product FMAs + 1 scale
@@ -378,12 +382,85 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
       for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(p[t], s, acc[t]);
     }
   }
+  if (_mm512_cmp_epu8_mask(smin, _mm512_set1_epi8(1), _MM_CMPINT_LT) |
+      _mm512_cmp_epu8_mask(smax, _mm512_set1_epi8(char(kFp4MaxScale)), _MM_CMPINT_NLE) ||
+      !scales_in_range(sr + nc * 4, n / 32 - nc * 4, 1, kFp4MaxScale)) {
+    exact_row(w, r, j.x, t0, T, j.y);
+    return;
+  }
   float out[T];
   for (int t = 0; t < T; ++t) out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t], acc2[t]));
   if (nc * 128 < n) Fp4Tail<T>(j, wr, sr, nc * 128, t0, out);
   for (int t = 0; t < T; ++t) j.y[(t0 + t) * w.n_out + r] = out[t];
 }
 #undef DSV4_NIB
+
+// Two rows, one token: every activation vector loaded from L1 serves both rows (the x
+// loads, 8 per 64 weight bytes, otherwise compete with the weight stream). Returns false
+// (nothing written) when a scale of either row needs the exact path.
+HWY_INLINE bool Row2Fp4(const Job& j, int64_t r, int64_t t0) {
+  const WeightView& w = *j.w;
+  const int64_t n = w.n_in;
+  const uint8_t* wr = w.data + r * (n / 2);
+  const uint8_t* wr2 = wr + n / 2;
+  const uint8_t* sr = w.scale + r * (n / 32);
+  const uint8_t* sr2 = sr + n / 32;
+  const __m512 lut = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f,
+                                    -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+  const __m512i sctl = _mm512_setr_epi32(
+      0x80008080, 0x80008080, 0x80008080, 0x80008080, 0x80018080, 0x80018080, 0x80018080,
+      0x80018080, 0x80028080, 0x80028080, 0x80028080, 0x80028080, 0x80038080, 0x80038080,
+      0x80038080, 0x80038080);
+  const int64_t nc = n / 128;
+  __m512i smin = _mm512_set1_epi8(char(0xFF)), smax = _mm512_setzero_si512();
+  __m512 acc = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps();
+  _mm_prefetch(reinterpret_cast<const char*>(sr + kPrefetchScaleRows * (n / 32)), _MM_HINT_T0);
+  for (int64_t c = 0; c < nc; ++c) {
+    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), _MM_HINT_T1);
+    if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
+    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + kPrefetchBytes), _MM_HINT_T1);
+    if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
+    const __m512i v = _mm512_loadu_si512(wr + c * 64);
+    const __m512i v2 = _mm512_loadu_si512(wr2 + c * 64);
+    uint32_t s4, s42;
+    std::memcpy(&s4, sr + c * 4, 4);
+    std::memcpy(&s42, sr2 + c * 4, 4);
+    const __m512i sb = _mm512_set1_epi32(int(s4)), sb2 = _mm512_set1_epi32(int(s42));
+    smin = _mm512_min_epu8(smin, _mm512_min_epu8(sb, sb2));
+    smax = _mm512_max_epu8(smax, _mm512_max_epu8(sb, sb2));
+    const __m512 s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(sb, sctl), 7));
+    const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(sb2, sctl), 7));
+    const float* xc = j.xp + t0 * j.ldx + c * 128;
+#define DSV4_NIBV(u, k) _mm512_permutexvar_ps((k) == 0 ? (u) : _mm512_srli_epi32((u), 4 * (k)), lut)
+    __m512 xk = _mm512_load_ps(xc);
+    __m512 pa = _mm512_mul_ps(DSV4_NIBV(v, 0), xk);
+    __m512 pb = _mm512_mul_ps(DSV4_NIBV(v2, 0), xk);
+#define DSV4_STEP2(k)                                       \
+  xk = _mm512_load_ps(xc + 16 * (k));                       \
+  pa = _mm512_fmadd_ps(DSV4_NIBV(v, k), xk, pa);            \
+  pb = _mm512_fmadd_ps(DSV4_NIBV(v2, k), xk, pb);
+    DSV4_STEP2(1) DSV4_STEP2(2) DSV4_STEP2(3) DSV4_STEP2(4) DSV4_STEP2(5) DSV4_STEP2(6)
+    DSV4_STEP2(7)
+#undef DSV4_STEP2
+#undef DSV4_NIBV
+    acc = _mm512_fmadd_ps(pa, s, acc);
+    acc2 = _mm512_fmadd_ps(pb, s2, acc2);
+  }
+  if (_mm512_cmp_epu8_mask(smin, _mm512_set1_epi8(1), _MM_CMPINT_LT) |
+      _mm512_cmp_epu8_mask(smax, _mm512_set1_epi8(char(kFp4MaxScale)), _MM_CMPINT_NLE) ||
+      !scales_in_range(sr + nc * 4, n / 32 - nc * 4, 1, kFp4MaxScale) ||
+      !scales_in_range(sr2 + nc * 4, n / 32 - nc * 4, 1, kFp4MaxScale))
+    return false;
+  float out[1] = {_mm512_reduce_add_ps(acc)}, out2[1] = {_mm512_reduce_add_ps(acc2)};
+  if (nc * 128 < n) {
+    Fp4Tail<1>(j, wr, sr, nc * 128, t0, out);
+    Fp4Tail<1>(j, wr2, sr2, nc * 128, t0, out2);
+  }
+  j.y[t0 * w.n_out + r] = out[0];
+  j.y[t0 * w.n_out + r + 1] = out2[0];
+  return true;
+}
+#define DSV4_HAVE_ROW2_FP4 1
 
 #elif DSV4_FP4_AVX2
 // One nibble position k: 8 weights; magnitude from an 8-entry table, sign bit 3 -> 31.
@@ -399,23 +476,22 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   const int64_t n = w.n_in;
   const uint8_t* wr = w.data + r * (n / 2);
   const uint8_t* sr = w.scale + r * (n / 32);
-  if (!scales_in_range(sr, n / 32, 1, kFp4MaxScale)) {
-    exact_row(w, r, j.x, t0, T, j.y);
-    return;
-  }
   const __m256 lut = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
   const __m256i sign = _mm256_set1_epi32(int(0x80000000u));
   const __m256i sctl = _mm256_setr_epi32(0x80008080, 0x80008080, 0x80008080, 0x80008080,
                                          0x80018080, 0x80018080, 0x80018080, 0x80018080);
   const int64_t nc = n / 64;
+  __m256i smin = _mm256_set1_epi8(char(0xFF)), smax = _mm256_setzero_si256();
   __m256 acc[T], acc2[T];
   for (int t = 0; t < T; ++t) acc[t] = acc2[t] = _mm256_setzero_ps();
   for (int64_t c = 0; c < nc; ++c) {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32));
     uint16_t s2;
     std::memcpy(&s2, sr + c * 2, 2);
-    const __m256 s = _mm256_castsi256_ps(
-        _mm256_slli_epi32(_mm256_shuffle_epi8(_mm256_set1_epi32(int(s2)), sctl), 7));
+    const __m256i sb = _mm256_set1_epi16(int16_t(s2));
+    smin = _mm256_min_epu8(smin, sb);
+    smax = _mm256_max_epu8(smax, sb);
+    const __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_shuffle_epi8(sb, sctl), 7));
     const float* xc = j.xp + t0 * j.ldx + c * 64;
     if constexpr (T == 1) {
       __m256 pa = _mm256_mul_ps(DSV4_NIB(0), _mm256_loadu_ps(xc));
@@ -444,6 +520,17 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
 #undef DSV4_STEP
       for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(p[t], s, acc[t]);
     }
+  }
+  // Every scale byte in [1, kFp4MaxScale]: min(max(b, 1), M) == b for all bytes.
+  const __m256i clamped = _mm256_min_epu8(_mm256_max_epu8(smin, _mm256_set1_epi8(1)),
+                                          _mm256_set1_epi8(char(kFp4MaxScale)));
+  const __m256i clamped2 = _mm256_min_epu8(_mm256_max_epu8(smax, _mm256_set1_epi8(1)),
+                                           _mm256_set1_epi8(char(kFp4MaxScale)));
+  if (_mm256_movemask_epi8(_mm256_and_si256(_mm256_cmpeq_epi8(clamped, smin),
+                                            _mm256_cmpeq_epi8(clamped2, smax))) != -1 ||
+      !scales_in_range(sr + nc * 2, n / 32 - nc * 2, 1, kFp4MaxScale)) {
+    exact_row(w, r, j.x, t0, T, j.y);
+    return;
   }
   const DF d;
   float out[T];
@@ -481,6 +568,14 @@ HWY_NOINLINE void Rows(const Job& j, int64_t r0, int64_t r1) {
     for (int64_t t0 = 0; t0 < j.n_tok; t0 += kTokTile) {
       const int64_t nt = std::min<int64_t>(kTokTile, j.n_tok - t0);
       for (int64_t r = b0; r < b1; ++r) {
+#ifdef DSV4_HAVE_ROW2_FP4
+        if (nt == 1 && j.w->format == WeightFormat::FP4_BLOCK32 && r + 1 < b1) {
+          if (Row2Fp4(j, r, t0)) {
+            ++r;
+            continue;
+          }
+        }
+#endif
         switch (nt) {
           case 1: RowT<1>(j, r, t0); break;
           case 2: RowT<2>(j, r, t0); break;
@@ -494,23 +589,36 @@ HWY_NOINLINE void Rows(const Job& j, int64_t r0, int64_t r1) {
 
 void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool) {
   if (w.n_out <= 0 || n_tok <= 0) return;
-  Job j{&w, x, x, w.n_in, n_tok, y};
+  // The activations are always copied (re-ordered where the format wants it) into
+  // 64-byte aligned rows: full-vector loads that split cache lines halve the weight
+  // streaming rate (measured on Zen 5: 18 vs 27 GB/s for a BF16-like loop).
+  const int64_t ldx = (w.n_in + 15) & ~int64_t(15);
   std::vector<float>& xs = scratch_x();
-  if (w.format == WeightFormat::BF16 || (w.format == WeightFormat::FP4_BLOCK32 && kFp4Chunk > 0)) {
-    xs.resize(size_t(n_tok * w.n_in));
-    for (int64_t t = 0; t < n_tok; ++t) {
-      if (w.format == WeightFormat::BF16)
-        PrepBf16(x + t * w.n_in, w.n_in, xs.data() + t * w.n_in);
-      else
-        PrepFp4(x + t * w.n_in, w.n_in, xs.data() + t * w.n_in);
-    }
-    j.xp = xs.data();
+  xs.resize(size_t(n_tok * ldx + 16));
+  float* xa = xs.data();
+  while (reinterpret_cast<uintptr_t>(xa) % 64 != 0) ++xa;
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const float* xt = x + t * w.n_in;
+    float* dst = xa + t * ldx;
+    if (w.format == WeightFormat::BF16)
+      PrepBf16(xt, w.n_in, dst);
+    else if (w.format == WeightFormat::FP4_BLOCK32)
+      PrepFp4(xt, w.n_in, dst);
+    else
+      std::memcpy(dst, xt, size_t(w.n_in) * sizeof(float));
+    for (int64_t i = w.n_in; i < ldx; ++i) dst[i] = 0.0f;
   }
+  Job j{&w, x, xa, ldx, n_tok, y};
   // Below ~64K multiply-adds the pool's wake-up costs more than it saves.
   const bool threaded = pool != nullptr && pool->n_threads() > 1 && w.n_out >= 2 &&
                         w.n_out * w.n_in * n_tok >= (int64_t(1) << 16);
   if (threaded) {
-    pool->parallel_ranges(w.n_out, [&](int64_t r0, int64_t r1, int) { Rows(j, r0, r1); });
+    // Pieces of ~256 KiB of weights claimed dynamically: each is one contiguous stream,
+    // and a preempted thread (shared machines) does not stall the others at the barrier.
+    const int64_t grain = std::max<int64_t>(
+        1, std::min<int64_t>((int64_t(256) << 10) / std::max<int64_t>(1, w.row_bytes()),
+                             ceil_div(w.n_out, pool->n_threads())));
+    pool->parallel_chunks(w.n_out, grain, [&](int64_t r0, int64_t r1, int) { Rows(j, r0, r1); });
   } else {
     Rows(j, 0, w.n_out);
   }

@@ -83,3 +83,28 @@ TEST(ThreadPool, ExceptionPropagates) {
 
 }  // namespace
 }  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+TEST(ThreadPool, ParallelChunksCoversRangeOnce) {
+  for (int threads : {1, 2, 4}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 5, 64, 1001}) {
+      for (int64_t grain : {1, 3, 64, 5000}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        pool.parallel_chunks(n, grain, [&](int64_t b, int64_t e, int t) {
+          EXPECT_LT(b, e);
+          EXPECT_LE(e - b, grain);
+          EXPECT_GE(t, 0);
+          EXPECT_LT(t, threads);
+          for (int64_t i = b; i < e; ++i) hits[size_t(i)].fetch_add(1);
+        });
+        for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[size_t(i)].load(), 1);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dsv4
