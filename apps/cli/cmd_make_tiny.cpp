@@ -19,7 +19,7 @@ int cmd_make_tiny(int argc, char** argv) {
                          "(config.json, index, sharded safetensors, FP8/FP4 weights with E8M0 scales).");
   args.option("out", "DIR", "output directory (created if missing)", std::nullopt, true)
       .option("seed", "N", "random seed", "1")
-      .option("preset", "NAME", "configuration: " + presets, "tiny")
+      .option("preset", "NAME", "configuration: " + presets + ", or flash-<K> (K full-width V4-Flash layers, ~3.4 GB each)", "tiny")
       .option("vocab-size", "N", "override the vocabulary size")
       .option("tokenizer", "FILE", "tokenizer.json to ship with the model; the vocabulary is sized to it")
       .option("shards", "N", "number of safetensors shards (the last holds the MTP block)", "2");

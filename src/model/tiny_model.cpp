@@ -71,10 +71,10 @@ class TensorFactory {
   // powers of two around the size that keeps activations O(1).
   void fp4_linear(io::SafetensorsWriter& w, const std::string& name, int64_t n_out, int64_t n_in) {
     std::vector<uint8_t> packed(size_t(n_out * n_in / 2)), scales(size_t(n_out * n_in / 32));
-    std::uniform_int_distribution<int> nibble(0, 15), jitter(-2, 1);
-    for (auto& b : packed) b = uint8_t(nibble(rng_) | (nibble(rng_) << 4));
+    fill_random_bytes(packed);  // every byte = two uniform nibbles: all 16 codes
     const int base = int(std::lround(std::log2(1.0 / (2.6 * std::sqrt(double(n_in))))));
-    for (auto& s : scales) s = uint8_t(base + jitter(rng_) + 127);
+    fill_random_bytes(scales);
+    for (auto& s : scales) s = uint8_t(base + int(s & 3) - 2 + 127);  // jitter -2..+1 powers of two
     w.add(name, DType::I8, {n_out, n_in / 2}, std::move(packed));
     w.add(scale_name(name), DType::F8_E8M0, {n_out, n_in / 32}, std::move(scales));
   }
@@ -116,6 +116,15 @@ class TensorFactory {
     return n;
   }
   float gauss() { return dist_(rng_); }
+  // 8 random bytes per generator call: expert tensors of full-width models are gigabytes.
+  void fill_random_bytes(std::vector<uint8_t>& v) {
+    size_t i = 0;
+    for (; i + 8 <= v.size(); i += 8) {
+      const uint64_t r = rng_();
+      std::memcpy(v.data() + i, &r, 8);
+    }
+    for (; i < v.size(); ++i) v[i] = uint8_t(rng_());
+  }
   std::mt19937_64 rng_;
   std::normal_distribution<float> dist_{0.0f, 1.0f};
 };
@@ -190,6 +199,30 @@ io::Config base_tiny() {
 
 std::vector<std::string> tiny_presets() { return {"tiny", "tiny-realwin", "tiny-pro"}; }
 
+io::Config flash_layers_config(int64_t n_layers) {
+  check(n_layers >= 1 && n_layers <= 43, "flash-<K>: K must be between 1 and 43");
+  io::Config c = base_tiny();
+  c.vocab_size = 129280;
+  c.n_embd = 4096;
+  c.n_head = 64;
+  c.head_dim = 512;
+  c.q_lora_rank = 1024;
+  c.o_groups = 8;
+  c.o_lora_rank = 1024;
+  c.sliding_window = 128;
+  c.n_expert = 256;
+  c.n_expert_used = 6;
+  c.n_ff_expert = 2048;
+  c.n_hash_layer = 0;  // score routing everywhere, like 40 of Flash's 43 layers
+  c.index_n_head = 64;
+  c.index_topk = 512;
+  c.n_layer = n_layers;
+  c.n_mtp = 0;
+  c.compress_ratios.clear();
+  for (int64_t l = 0; l < n_layers; ++l) c.compress_ratios.push_back(l % 2 == 0 ? 4 : 128);  // CSA, HCA, ...
+  return c;
+}
+
 io::Config tiny_config(const std::string& preset) {
   io::Config c = base_tiny();
   if (preset == "tiny") return c;
@@ -216,6 +249,13 @@ io::Config tiny_config(const std::string& preset) {
     c.compress_ratios = {16, 16, 4, 16, 4, 16, 0};
     return c;
   }
+  if (preset.rfind("flash-", 0) == 0) {
+    size_t used = 0;
+    int64_t k = -1;
+    try { k = std::stoll(preset.substr(6), &used); } catch (...) { used = 0; }
+    check(used > 0 && used == preset.size() - 6, "preset '" + preset + "': expected flash-<number of layers>");
+    return flash_layers_config(k);
+  }
   std::string names;
   for (const auto& p : tiny_presets()) names += (names.empty() ? "" : ", ") + p;
   throw Error("unknown preset '" + preset + "' (available: " + names + ")");
@@ -234,25 +274,30 @@ int64_t write_tiny_model(const std::string& dir, const io::Config& config, const
   const int64_t n_main_shards = opt.n_shards > 1 && config.n_mtp > 0 ? opt.n_shards - 1 : opt.n_shards;
   int64_t n_main = 0;
   for (const auto& s : specs) n_main += s.name.rfind("mtp.", 0) != 0;
-  std::vector<io::SafetensorsWriter> shards(size_t(opt.n_shards));
-  TensorFactory factory(opt.seed);
+  // Assign every tensor to a shard first, then generate and write one shard at a time so
+  // at most one shard's bytes are in memory (full-width bench models are many gigabytes).
+  std::vector<int64_t> shard_of(specs.size());
   int64_t i_main = 0;
-  for (const auto& s : specs) {
-    const bool is_mtp = s.name.rfind("mtp.", 0) == 0;
-    const int64_t shard = is_mtp && opt.n_shards > 1 ? opt.n_shards - 1 : std::min(n_main_shards - 1, i_main++ * n_main_shards / std::max<int64_t>(n_main, 1));
-    write_tensor(factory, shards[size_t(shard)], config, s);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const bool is_mtp = specs[i].name.rfind("mtp.", 0) == 0;
+    shard_of[i] = is_mtp && opt.n_shards > 1
+                      ? opt.n_shards - 1
+                      : std::min(n_main_shards - 1, i_main++ * n_main_shards / std::max<int64_t>(n_main, 1));
   }
-
+  TensorFactory factory(opt.seed);
   std::map<std::string, std::string> weight_map;
   uint64_t total = 0;
   int64_t n_tensors = 0;
   char fname[64];
   for (int64_t k = 0; k < opt.n_shards; ++k) {
+    io::SafetensorsWriter shard;
+    for (size_t i = 0; i < specs.size(); ++i)
+      if (shard_of[i] == k) write_tensor(factory, shard, config, specs[i]);
     std::snprintf(fname, sizeof fname, "model-%05lld-of-%05lld.safetensors", (long long)(k + 1), (long long)opt.n_shards);
-    shards[size_t(k)].write(dir + "/" + fname);
-    for (const auto& n : shards[size_t(k)].names()) weight_map[n] = fname;
-    total += shards[size_t(k)].data_bytes();
-    n_tensors += int64_t(shards[size_t(k)].names().size());
+    shard.write(dir + "/" + fname);
+    for (const auto& n : shard.names()) weight_map[n] = fname;
+    total += shard.data_bytes();
+    n_tensors += int64_t(shard.names().size());
   }
   io::write_index(dir + "/model.safetensors.index.json", total, weight_map);
   std::ofstream cfg(dir + "/config.json");

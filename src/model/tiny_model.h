@@ -14,9 +14,12 @@ namespace dsv4::model {
 
 // Named configurations: "tiny" (every feature, small window/ratios so short prompts
 // compress), "tiny-realwin" (the release's window 128 / ratio 128 / top-k 512 at tiny width),
-// "tiny-pro" (V4-Pro's layer schedule: HCA first layers, no window-only main layers).
+// "tiny-pro" (V4-Pro's layer schedule: HCA first layers, no window-only main layers),
+// "flash-<K>" (K layers at the exact V4-Flash widths, CSA/HCA alternating, no MTP: for
+// benchmarks; about 3.4 GB per layer plus 2.1 GB of embedding and head).
 std::vector<std::string> tiny_presets();
 io::Config tiny_config(const std::string& preset);  // throws dsv4::Error for an unknown preset
+io::Config flash_layers_config(int64_t n_layers);
 
 struct TinyModelOptions {
   uint64_t seed = 1;
