@@ -120,6 +120,7 @@ struct Block {
 struct Msg {
   Role role = Role::User;
   std::string content;
+  std::optional<Segs> content_parts;  // content given as parts (non-user roles)
   bool has_blocks = false;
   std::vector<Block> blocks;
   std::optional<std::string> reasoning;
@@ -133,8 +134,28 @@ struct Msg {
 Segs text_seg(std::string s) { return Segs{PromptSegment{std::move(s), false}}; }
 
 // Content of a tool result: parts joined by "\n\n" (V4.1 images become the placeholder).
+// Text and image parts of a non-user message (V4.1 reference: the message content becomes
+// its text blocks, images already replaced by the placeholder, joined by "\n\n"; other part
+// types are left out). V4 keeps the text parts only.
+Segs text_and_image_parts(const Message& m, Variant v) {
+  Out out;
+  bool first = true;
+  for (const auto& p : m.parts) {
+    const bool image = is_image_type(p.type);
+    check(!image || v == Variant::V41, "chat: image content parts need the V4.1 encoder");
+    if (p.type != "text" && !image) continue;
+    if (!first) out.text("\n\n");
+    first = false;
+    if (image) out.special(kImage);
+    else out.text(p.text);
+  }
+  return out.take();
+}
+
 Segs tool_result_content(const Message& m, Variant v) {
   if (m.parts.empty()) return text_seg(m.content);
+  if (v == Variant::V41) return text_and_image_parts(m, v);
+  // V4: the reference renders each part of a list content (non-text as "[Unsupported T]").
   Out out;
   bool first = true;
   for (const auto& p : m.parts) {
@@ -202,16 +223,9 @@ std::vector<Msg> merge_tool_messages(const std::vector<Message>& in, Variant v) 
       Msg x;
       x.role = m.role;
       x.content = m.content;
-      if (!m.parts.empty()) {  // non-user parts: text parts joined like the V4.1 reference
-        std::string t;
-        bool first = true;
-        for (const auto& p : m.parts) {
-          if (p.type != "text") continue;
-          if (!first) t += "\n\n";
-          first = false;
-          t += p.text;
-        }
-        x.content = t;
+      if (!m.parts.empty()) {
+        x.content_parts = text_and_image_parts(m, v);
+        x.content = join(*x.content_parts);
       }
       x.reasoning = m.reasoning_content;
       x.tool_calls = m.tool_calls;
@@ -357,6 +371,11 @@ struct RenderCtx {
   long last_user = -1;        // find_last_user_index of the rendered list
 };
 
+void put_content(Out& out, const Msg& m) {
+  if (m.content_parts) out.append(*m.content_parts);
+  else out.text(m.content);
+}
+
 void render_message(Out& out, size_t i, const std::vector<Msg>& msgs, const RenderCtx& c) {
   const Msg& m = msgs[i];
   const Variant v = c.variant;
@@ -370,13 +389,13 @@ void render_message(Out& out, size_t i, const std::vector<Msg>& msgs, const Rend
   switch (m.role) {
     case Role::System:
       if (v == Variant::V41 && i > 0) out.special(kSystem);
-      out.text(m.content);
+      put_content(out, m);
       system_extras(out, m, v);
       break;
     case Role::Developer:
       check(!m.content.empty(), "chat: a developer message needs content");
       out.special(kUser);
-      out.text(m.content);
+      put_content(out, m);
       system_extras(out, m, v);
       break;
     case Role::User: {
@@ -401,7 +420,7 @@ void render_message(Out& out, size_t i, const std::vector<Msg>& msgs, const Rend
     }
     case Role::LatestReminder:
       out.special(kLatestReminder);
-      out.text(m.content);
+      put_content(out, m);
       break;
     case Role::Tool:
       throw Error("chat: internal: unmerged tool message");
@@ -412,7 +431,7 @@ void render_message(Out& out, size_t i, const std::vector<Msg>& msgs, const Rend
         out.text(m.reasoning.value_or(""));
         out.special(kThinkEnd);
       }
-      out.text(m.content);
+      put_content(out, m);
       if (!m.tool_calls.empty()) render_tool_calls(out, m.tool_calls, v);
       if (!m.wo_eos) out.special(kEos);
       break;

@@ -234,8 +234,20 @@ TEST(ChatTools, ToolResultContentParts) {
   EXPECT_NE(v4.find("<tool_result>one\n\n[Unsupported image_url]\n\ntwo\n\n[Unsupported audio]</tool_result>"),
             std::string::npos);
   const std::string v41 = render_chat({user("go"), a, t}, {}, opts(Variant::V41, false));
-  EXPECT_NE(v41.find("<tool_result>one\n\n<｜deepseek_image｜>\n\ntwo\n\n[Unsupported audio]</tool_result>"),
-            std::string::npos);
+  // V4.1 reference: a list content becomes its text blocks (images as the placeholder).
+  EXPECT_NE(v41.find("<tool_result>one\n\n<｜deepseek_image｜>\n\ntwo</tool_result>"), std::string::npos);
+}
+
+TEST(ChatTools, NonUserContentParts) {
+  Message s;
+  s.role = Role::System;
+  s.parts = {{"text", "Be brief."}, {"image_url", ""}, {"audio", ""}, {"text", "Bye."}};
+  EXPECT_EQ(render_chat({s, user("Q")}, {}, opts(Variant::V41, false)),
+            BOS + "<｜System｜>Be brief.\n\n<｜deepseek_image｜>\n\nBye.<｜User｜>Q<｜Assistant｜></think>");
+  EXPECT_THROW(render_chat({s, user("Q")}, {}, opts(Variant::V4, false)), dsv4::Error);
+  s.parts.erase(s.parts.begin() + 1);
+  EXPECT_EQ(render_chat({s, user("Q")}, {}, opts(Variant::V4, false)),
+            BOS + "Be brief.\n\nBye.<｜User｜>Q<｜Assistant｜></think>");
 }
 
 // ---- thinking / reasoning rules --------------------------------------------------------
