@@ -224,6 +224,23 @@ HWY_INLINE void RowBf16(const Job& j, int64_t r, int64_t t0) {
 }
 
 // ------------------------------------------------------------------------------- FP8
+// True when no byte of an E4M3 row is a NaN code (0x7F / 0xFF): full-width byte vectors,
+// max of (b & 0x7F). Also pulls the row into L1 ahead of the decode loop.
+HWY_INLINE bool E4m3RowFinite(const uint8_t* p, int64_t n) {
+  const hn::ScalableTag<uint8_t> d8;
+  const int64_t N = int64_t(hn::Lanes(d8));
+  const auto m7 = hn::Set(d8, uint8_t(0x7F));
+  auto mx = hn::Zero(d8);
+  int64_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N)
+    mx = hn::Max(mx, hn::And(hn::Max(hn::LoadU(d8, p + i), hn::LoadU(d8, p + i + N)), m7));
+  for (; i + N <= n; i += N) mx = hn::Max(mx, hn::And(hn::LoadU(d8, p + i), m7));
+  if (!hn::AllFalse(d8, hn::Eq(mx, m7))) return false;
+  for (; i < n; ++i)
+    if ((p[i] & 0x7F) == 0x7F) return false;
+  return true;
+}
+
 // E4M3 byte -> half bits: (sign-extended byte << 7) & 0xBF80; value = E4M3 * 2^-8.
 template <int T>
 HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
@@ -237,7 +254,7 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
   const int64_t nb = ceil_div(n, 128);
   const uint8_t* wr = w.data + r * n;
   const uint8_t* sr = w.scale + ((r + w.row_offset) / 128) * nb;
-  if (!scales_in_range(sr, nb, 1, kFp8MaxScale) || !e4m3_row_finite(wr, n)) {
+  if (!scales_in_range(sr, nb, 1, kFp8MaxScale) || !E4m3RowFinite(wr, n)) {
     exact_row(w, r, j.x, t0, T, j.y);
     return;
   }
