@@ -85,7 +85,8 @@ int cmd_chat(int argc, char** argv) {
       .option("temperature", "T", "sampling temperature (0 = greedy)", "1.0")
       .option("top-p", "P", "nucleus sampling threshold", "1.0")
       .option("seed", "S", "sampling seed", "0")
-      .option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu");
+      .option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu")
+      .option("threads", "N", "kernel threads (0 = physical cores)", "0");
   if (!args.parse(argc, argv)) return 0;
   check(!(args.get_flag("think") && args.get_flag("no-think")), "--think and --no-think are exclusive");
 
@@ -101,7 +102,7 @@ int cmd_chat(int argc, char** argv) {
 
   const tok::Tokenizer tokenizer = tok::Tokenizer::load_from_dir(args.get("model"));
   std::fprintf(stderr, "loading %s ...\n", args.get("model").c_str());
-  auto engine = runtime::Engine::load(args.get("model"), args.get("backend"));
+  auto engine = runtime::Engine::load(args.get("model"), args.get("backend"), int(args.get_int("threads")));
   check(tokenizer.vocab_size() <= engine->config().vocab_size,
         "tokenizer.json has " + std::to_string(tokenizer.vocab_size()) + " tokens but the model only " +
             std::to_string(engine->config().vocab_size));

@@ -25,6 +25,7 @@ int cmd_generate(int argc, char** argv) {
       .option("top-p", "P", "nucleus sampling threshold", "1")
       .option("seed", "S", "sampling seed", "0")
       .option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu")
+      .option("threads", "N", "kernel threads (0 = physical cores)", "0")
       .flag("ignore-eos", "keep generating after the end-of-sequence token");
   if (!args.parse(argc, argv)) return 0;
 
@@ -48,7 +49,7 @@ int cmd_generate(int argc, char** argv) {
 
   sampling::Sampler validate(opt.sampler);  // reject bad sampling options before the (slow) load
   std::fprintf(stderr, "loading %s ...\n", args.get("model").c_str());
-  auto engine = runtime::Engine::load(args.get("model"), args.get("backend"));
+  auto engine = runtime::Engine::load(args.get("model"), args.get("backend"), int(args.get_int("threads")));
   std::optional<tok::StreamDecoder> text;
   if (tokenizer) text.emplace(*tokenizer);
   const runtime::GenerateResult r = engine->generate(prompt, opt, [&](int32_t tok) {

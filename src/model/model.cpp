@@ -13,8 +13,8 @@ Model::Model(std::unique_ptr<ModelWeights> weights, std::unique_ptr<backend::Ops
       rope_window_(w_->config, w_->config.rope_theta, false),
       rope_compressed_(w_->config, w_->config.compress_rope_theta, true) {}
 
-std::unique_ptr<Model> Model::load(const std::string& dir, const std::string& backend) {
-  auto ops = backend::make_ops(backend);
+std::unique_ptr<Model> Model::load(const std::string& dir, const std::string& backend, int threads) {
+  auto ops = backend::make_ops(backend, backend::Numerics::kExact, threads);
   return std::make_unique<Model>(load_weights(dir), std::move(ops));
 }
 

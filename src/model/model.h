@@ -41,8 +41,9 @@ struct SeqInput {
 class Model {
  public:
   Model(std::unique_ptr<ModelWeights> weights, std::unique_ptr<backend::Ops> ops);
-  // Loads a checkpoint directory with the named backend ("ref" or "cpu").
-  static std::unique_ptr<Model> load(const std::string& dir, const std::string& backend = "cpu");
+  // Loads a checkpoint directory with the named backend ("ref" or "cpu") and kernel threads
+  // (threads <= 0: physical cores).
+  static std::unique_ptr<Model> load(const std::string& dir, const std::string& backend = "cpu", int threads = 0);
 
   const io::Config& config() const { return w_->config; }
   const ModelWeights& weights() const { return *w_; }
