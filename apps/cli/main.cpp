@@ -18,6 +18,7 @@ struct Command {
 // The subcommand table. Add new commands here (one line) and in commands.h.
 const Command kCommands[] = {
     {"chat", dsv4::cli::cmd_chat, "interactive multi-turn chat (text, official chat encoding)"},
+    {"serve", dsv4::cli::cmd_serve, "HTTP server: OpenAI, Anthropic and Ollama APIs, chat page"},
     {"generate", dsv4::cli::cmd_generate, "raw completion from a prompt (text or ids)"},
     {"logits", dsv4::cli::cmd_logits, "write prefill/decode logits for a prompt to .npy"},
     {"inspect", dsv4::cli::cmd_inspect, "summarise a checkpoint: config, tensors, bytes, parameters"},
