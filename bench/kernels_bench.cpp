@@ -7,7 +7,7 @@
 // for each requested SIMD target.
 //
 // usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all]
-//                      [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--fp8-copies C] [--no-thp]
+//                      [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--no-thp]
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -124,7 +124,7 @@ double matmul_gflops(const Matrix& m, int64_t n_tok, ThreadPool& pool, int reps)
 }  // namespace
 
 int main(int argc, char** argv) {
-  int threads = 0, reps = 5, n_experts = 64, n_fp8 = 16;
+  int threads = 0, reps = 5, n_experts = 64, n_fp8 = 16, expert_rows = 2048;
   std::string isa_arg = "all", only;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -139,11 +139,12 @@ int main(int argc, char** argv) {
     else if (a == "--isa") isa_arg = val();
     else if (a == "--only") only = val();
     else if (a == "--reps") reps = std::atoi(val().c_str());
+    else if (a == "--expert-rows") expert_rows = std::max(1, std::atoi(val().c_str()));
     else if (a == "--fp8-copies") n_fp8 = std::max(1, std::atoi(val().c_str()));
     else if (a == "--no-thp") g_thp = false;
     else if (a == "--experts") n_experts = std::max(1, std::atoi(val().c_str()));
     else {
-      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--fp8-copies C] [--no-thp]\n");
+      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--no-thp]\n");
       return 2;
     }
   }
@@ -174,7 +175,7 @@ int main(int argc, char** argv) {
   // of [4096, 4096] = 269 MB; BF16 head 1.06 GB.
   std::vector<Matrix> experts, fp8s, head;
   if (want("fp4"))
-    for (int e = 0; e < n_experts; ++e) experts.push_back(make_matrix(WeightFormat::FP4_BLOCK32, 2048, 4096));
+    for (int e = 0; e < n_experts; ++e) experts.push_back(make_matrix(WeightFormat::FP4_BLOCK32, expert_rows, 4096));
   if (want("fp8"))
     for (int e = 0; e < n_fp8; ++e) fp8s.push_back(make_matrix(WeightFormat::FP8_BLOCK128, 4096, 4096));
   if (want("bf16")) head.push_back(make_matrix(WeightFormat::BF16, 129280, 4096));
@@ -201,7 +202,7 @@ int main(int argc, char** argv) {
                   cur.c_str(), T, what, g, g / bw, rd, g / rd);
       std::fflush(stdout);
     };
-    if (want("fp4")) report(("fp4 experts [2048,4096] x" + std::to_string(n_experts)).c_str(), experts);
+    if (want("fp4")) report(("fp4 experts [" + std::to_string(expert_rows) + ",4096] x" + std::to_string(n_experts)).c_str(), experts);
     if (want("fp8")) report(("fp8 [4096,4096] x" + std::to_string(n_fp8)).c_str(), fp8s);
     if (want("bf16")) report("bf16 head [129280,4096]", head);
     if (want("mm")) {

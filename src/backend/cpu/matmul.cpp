@@ -56,6 +56,7 @@ constexpr uint8_t kFp8MaxScale = 127 + 118;
 // development VM the effect was within measurement noise; see docs/performance.md.)
 constexpr int64_t kPrefetchBytes = 8192;
 constexpr int64_t kPrefetchScaleRows = 8;
+constexpr bool kUseRow2 = true;
 constexpr int64_t kPrefetchL1Bytes = 0;  // optional second prefetch into L1 (off: no gain measured)
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -335,6 +336,17 @@ HWY_INLINE void Fp4Tail(const Job& j, const uint8_t* wr, const uint8_t* sr, int6
   }
 }
 
+#if DSV4_FP4_AVX3 || DSV4_FP4_AVX2
+// Every cache line of the scale bytes of a row some rows ahead (a 4096-wide row has 128
+// scale bytes = two lines; leaving one to a demand miss stalls each row for a full DRAM
+// latency).
+HWY_INLINE void PrefetchScales(const uint8_t* p, int64_t n) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  for (uintptr_t l = a & ~uintptr_t(63); l < a + uintptr_t(n); l += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(l), _MM_HINT_T0);
+}
+#endif
+
 #if DSV4_FP4_AVX3
 // One nibble position k of a chunk: 16 weights (columns 8j+k), unscaled.
 #define DSV4_NIB(k) _mm512_permutexvar_ps((k) == 0 ? v : _mm512_srli_epi32(v, 4 * (k)), lut)
@@ -358,9 +370,9 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   for (int t = 0; t < T; ++t) acc[t] = acc2[t] = _mm512_setzero_ps();
   // Hardware prefetchers stop at 4 KiB pages; stream the weights ahead explicitly (the
   // next rows follow this one contiguously, so running past the row end is useful).
-  _mm_prefetch(reinterpret_cast<const char*>(sr + kPrefetchScaleRows * (n / 32)), _MM_HINT_T0);
+  PrefetchScales(sr + kPrefetchScaleRows * (n / 32), n / 32);
   for (int64_t c = 0; c < nc; ++c) {
-    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), _MM_HINT_T1);
+    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), _MM_HINT_NTA);
     if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
     const __m512i v = _mm512_loadu_si512(wr + c * 64);
     uint32_t s4;
@@ -431,11 +443,11 @@ HWY_INLINE bool Row2Fp4(const Job& j, int64_t r, int64_t t0) {
   const int64_t nc = n / 128;
   __m512i smin = _mm512_set1_epi8(char(0xFF)), smax = _mm512_setzero_si512();
   __m512 acc = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps();
-  _mm_prefetch(reinterpret_cast<const char*>(sr + kPrefetchScaleRows * (n / 32)), _MM_HINT_T0);
+  PrefetchScales(sr + kPrefetchScaleRows * (n / 32), 2 * (n / 32));
   for (int64_t c = 0; c < nc; ++c) {
-    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), _MM_HINT_T1);
+    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), _MM_HINT_NTA);
     if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
-    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + kPrefetchBytes), _MM_HINT_T1);
+    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + kPrefetchBytes), _MM_HINT_NTA);
     if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
     const __m512i v = _mm512_loadu_si512(wr + c * 64);
     const __m512i v2 = _mm512_loadu_si512(wr2 + c * 64);
@@ -501,7 +513,10 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   __m256i smin = _mm256_set1_epi8(char(0xFF)), smax = _mm256_setzero_si256();
   __m256 acc[T], acc2[T];
   for (int t = 0; t < T; ++t) acc[t] = acc2[t] = _mm256_setzero_ps();
+  PrefetchScales(sr + kPrefetchScaleRows * (n / 32), n / 32);
   for (int64_t c = 0; c < nc; ++c) {
+    if constexpr (kPrefetchBytes > 0)
+      if ((c & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 32 + kPrefetchBytes), _MM_HINT_NTA);
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32));
     uint16_t s2;
     std::memcpy(&s2, sr + c * 2, 2);
@@ -586,7 +601,7 @@ HWY_NOINLINE void Rows(const Job& j, int64_t r0, int64_t r1) {
       const int64_t nt = std::min<int64_t>(kTokTile, j.n_tok - t0);
       for (int64_t r = b0; r < b1; ++r) {
 #ifdef DSV4_HAVE_ROW2_FP4
-        if (nt == 1 && j.w->format == WeightFormat::FP4_BLOCK32 && r + 1 < b1) {
+        if (kUseRow2 && nt == 1 && j.w->format == WeightFormat::FP4_BLOCK32 && r + 1 < b1) {
           if (Row2Fp4(j, r, t0)) {
             ++r;
             continue;
