@@ -231,7 +231,7 @@ void Scheduler::Impl::admit(std::unique_ptr<Seq> s) {
     return;
   }
   try {
-    s->toks = s->p.prompt;
+    s->toks = std::move(s->p.prompt);  // the prompt lives on as the head of toks
     int64_t hit = 0;
     if (cache.enabled()) {
       // At least the last prompt token is always fed, to produce the first logits.
