@@ -77,7 +77,12 @@ Matrix make_matrix(WeightFormat f, int64_t n_out, int64_t n_in) {
   m.data = Buffer(size_t(m.view.row_bytes() * n_out));
   for (size_t i = 0; i + 8 <= m.data.size(); i += 8) {
     uint64_t v = next_u64();
-    if (f == WeightFormat::BF16) v &= 0xBFFFBFFFBFFFBFFFull;  // finite, |w| < 2
+    if (f == WeightFormat::BF16) {
+      // Realistic magnitudes: exponent 2^-7 .. 2^0 (random bit patterns would include
+      // subnormals, which cost microcode assists on some CPUs and never occur in weights).
+      v = (v & 0x807F807F807F807Full) | (uint64_t(0x3C00) * 0x0001000100010001ull) |
+          ((v & 0x0380038003800380ull));
+    }
     if (f == WeightFormat::FP8_BLOCK128) v &= 0xF7F7F7F7F7F7F7F7ull;  // no 0x7F / 0xFF
     std::memcpy(m.data.data() + i, &v, 8);
   }
