@@ -348,6 +348,38 @@ HWY_INLINE void PrefetchScales(const uint8_t* p, int64_t n) {
 #endif
 
 #if DSV4_FP4_AVX3
+// Scale vectors of an FP4 row: 16 E8M0 bytes (four chunks) are widened to dwords and
+// shifted into the fp32 exponent once, and each chunk picks its four block scales (lane
+// j <- block j/4) with one lane permute. The range check (bytes outside [1, max] need
+// the exact path) is two masked compares per four chunks.
+struct Fp4Scales {
+  const uint8_t* sr;
+  int64_t nc;
+  __m512 g = _mm512_setzero_ps();
+  __mmask16 bad = 0;
+
+  HWY_INLINE __m512 get(int64_t c) {
+    alignas(64) static constexpr int32_t kIdx[4][16] = {
+        {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
+        {4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7},
+        {8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11},
+        {12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15}};
+    if ((c & 3) == 0) {
+      const int64_t nbytes = std::min<int64_t>(16, (nc - c) * 4);
+      const __mmask16 valid = __mmask16((1u << nbytes) - 1u);
+      const __m128i b = nbytes == 16 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(sr + c * 4))
+                                     : _mm_maskz_loadu_epi8(valid, sr + c * 4);
+      const __m512i d = _mm512_cvtepu8_epi32(b);
+      bad |= __mmask16(_mm512_mask_cmp_epu32_mask(valid, d, _mm512_set1_epi32(1), _MM_CMPINT_LT) |
+                       _mm512_mask_cmp_epu32_mask(valid, d, _mm512_set1_epi32(kFp4MaxScale), _MM_CMPINT_NLE));
+      g = _mm512_castsi512_ps(_mm512_slli_epi32(d, 23));
+    }
+    return _mm512_permutexvar_ps(_mm512_load_si512(kIdx[c & 3]), g);
+  }
+};
+#endif
+
+#if DSV4_FP4_AVX3
 // One nibble position k of a chunk: 16 weights (columns 8j+k), unscaled.
 #define DSV4_NIB(k) _mm512_permutexvar_ps((k) == 0 ? v : _mm512_srli_epi32(v, 4 * (k)), lut)
 
@@ -359,13 +391,8 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   const uint8_t* sr = w.scale + r * (n / 32);
   const __m512 lut = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f,
                                     -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
-  // dword j <- scale byte j/4 placed at bits 16..23 (then << 7 moves it to the exponent).
-  const __m512i sctl = _mm512_setr_epi32(
-      0x80008080, 0x80008080, 0x80008080, 0x80008080, 0x80018080, 0x80018080, 0x80018080,
-      0x80018080, 0x80028080, 0x80028080, 0x80028080, 0x80028080, 0x80038080, 0x80038080,
-      0x80038080, 0x80038080);
   const int64_t nc = n / 128;
-  __m512i smin = _mm512_set1_epi8(char(0xFF)), smax = _mm512_setzero_si512();
+  Fp4Scales sc{sr, nc};
   __m512 acc[T], acc2[T];
   for (int t = 0; t < T; ++t) acc[t] = acc2[t] = _mm512_setzero_ps();
   // Hardware prefetchers stop at 4 KiB pages; stream the weights ahead explicitly (the
@@ -375,12 +402,7 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
     if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), _MM_HINT_NTA);
     if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
     const __m512i v = _mm512_loadu_si512(wr + c * 64);
-    uint32_t s4;
-    std::memcpy(&s4, sr + c * 4, 4);
-    const __m512i sb = _mm512_set1_epi32(int(s4));
-    smin = _mm512_min_epu8(smin, sb);  // range check on the integer pipes, off the FMA path
-    smax = _mm512_max_epu8(smax, sb);
-    const __m512 s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(sb, sctl), 7));
+    const __m512 s = sc.get(c);
     const float* xc = j.xp + t0 * j.ldx + c * 128;
     if constexpr (T == 1) {
       // One chain per chunk: the FMA pipes are the bottleneck (8 product FMAs + 1 scale
@@ -411,9 +433,7 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
       for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(p[t], s, acc[t]);
     }
   }
-  if (_mm512_cmp_epu8_mask(smin, _mm512_set1_epi8(1), _MM_CMPINT_LT) |
-      _mm512_cmp_epu8_mask(smax, _mm512_set1_epi8(char(kFp4MaxScale)), _MM_CMPINT_NLE) ||
-      !scales_in_range(sr + nc * 4, n / 32 - nc * 4, 1, kFp4MaxScale)) {
+  if (sc.bad != 0 || !scales_in_range(sr + nc * 4, n / 32 - nc * 4, 1, kFp4MaxScale)) {
     exact_row(w, r, j.x, t0, T, j.y);
     return;
   }
@@ -436,12 +456,8 @@ HWY_INLINE bool Row2Fp4(const Job& j, int64_t r, int64_t t0) {
   const uint8_t* sr2 = sr + n / 32;
   const __m512 lut = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f,
                                     -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
-  const __m512i sctl = _mm512_setr_epi32(
-      0x80008080, 0x80008080, 0x80008080, 0x80008080, 0x80018080, 0x80018080, 0x80018080,
-      0x80018080, 0x80028080, 0x80028080, 0x80028080, 0x80028080, 0x80038080, 0x80038080,
-      0x80038080, 0x80038080);
   const int64_t nc = n / 128;
-  __m512i smin = _mm512_set1_epi8(char(0xFF)), smax = _mm512_setzero_si512();
+  Fp4Scales sc{sr, nc}, sc2{sr2, nc};
   __m512 acc = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps();
   PrefetchScales(sr + kPrefetchScaleRows * (n / 32), 2 * (n / 32));
   for (int64_t c = 0; c < nc; ++c) {
@@ -451,14 +467,7 @@ HWY_INLINE bool Row2Fp4(const Job& j, int64_t r, int64_t t0) {
     if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
     const __m512i v = _mm512_loadu_si512(wr + c * 64);
     const __m512i v2 = _mm512_loadu_si512(wr2 + c * 64);
-    uint32_t s4, s42;
-    std::memcpy(&s4, sr + c * 4, 4);
-    std::memcpy(&s42, sr2 + c * 4, 4);
-    const __m512i sb = _mm512_set1_epi32(int(s4)), sb2 = _mm512_set1_epi32(int(s42));
-    smin = _mm512_min_epu8(smin, _mm512_min_epu8(sb, sb2));
-    smax = _mm512_max_epu8(smax, _mm512_max_epu8(sb, sb2));
-    const __m512 s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(sb, sctl), 7));
-    const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(sb2, sctl), 7));
+    const __m512 s = sc.get(c), s2 = sc2.get(c);
     const float* xc = j.xp + t0 * j.ldx + c * 128;
 #define DSV4_NIBV(u, k) _mm512_permutexvar_ps((k) == 0 ? (u) : _mm512_srli_epi32((u), 4 * (k)), lut)
     __m512 xk = _mm512_load_ps(xc);
@@ -475,9 +484,7 @@ HWY_INLINE bool Row2Fp4(const Job& j, int64_t r, int64_t t0) {
     acc = _mm512_fmadd_ps(pa, s, acc);
     acc2 = _mm512_fmadd_ps(pb, s2, acc2);
   }
-  if (_mm512_cmp_epu8_mask(smin, _mm512_set1_epi8(1), _MM_CMPINT_LT) |
-      _mm512_cmp_epu8_mask(smax, _mm512_set1_epi8(char(kFp4MaxScale)), _MM_CMPINT_NLE) ||
-      !scales_in_range(sr + nc * 4, n / 32 - nc * 4, 1, kFp4MaxScale) ||
+  if ((sc.bad | sc2.bad) != 0 || !scales_in_range(sr + nc * 4, n / 32 - nc * 4, 1, kFp4MaxScale) ||
       !scales_in_range(sr2 + nc * 4, n / 32 - nc * 4, 1, kFp4MaxScale))
     return false;
   float out[1] = {_mm512_reduce_add_ps(acc)}, out2[1] = {_mm512_reduce_add_ps(acc2)};
