@@ -7,7 +7,10 @@
 //
 // usage: server_bench [--preset wide|tiny|<tiny preset>] [--dir DIR] [--backend cpu|ref]
 //                     [--sessions 1,2,4,8] [--decode N] [--prompt N] [--history N] [--suffix N]
+//                     [--vocab N] [--experts USED/TOTAL]
 // The model is written to DIR (default /tmp/dsv4_server_bench_<preset>) unless already there.
+// --vocab / --experts override the preset (to see what limits batching; give a new --dir).
+// --history 0 skips the prefix-cache part.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -115,7 +118,7 @@ std::string cpu_model() {
 int main(int argc, char** argv) {
   std::string preset = "wide", dir, backend = "cpu";
   std::vector<int> sessions = {1, 2, 4, 8};
-  int64_t decode = 32, prompt_len = 16, history = 2000, suffix = 50;
+  int64_t decode = 32, prompt_len = 16, history = 2000, suffix = 50, vocab = 0, experts_used = 0, experts = 0;
   std::string cmdline = argv[0];
   for (int i = 1; i < argc; ++i) cmdline += std::string(" ") + argv[i];
   for (int i = 1; i < argc; ++i) {
@@ -134,6 +137,12 @@ int main(int argc, char** argv) {
     else if (a == "--prompt") prompt_len = std::stoll(next());
     else if (a == "--history") history = std::stoll(next());
     else if (a == "--suffix") suffix = std::stoll(next());
+    else if (a == "--vocab") vocab = std::stoll(next());
+    else if (a == "--experts") {
+      const std::string v = next();
+      experts_used = std::stoll(v.substr(0, v.find('/')));
+      experts = std::stoll(v.substr(v.find('/') + 1));
+    }
     else if (a == "--sessions") {
       sessions.clear();
       std::stringstream ss(next());
@@ -145,7 +154,9 @@ int main(int argc, char** argv) {
   }
   if (dir.empty()) dir = "/tmp/dsv4_server_bench_" + preset;
   try {
-    const io::Config config = preset == "wide" ? wide_config() : model::tiny_config(preset);
+    io::Config config = preset == "wide" ? wide_config() : model::tiny_config(preset);
+    if (vocab > 0) config.vocab_size = vocab;
+    if (experts > 0) config.n_expert = experts, config.n_expert_used = experts_used;
     if (!std::filesystem::exists(std::filesystem::path(dir) / "config.json")) {
       std::printf("writing the %s model to %s ...\n", preset.c_str(), dir.c_str());
       std::fflush(stdout);
@@ -204,6 +215,7 @@ int main(int argc, char** argv) {
     }
 
     // 2. Prefix-cache hit on a long shared history.
+    if (history <= 0) return 0;
     std::printf("\nprefix cache: %lld-token history + %lld new tokens\n", (long long)history, (long long)suffix);
     const auto hist = make_prompt(history, 7, c.vocab_size);
     auto full = hist;

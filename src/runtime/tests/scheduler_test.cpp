@@ -57,16 +57,15 @@ struct Collector {
         tokens.push_back(ev.token);
         events.push_back(ev);
         n = tokens.size();
+        cv.notify_all();
       }
-      cv.notify_all();
       return on_token_hook ? on_token_hook(n) : true;
     };
     cb.on_done = [this](const RequestStats& s) {
-      {
-        std::lock_guard lk(mu);
-        stats = s;
-        ++done;
-      }
+      // Notify under the lock: the waiter may destroy this Collector as soon as it sees done.
+      std::lock_guard lk(mu);
+      stats = s;
+      ++done;
       cv.notify_all();
     };
     return cb;
