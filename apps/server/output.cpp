@@ -483,7 +483,7 @@ class OpenAIResponsesWriter : public ResponseWriter {
 
 class AnthropicWriter : public ResponseWriter {
  public:
-  AnthropicWriter(const GenRequest& r, ResponseMeta m) : req_(r), meta_(std::move(m)) {}
+  AnthropicWriter(const GenRequest&, ResponseMeta m) : meta_(std::move(m)) {}
   std::string stream_begin() override {
     json msg = {{"id", meta_.id},
                 {"type", "message"},
@@ -567,7 +567,6 @@ class AnthropicWriter : public ResponseWriter {
   }
 
  private:
-  const GenRequest& req_;
   ResponseMeta meta_;
   std::string cur_;
   int index_ = 0;
@@ -577,7 +576,7 @@ class AnthropicWriter : public ResponseWriter {
 
 class OllamaWriter : public ResponseWriter {
  public:
-  OllamaWriter(const GenRequest& r, ResponseMeta m) : req_(r), meta_(std::move(m)), chat_(r.api == Api::OllamaChat) {}
+  OllamaWriter(const GenRequest& r, ResponseMeta m) : meta_(std::move(m)), chat_(r.api == Api::OllamaChat) {}
   const char* stream_content_type() const override { return "application/x-ndjson"; }
   json base() { return json{{"model", meta_.model}, {"created_at", iso_now()}}; }
   json piece(const std::string& content, const std::string& thinking, const std::vector<chat::ToolCall>& calls) {
@@ -628,7 +627,6 @@ class OllamaWriter : public ResponseWriter {
   }
 
  private:
-  const GenRequest& req_;
   ResponseMeta meta_;
   bool chat_;
 };
