@@ -70,6 +70,10 @@ struct Collector {
     };
     return cb;
   }
+  size_t count() {
+    std::lock_guard lk(mu);
+    return tokens.size();
+  }
   bool wait_done(std::chrono::seconds limit = 300s) {
     std::unique_lock lk(mu);
     return cv.wait_for(lk, limit, [&] { return done > 0; });
@@ -398,6 +402,63 @@ TEST(Scheduler, CancelMidStreamFreesTheSequence) {
   ASSERT_TRUE(r2->wait_done());
   EXPECT_EQ(r2->stats.finish, FinishReason::kLength);
   EXPECT_EQ(r->done, 1);
+}
+
+// A long prompt is prefilled in chunks between the decode steps of a running request,
+// which keeps producing one token per step meanwhile.
+TEST(Scheduler, LongPrefillDoesNotStallDecoders) {
+  model::Model& m = tiny("cpu");
+  SchedulerOptions o = base_options();
+  o.prefill_chunk = 16;
+  o.max_batch_tokens = 256;
+  Scheduler s(m, o);
+  auto a = std::make_unique<Collector>();
+  std::atomic<size_t> a_tokens{0};
+  a->on_token_hook = [&](size_t n) {
+    a_tokens = n;
+    return true;
+  };
+  s.submit(params(make_prompt(8, 1600), 100), a->callbacks());
+  ASSERT_TRUE(a->wait_tokens(2));
+  auto b = std::make_unique<Collector>();
+  std::atomic<size_t> a_at_b_first{0};
+  b->on_token_hook = [&](size_t n) {
+    if (n == 1) a_at_b_first = a_tokens.load();
+    return true;
+  };
+  const size_t a_at_submit = a_tokens.load();
+  s.submit(params(make_prompt(300, 1601), 2), b->callbacks());
+  ASSERT_TRUE(b->wait_done());
+  EXPECT_EQ(b->stats.finish, FinishReason::kLength);
+  // 300 tokens at 16 per step: 19 steps, each of which also decoded one token of a.
+  EXPECT_GE(a_at_b_first.load(), a_at_submit + 300 / 16 - 1);
+  EXPECT_GT(b->stats.prefill_seconds, 0);
+  ASSERT_TRUE(a->wait_done());
+  EXPECT_EQ(a->stats.completion_tokens, 100);
+}
+
+TEST(Scheduler, CancelDuringPrefill) {
+  model::Model& m = tiny("cpu");
+  SchedulerOptions o = base_options();
+  o.prefill_chunk = 8;
+  o.prefix_cache_bytes = 1 << 20;
+  Scheduler s(m, o);
+  // A decoding request paces the steps; the long prompt is cancelled while it prefills.
+  auto pacer = std::make_unique<Collector>();
+  const uint64_t pacer_id = s.submit(params(make_prompt(4, 1700), 1000), pacer->callbacks());
+  ASSERT_TRUE(pacer->wait_tokens(1));
+  auto r = std::make_unique<Collector>();
+  const uint64_t id = s.submit(params(make_prompt(480, 1701), 5), r->callbacks());
+  ASSERT_TRUE(pacer->wait_tokens(pacer->count() + 3));
+  s.cancel(id);
+  ASSERT_TRUE(r->wait_done());
+  EXPECT_EQ(r->stats.finish, FinishReason::kCancelled);
+  EXPECT_TRUE(r->tokens.empty());
+  s.cancel(pacer_id);
+  ASSERT_TRUE(pacer->wait_done());
+  EXPECT_TRUE(wait_metrics(s, [&](const SchedulerMetrics& mm) {
+    return mm.requests_active == 0 && mm.cache_bytes <= o.prefix_cache_bytes;
+  }));
 }
 
 TEST(Scheduler, OnTokenFalseCancels) {
