@@ -30,6 +30,7 @@
 #define HWY_TARGET_INCLUDE "backend/cpu/matmul.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "hwy/cache_control.h"
 
 #include <algorithm>
 #include <cmath>
@@ -233,8 +234,9 @@ HWY_INLINE bool E4m3RowFinite(const uint8_t* p, int64_t n) {
   const auto m7 = hn::Set(d8, uint8_t(0x7F));
   auto mx = hn::Zero(d8);
   int64_t i = 0;
-  for (; i + 2 * N <= n; i += 2 * N)
-    mx = hn::Max(mx, hn::And(hn::Max(hn::LoadU(d8, p + i), hn::LoadU(d8, p + i + N)), m7));
+  for (; i + 2 * N <= n; i += 2 * N) {
+    mx = hn::Max(mx, hn::Max(hn::And(hn::LoadU(d8, p + i), m7), hn::And(hn::LoadU(d8, p + i + N), m7)));
+  }
   for (; i + N <= n; i += N) mx = hn::Max(mx, hn::And(hn::LoadU(d8, p + i), m7));
   if (!hn::AllFalse(d8, hn::Eq(mx, m7))) return false;
   for (; i < n; ++i)
@@ -255,10 +257,17 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
   const int64_t nb = ceil_div(n, 128);
   const uint8_t* wr = w.data + r * n;
   const uint8_t* sr = w.scale + ((r + w.row_offset) / 128) * nb;
-  if (!scales_in_range(sr, nb, 1, kFp8MaxScale) || !E4m3RowFinite(wr, n)) {
+  // NaN codes: on AVX-512 checked inside the decode loop (a separate pass over the row
+  // would serialise its DRAM latency with the decode), elsewhere by a pass over the row.
+  constexpr bool kInLoopNaN = DSV4_FP4_AVX3 != 0;
+  if (!scales_in_range(sr, nb, 1, kFp8MaxScale) ||
+      ((!kInLoopNaN || n % 32 != 0) && !E4m3RowFinite(wr, n))) {
     exact_row(w, r, j.x, t0, T, j.y);
     return;
   }
+#if DSV4_FP4_AVX3
+  __m512i nan_acc = _mm512_setzero_si512();  // max of (half bits & 0x3F80); 0x3F80 = NaN code
+#endif
   const auto mask = hn::Set(d16, int16_t(0xBF80));
   decltype(hn::Zero(d)) acc[T];
   for (int t = 0; t < T; ++t) acc[t] = hn::Zero(d);
@@ -273,10 +282,23 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
     for (int t = 0; t < T; ++t) p[t] = q[t] = hn::Zero(d);
     int64_t c = c0;
     for (; c + 2 * L <= c1; c += 2 * L) {
+#if DSV4_FP4_AVX3
+      // 32 weights per widening: one shift and one mask for both halves.
+      const __m512i hw = _mm512_and_si512(
+          _mm512_slli_epi16(
+              _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c))), 7),
+          _mm512_set1_epi16(int16_t(0xBF80)));
+      if constexpr (kPrefetchBytes > 0)
+        if ((c & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c + kPrefetchBytes), _MM_HINT_NTA);
+      nan_acc = _mm512_max_epu16(nan_acc, _mm512_and_si512(hw, _mm512_set1_epi16(0x3F80)));
+      const hn::Vec<DF> w0{_mm512_cvtph_ps(_mm512_castsi512_si256(hw))};
+      const hn::Vec<DF> w1{_mm512_cvtph_ps(_mm512_extracti64x4_epi64(hw, 1))};
+#else
       const auto h0 = hn::And(hn::ShiftLeft<7>(hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(wr + c)))), mask);
       const auto h1 = hn::And(hn::ShiftLeft<7>(hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(wr + c + L)))), mask);
       const auto w0 = hn::PromoteTo(d, hn::BitCast(dh, h0));
       const auto w1 = hn::PromoteTo(d, hn::BitCast(dh, h1));
+#endif
       for (int t = 0; t < T; ++t) {
         const float* xc = j.xp + (t0 + t) * j.ldx + c;
         p[t] = hn::MulAdd(w0, hn::LoadU(d, xc), p[t]);
@@ -297,6 +319,12 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
       }
     }
   }
+#if DSV4_FP4_AVX3
+  if (_mm512_cmpeq_epi16_mask(nan_acc, _mm512_set1_epi16(0x3F80)) != 0) {
+    exact_row(w, r, j.x, t0, T, j.y);
+    return;
+  }
+#endif
   for (int t = 0; t < T; ++t) j.y[(t0 + t) * w.n_out + r] = Sum(d, acc[t]) + tail[t];
 }
 
