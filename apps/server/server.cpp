@@ -163,7 +163,16 @@ struct Server::Impl {
     }
 
     // Waits for tokens; returns false when `write` failed (client gone).
-    bool drive(const std::function<bool(const std::string&)>& write) {
+    // streaming: deltas are written as they come; otherwise only a heartbeat (a JSON-neutral
+    // space) is written each second so a client that went away is noticed and cancelled.
+    bool drive(const std::function<bool(const std::string&)>& write, bool streaming) {
+      auto last_write = Clock::now();
+      auto heartbeat = [&]() {
+        if (!write || secs_since(last_write) < 1.0) return true;
+        last_write = Clock::now();
+        const std::string ka = streaming ? writer->stream_keepalive() : std::string(" ");
+        return ka.empty() || write(ka);
+      };
       while (true) {
         std::deque<runtime::TokenEvent> evs;
         bool done = false;
@@ -175,10 +184,7 @@ struct Server::Impl {
           if (done) out_stats(gen->stats);
         }
         if (evs.empty() && !done) {
-          if (write) {
-            const std::string ka = writer->stream_keepalive();
-            if (!ka.empty() && !write(ka)) return false;
-          }
+          if (!heartbeat()) return false;
           continue;
         }
         chat::ParseDelta acc;
@@ -208,12 +214,17 @@ struct Server::Impl {
           merge(acc, d);
         }
         msg.append(acc);
-        if (write) {
+        if (streaming) {
           const std::string s = writer->stream_delta(acc, lp);
-          if (!s.empty() && !write(s)) return false;
+          if (!s.empty()) {
+            if (!write(s)) return false;
+            last_write = Clock::now();
+          } else if (!heartbeat()) {
+            return false;
+          }
         } else {
           for (auto& e : lp) logprobs_all.push_back(std::move(e));
-          // Tool-call ids are assigned by the writer at the end.
+          if (!done && !heartbeat()) return false;
         }
         if (done) break;
       }
@@ -374,22 +385,33 @@ struct Server::Impl {
       count(hreq.path, e.status);
       return;
     }
+    count(hreq.path, 200);
+    Impl* self = this;
     if (!run->req.stream) {
-      run->drive(nullptr);
-      if (run->out.finish == Finish::Error) {
-        send_error(res, api, ApiError(500, "server_error", run->out.error));
-        count(hreq.path, 500);
-        return;
-      }
-      json body = run->writer->final_body(run->msg, run->out, run->logprobs_all);
-      res.set_content(dump(body), "application/json");
-      count(hreq.path, 200);
+      // Chunked, so that a heartbeat can detect a client that went away (the status is fixed
+      // at 200 once the headers are out; a generation failure becomes an error body).
+      res.set_chunked_content_provider(
+          "application/json",
+          [run, self, api](size_t, httplib::DataSink& sink) {
+            auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
+            if (!run->drive(write, false)) {
+              self->disconnects++;
+              run->gen->abandon = true;
+              self->backend.cancel(run->sched_id);
+              return false;
+            }
+            json body = run->out.finish == Finish::Error
+                            ? error_body(api, ApiError(500, "server_error", run->out.error))
+                            : run->writer->final_body(run->msg, run->out, run->logprobs_all);
+            write(dump(body));
+            sink.done();
+            return true;
+          },
+          [run](bool) {});
       return;
     }
-    count(hreq.path, 200);
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
-    Impl* self = this;
     res.set_chunked_content_provider(
         run->writer->stream_content_type(),
         [run, self](size_t, httplib::DataSink& sink) {
@@ -399,7 +421,7 @@ struct Server::Impl {
             self->disconnects++;
             return false;
           }
-          if (!run->drive(write)) {
+          if (!run->drive(write, true)) {
             self->disconnects++;
             run->gen->abandon = true;
             self->backend.cancel(run->sched_id);

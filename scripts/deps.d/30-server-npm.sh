@@ -19,5 +19,7 @@ fi
 if ! command -v chromium >/dev/null; then
   echo "[server] installing chromium (headless page screenshot test)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get install -y --no-install-recommends chromium >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y --no-install-recommends chromium >/dev/null ||
+    { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends chromium >/dev/null; }
 fi

@@ -174,3 +174,18 @@ test('cancellation mid-stream frees the session', async () => {
   });
   assert.ok(ok, 'stream was not cancelled');
 });
+
+test('a non-streaming client that goes away is cancelled too', async () => {
+  const before = await metrics(srv.url);
+  const ac = new AbortController();
+  const p = fetch(srv.url + '/v1/chat/completions', { method: 'POST', signal: ac.signal,
+    body: JSON.stringify({ model: 'tiny', messages: msgs, max_tokens: 1500 }) }).then((r) => r.text());
+  await new Promise((r) => setTimeout(r, 700));
+  ac.abort();
+  await assert.rejects(p);
+  const ok = await waitFor(async () => {
+    const m = await metrics(srv.url);
+    return m.dsv4_requests_active === 0 && m.dsv4_client_disconnects_total > before.dsv4_client_disconnects_total;
+  }, 10000);
+  assert.ok(ok, 'abandoned non-streaming request still running');
+});

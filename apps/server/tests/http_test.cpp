@@ -20,7 +20,8 @@ class Http : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!std::filesystem::exists(kTokenizer)) GTEST_SKIP() << "no test tokenizer at " << kTokenizer;
-    tok_ = std::make_unique<dsv4::tok::Tokenizer>(dsv4::tok::Tokenizer::load(kTokenizer));
+    static dsv4::tok::Tokenizer* shared = new dsv4::tok::Tokenizer(dsv4::tok::Tokenizer::load(kTokenizer));
+    tok_ = shared;  // loaded once for the suite
     script_ = std::filesystem::temp_directory_path() / ("dsv4-http-test-" + std::to_string(::getpid()) + ".json");
     std::ofstream(script_) << R"([{"match": "weather", "output": "hmm</think>Checking.\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_weather\">\n<｜DSML｜parameter name=\"city\" string=\"true\">Paris</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls><｜end▁of▁sentence｜>"}])";
     backend_ = std::make_unique<ScriptedBackend>(*tok_, script_.string(), 4096, 0);
@@ -41,7 +42,7 @@ class Http : public ::testing::Test {
     if (thread_.joinable()) thread_.join();
     std::filesystem::remove(script_);
   }
-  std::unique_ptr<dsv4::tok::Tokenizer> tok_;
+  dsv4::tok::Tokenizer* tok_ = nullptr;
   std::filesystem::path script_;
   std::unique_ptr<ScriptedBackend> backend_;
   std::unique_ptr<Server> server_;
