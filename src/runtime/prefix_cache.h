@@ -22,8 +22,10 @@ class PrefixCache {
 
   // Finds the longest stored key that is a prefix of `tokens` and at most max_len long,
   // copies its state into *out and marks it most recently used. Returns the key length,
-  // or 0 on a miss (out untouched).
-  int64_t lookup(std::span<const int32_t> tokens, int64_t max_len, kv::SequenceState* out);
+  // or 0 on a miss (out untouched). If `common` is given it receives the longest common
+  // prefix of `tokens` with any stored key (whole or not): where two conversations branch.
+  int64_t lookup(std::span<const int32_t> tokens, int64_t max_len, kv::SequenceState* out,
+                 int64_t* common = nullptr);
 
   // Stores a copy of `state` (whose n_past must equal key.size()) under `key`, evicting
   // least recently used entries to stay within budget. Returns false when not stored

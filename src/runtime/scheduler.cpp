@@ -50,6 +50,7 @@ struct Seq {
   kv::SequenceState state;
   RequestStats stats;
   Clock::time_point t_submit, t_admit, t_first;
+  int64_t branch_at = 0;       // > 0: snapshot the state when n_past reaches it (see admit)
   bool first_done = false;     // the prompt is fully prefilled and the first token sampled
   bool cancelled = false;
 };
@@ -216,7 +217,17 @@ void Scheduler::Impl::run() {
       }
     }
     for (auto& s : admitted) admit(std::move(s));
-    if (!active.empty()) step();
+    if (!active.empty()) {
+      try {
+        step();
+      } catch (const std::exception& e) {
+        // Outside the model call (which step() handles itself), e.g. out of memory while
+        // assembling the batch: fail what is running rather than the worker.
+        std::vector<std::unique_ptr<Seq>> failed;
+        failed.swap(active);
+        for (auto& s : failed) finish(std::move(s), FinishReason::kError, std::string("scheduler step failed: ") + e.what());
+      }
+    }
     publish();
   }
 }
@@ -235,8 +246,13 @@ void Scheduler::Impl::admit(std::unique_ptr<Seq> s) {
     int64_t hit = 0;
     if (cache.enabled()) {
       // At least the last prompt token is always fed, to produce the first logits.
-      hit = cache.lookup(s->toks, s->prompt_len - 1, &s->state);
+      int64_t common = 0;
+      hit = cache.lookup(s->toks, s->prompt_len - 1, &s->state, &common);
       ++(hit > 0 ? wm.cache_hits : wm.cache_misses);
+      // The prompt shares more with a cached sequence than any whole snapshot covers: the
+      // two branch there (same system prompt and tools, different conversation). Cut the
+      // prefill at the branch point and snapshot it, so the next sibling hits.
+      if (common > hit && common < s->prompt_len && common >= opt.prefix_cache_min_tokens) s->branch_at = common;
     }
     if (hit == 0) s->state = model.new_state();
     s->stats.cached_tokens = hit;
@@ -268,6 +284,7 @@ void Scheduler::Impl::step() {
       if (used > 0) break;
       n = 1;  // unreachable with max_batch_tokens >= 1, kept for safety
     }
+    if (s->branch_at > s->state.n_past) n = std::min(n, s->branch_at - s->state.n_past);
     const bool last = n == left;
     in.push_back({&s->state, std::span(s->toks).subspan(size_t(s->state.n_past), size_t(n)),
                   last ? model::LogitRows::kLast : model::LogitRows::kNone});
@@ -294,6 +311,13 @@ void Scheduler::Impl::step() {
     const int64_t vocab = model.config().vocab_size;
     for (size_t i = 0; i < seqs.size(); ++i) {
       Seq& s = *seqs[i];
+      if (s.branch_at > 0 && s.state.n_past == s.branch_at) {
+        s.branch_at = 0;
+        try {
+          cache.insert(std::span(s.toks).first(size_t(s.state.n_past)), s.state);
+        } catch (const std::exception&) {
+        }
+      }
       if (in[i].rows == model::LogitRows::kNone) continue;
       if (int64_t(out[i].size()) != vocab) {
         ended.push_back({&s, {FinishReason::kError, "unexpected logits size"}});

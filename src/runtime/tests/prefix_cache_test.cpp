@@ -47,6 +47,27 @@ TEST(PrefixCache, LongestPrefixWithinMaxLen) {
   EXPECT_EQ(c.lookup(std::span(toks).first(9), 9, &out), 0);
 }
 
+TEST(PrefixCache, ReportsTheBranchPoint) {
+  PrefixCache c(1 << 20, 1);
+  const auto toks = seq(50);
+  ASSERT_TRUE(c.insert(std::span(toks).first(40), fake_state(40)));
+  ASSERT_TRUE(c.insert(std::span(toks).first(10), fake_state(10)));
+  auto other = toks;
+  other[25] = 999;  // shares 25 tokens with the 40-token key
+  kv::SequenceState out;
+  int64_t common = -1;
+  EXPECT_EQ(c.lookup(other, 49, &out, &common), 10);
+  EXPECT_EQ(common, 25);
+  EXPECT_EQ(c.lookup(toks, 49, &out, &common), 40);
+  EXPECT_EQ(common, 40);
+  EXPECT_EQ(c.lookup(std::span(toks).first(30), 29, &out, &common), 10);
+  EXPECT_EQ(common, 30);  // the whole query is a prefix of the 40-token key
+  auto none = toks;
+  none[0] = 999;
+  EXPECT_EQ(c.lookup(none, 49, &out, &common), 0);
+  EXPECT_EQ(common, 0);
+}
+
 TEST(PrefixCache, LookupReturnsACopy) {
   PrefixCache c(1 << 20, 1);
   const auto toks = seq(20);

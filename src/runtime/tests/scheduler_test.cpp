@@ -306,6 +306,36 @@ TEST(Scheduler, PrefixCacheHitEqualsMiss) {
   EXPECT_LE(mm.cache_bytes, o.prefix_cache_bytes);
 }
 
+// Conversations that share a system prompt but not their first turn: the second one
+// branches from the first, which leaves a snapshot at the branch point for the third.
+TEST(Scheduler, PrefixCacheBranchPoint) {
+  model::Model& m = tiny();
+  SchedulerOptions o = base_options();
+  o.prefix_cache_bytes = 64ll << 20;
+  o.prefill_chunk = 32;
+  SchedulerOptions off = o;
+  off.prefix_cache_bytes = 0;
+  const auto system = make_prompt(37, 450);
+  auto conv = [&](uint32_t seed) {
+    auto p = system;
+    auto tail = make_prompt(12, seed);
+    tail[0] = int32_t(100 + seed % 50);  // every conversation differs right after the system prompt
+    p.insert(p.end(), tail.begin(), tail.end());
+    return params(p, 3);
+  };
+  Scheduler s(m, o);
+  std::vector<uint32_t> seeds = {451, 452, 453};
+  std::vector<int64_t> expect_cached = {0, 0, 37};
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    auto r = std::make_unique<Collector>();
+    const auto p = conv(seeds[i]);
+    s.submit(p, r->callbacks());
+    ASSERT_TRUE(r->wait_done());
+    EXPECT_EQ(r->stats.cached_tokens, expect_cached[i]) << i;
+    expect_same_output(*run_alone(m, p, off), *r, "conversation " + std::to_string(i));
+  }
+}
+
 // Concurrent requests sharing a history, some hitting the cache while others prefill.
 TEST(Scheduler, PrefixCacheHitsWhileBatched) {
   model::Model& m = tiny();
