@@ -247,7 +247,8 @@ GenRequest parse_openai_chat(const json& b, const ParseContext& ctx) {
     r.top_logprobs = *t;
     if (*t > 0 && !r.logprobs) throw bad_request("'top_logprobs' needs 'logprobs': true", "top_logprobs");
   }
-  if (auto n = opt_int(b, "n", 1, 1)) (void)n;
+  if (auto n = opt_int(b, "n", 0, INT32_MAX); n && *n != 1)
+    throw bad_request("'n' must be 1 (one choice per request)", "n");
   return r;
 }
 
@@ -296,8 +297,10 @@ GenRequest parse_openai_completion(const json& b, const ParseContext& ctx) {
     r.top_logprobs = *lp;
   }
   r.echo = opt_bool(b, "echo").value_or(false);
-  if (auto n = opt_int(b, "n", 1, 1)) (void)n;
-  if (auto n = opt_int(b, "best_of", 1, 1)) (void)n;
+  if (auto n = opt_int(b, "n", 0, INT32_MAX); n && *n != 1)
+    throw bad_request("'n' must be 1 (one choice per request)", "n");
+  if (auto n = opt_int(b, "best_of", 0, INT32_MAX); n && *n != 1)
+    throw bad_request("'best_of' must be 1", "best_of");
   return r;
 }
 
@@ -330,6 +333,9 @@ GenRequest parse_openai_responses(const json& b, const ParseContext& ctx) {
   r.api = Api::OpenAIResponses;
   base_chat_options(r, ctx);
   r.model = check_model(b, ctx);
+  if (opt_string(b, "previous_response_id"))
+    throw bad_request("'previous_response_id' is not supported: this server stores no responses; send the whole "
+                      "conversation in 'input'", "previous_response_id");
   if (auto ins = opt_string(b, "instructions")) {
     chat::Message m;
     m.role = chat::Role::System;
@@ -735,7 +741,29 @@ GenRequest parse_ollama_generate(const json& b, const ParseContext& ctx) {
   return r;
 }
 
+// Deepest [ / { nesting outside strings (bodies nested deeper than any real request are
+// refused before parsing: later recursive walks such as the schema dump must stay shallow).
+static size_t json_depth(const std::string& s) {
+  size_t depth = 0, max_depth = 0;
+  bool in_str = false, esc = false;
+  for (char c : s) {
+    if (in_str) {
+      if (esc) esc = false;
+      else if (c == '\\') esc = true;
+      else if (c == '"') in_str = false;
+    } else if (c == '"') {
+      in_str = true;
+    } else if (c == '[' || c == '{') {
+      max_depth = std::max(max_depth, ++depth);
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return max_depth;
+}
+
 GenRequest parse_request(Api api, const std::string& body, const ParseContext& ctx) {
+  if (json_depth(body) > 256) throw bad_request("request JSON is nested too deeply (limit 256 levels)");
   json j;
   try {
     j = json::parse(body);

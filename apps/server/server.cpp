@@ -64,9 +64,16 @@ struct Server::Impl {
     res.set_content(dump(error_body(api, e)), "application/json");
   }
 
+  // Known endpoints keep their name; anything else counts as "other" (bounded label set).
   void count(const std::string& endpoint, int status) {
+    static const char* kKnown[] = {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages",
+                                   "/v1/messages/count_tokens", "/v1/models", "/api/chat", "/api/generate",
+                                   "/api/tags", "/api/show", "/api/version", "/api/ps", "/metrics", "/health", "/"};
+    std::string name = "other";
+    for (const char* k : kKnown)
+      if (endpoint == k) name = k;
     std::lock_guard<std::mutex> lk(metrics_mu);
-    http_counts[{endpoint, status}]++;
+    http_counts[{name, status}]++;
   }
 
   bool authorized(const httplib::Request& req) const {

@@ -142,3 +142,13 @@ TEST(ServerApi, CompletionsAndResponses) {
   EXPECT_TRUE(r.tools_enabled);
   EXPECT_EQ(r.max_tokens, 9);
 }
+
+TEST(ServerApi, DeepNestingAndChoices) {
+  std::string deep = R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":)";
+  deep += std::string(100000, '[') + std::string(100000, ']') + "}}]}";
+  EXPECT_EQ(status_of(Api::OpenAIChat, deep), 400);
+  EXPECT_NE(message_of(Api::OpenAIChat, deep).find("nested too deeply"), std::string::npos);
+  EXPECT_EQ(status_of(Api::OpenAIChat, R"({"model":"tiny","messages":[{"role":"user","content":"[[[[{{{{"}]})"), 200);
+  EXPECT_EQ(status_of(Api::OpenAIChat, R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"n":2})"), 400);
+  EXPECT_EQ(status_of(Api::OpenAIResponses, R"({"model":"tiny","input":"x","previous_response_id":"resp_1"})"), 400);
+}
