@@ -151,20 +151,11 @@ HWY_INLINE void RowF32(const Job& j, int64_t r, int64_t t0) {
   const size_t L = hn::Lanes(d);
   const int64_t n = j.w->n_in;
   const float* wr = reinterpret_cast<const float*>(j.w->data) + r * n;
-  auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
-  decltype(a0) acc[T];
+  // One accumulator per token and the same order for every n_tok: results do not
+  // depend on the batch size (batch invariance; the model tests rely on it).
+  decltype(hn::Zero(d)) acc[T];
   for (int t = 0; t < T; ++t) acc[t] = hn::Zero(d);
   int64_t i = 0;
-  if constexpr (T == 1) {
-    const float* x0 = j.xp + t0 * j.ldx;
-    for (; i + 4 * int64_t(L) <= n; i += 4 * int64_t(L)) {
-      a0 = hn::MulAdd(hn::LoadU(d, wr + i), hn::LoadU(d, x0 + i), a0);
-      a1 = hn::MulAdd(hn::LoadU(d, wr + i + L), hn::LoadU(d, x0 + i + L), a1);
-      a2 = hn::MulAdd(hn::LoadU(d, wr + i + 2 * L), hn::LoadU(d, x0 + i + 2 * L), a2);
-      a3 = hn::MulAdd(hn::LoadU(d, wr + i + 3 * L), hn::LoadU(d, x0 + i + 3 * L), a3);
-    }
-    acc[0] = hn::Add(hn::Add(a0, a1), hn::Add(a2, a3));
-  }
   for (; i + int64_t(L) <= n; i += int64_t(L)) {
     const auto wv = hn::LoadU(d, wr + i);
     for (int t = 0; t < T; ++t) acc[t] = hn::MulAdd(wv, hn::LoadU(d, j.xp + (t0 + t) * j.ldx + i), acc[t]);
@@ -560,18 +551,7 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
     smax = _mm256_max_epu8(smax, sb);
     const __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_shuffle_epi8(sb, sctl), 7));
     const float* xc = j.xp + t0 * j.ldx + c * 64;
-    if constexpr (T == 1) {
-      __m256 pa = _mm256_mul_ps(DSV4_NIB(0), _mm256_loadu_ps(xc));
-      __m256 pb = _mm256_mul_ps(DSV4_NIB(1), _mm256_loadu_ps(xc + 8));
-      pa = _mm256_fmadd_ps(DSV4_NIB(2), _mm256_loadu_ps(xc + 16), pa);
-      pb = _mm256_fmadd_ps(DSV4_NIB(3), _mm256_loadu_ps(xc + 24), pb);
-      pa = _mm256_fmadd_ps(DSV4_NIB(4), _mm256_loadu_ps(xc + 32), pa);
-      pb = _mm256_fmadd_ps(DSV4_NIB(5), _mm256_loadu_ps(xc + 40), pb);
-      pa = _mm256_fmadd_ps(DSV4_NIB(6), _mm256_loadu_ps(xc + 48), pa);
-      pb = _mm256_fmadd_ps(DSV4_NIB(7), _mm256_loadu_ps(xc + 56), pb);
-      acc[0] = _mm256_fmadd_ps(pa, s, acc[0]);
-      acc2[0] = _mm256_fmadd_ps(pb, s, acc2[0]);
-    } else {
+    {  // one chain per token for every n_tok (batch invariance)
       __m256 p[T];
       {
         const __m256 wk = DSV4_NIB(0);

@@ -275,6 +275,33 @@ TEST(CpuMatmul, SpecialScalesAndNaNCodes) {
   });
 }
 
+// Batch invariance: row o of token t is computed in the same order whatever n_tok and
+// thread count, so a token's result does not depend on its batch (the model's batched
+// forward relies on it). Compared exactly (== treats -0 and +0 alike).
+TEST(CpuMatmul, BatchInvariantEveryIsa) {
+  const Shape shapes[] = {{WeightFormat::F32, 9, 37},           {WeightFormat::BF16, 9, 70},
+                          {WeightFormat::FP8_BLOCK128, 9, 300}, {WeightFormat::FP8_BLOCK128, 9, 256},
+                          {WeightFormat::FP4_BLOCK32, 9, 4128}, {WeightFormat::FP4_BLOCK32, 10, 512}};
+  CpuOps batched(2), single(1);
+  for_each_isa([&](const std::string& isa) {
+    uint32_t seed = 500;
+    for (const Shape& sh : shapes) {
+      const OwnedWeight w = random_weight(sh.f, sh.n_out, sh.n_in, seed++);
+      const int64_t n_tok = 6;
+      const std::vector<float> x = random_x(n_tok * sh.n_in, seed++);
+      std::vector<float> yb(static_cast<size_t>(n_tok * sh.n_out)), y1(static_cast<size_t>(sh.n_out));
+      batched.matmul(w.view, x.data(), n_tok, yb.data());
+      for (int64_t t = 0; t < n_tok; ++t) {
+        single.matmul(w.view, x.data() + t * sh.n_in, 1, y1.data());
+        for (int64_t o = 0; o < sh.n_out; ++o)
+          ASSERT_EQ(yb[size_t(t * sh.n_out + o)], y1[size_t(o)])
+              << weight_format_name(sh.f) << " [" << sh.n_out << "," << sh.n_in << "] tok " << t
+              << " row " << o << " isa " << isa;
+      }
+    }
+  });
+}
+
 // ------------------------------------------------------------- real V4-Flash shapes
 // n_tok = 1 (decode) on the shapes the model runs; the 129280-row head is checked on
 // a 1/16 slice (the full 1 GB matrix is exercised by bench/kernels_bench).
