@@ -55,6 +55,7 @@ struct Server::Impl {
   std::map<std::pair<std::string, int>, int64_t> http_counts;
   std::atomic<int64_t> in_flight{0}, disconnects{0}, rejected{0}, stop_string_hits{0};
   std::atomic<int64_t> seq{0};
+  std::atomic<bool> stopping{false};  // shutting down: running generations are cancelled
   double last_prefill_tps = 0, last_decode_tps = 0;
 
   Impl(Backend& b, const tok::Tokenizer& t, ServerOptions o) : backend(b), tok(t), opt(std::move(o)) {}
@@ -181,6 +182,7 @@ struct Server::Impl {
         return ka.empty() || write(ka);
       };
       while (true) {
+        if (srv.stopping) return false;
         std::deque<runtime::TokenEvent> evs;
         bool done = false;
         {
@@ -655,6 +657,7 @@ bool Server::bind() {
 int Server::port() const { return impl_->bound_port; }
 void Server::run() { impl_->http.listen_after_bind(); }
 void Server::stop() {
+  impl_->stopping = true;
   if (impl_->http.is_running()) impl_->http.stop();
 }
 

@@ -122,3 +122,19 @@ test('API key: missing / wrong -> 401, right key (Bearer or x-api-key) works', a
     await keyed.stop();
   }
 });
+
+test('SIGTERM during a long stream shuts down promptly', async () => {
+  const s = await startServer([]);
+  const client = new OpenAI({ baseURL: s.url + '/v1', apiKey: 'x', maxRetries: 0 });
+  const stream = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'go' }],
+    max_tokens: 1800, stream: true });
+  const it = stream[Symbol.asyncIterator]();
+  await it.next();
+  const t0 = Date.now();
+  const exited = new Promise((r) => s.proc.on('exit', (code) => r(code)));
+  s.proc.kill('SIGTERM');
+  const code = await exited;
+  assert.equal(code, 0);
+  assert.ok(Date.now() - t0 < 5000, 'shutdown took too long');
+  try { while (!(await it.next()).done); } catch { /* connection closed */ }
+});
