@@ -767,10 +767,10 @@ GenRequest parse_request(Api api, const std::string& body, const ParseContext& c
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number overflow
     std::string m = e.what();
-    auto p = m.find("parse error");
-    throw bad_request("malformed JSON: " + (p == std::string::npos ? m : m.substr(p)));
+    auto p = m.find("] ");
+    throw bad_request("malformed JSON: " + (p == std::string::npos ? m : m.substr(p + 2)));
   }
   switch (api) {
     case Api::OpenAIChat: return parse_openai_chat(j, ctx);

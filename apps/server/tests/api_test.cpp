@@ -78,6 +78,7 @@ TEST(ServerApi, OpenAIErrors) {
   EXPECT_EQ(status_of(Api::OpenAIChat, "{"), 400);
   EXPECT_NE(message_of(Api::OpenAIChat, "{").find("malformed JSON"), std::string::npos);
   EXPECT_EQ(status_of(Api::OpenAIChat, "[]"), 400);
+  EXPECT_EQ(status_of(Api::OpenAIChat, R"({"model":"tiny","messages":[],"x":1e99999})"), 400);  // number overflow
   EXPECT_EQ(status_of(Api::OpenAIChat, R"({"model":"tiny"})"), 400);
   EXPECT_EQ(status_of(Api::OpenAIChat, R"({"model":"nope","messages":[{"role":"user","content":"x"}]})"), 404);
   EXPECT_EQ(status_of(Api::OpenAIChat, R"({"model":"tiny","messages":"hi"})"), 400);
