@@ -76,6 +76,7 @@ void ThreadPool::worker(int t) {
     uint32_t g = generation_.load(std::memory_order_acquire);
     for (int i = 0; g == seen && i < kSpinIters; ++i) {
       DSV4_CPU_RELAX();
+      if ((i & 255) == 255) std::this_thread::yield();  // let a preempted peer run
       g = generation_.load(std::memory_order_acquire);
     }
     while (g == seen) {
@@ -126,6 +127,9 @@ void ThreadPool::run(int64_t n_tasks, RangeFn fn, const void* ctx) {
   int p = pending_.load(std::memory_order_acquire);
   for (int i = 0; p != 0 && i < kSpinIters; ++i) {
     DSV4_CPU_RELAX();
+    // A worker that the OS preempted (cores shared with other work) may be waiting for
+    // this very core: yield now and then instead of only spinning.
+    if ((i & 255) == 255) std::this_thread::yield();
     p = pending_.load(std::memory_order_acquire);
   }
   while (p != 0) {
