@@ -392,9 +392,12 @@ GenRequest parse_openai_responses(const json& b, const ParseContext& ctx) {
         r.messages.push_back(m);
       } else if (type == "reasoning") {
         std::string text;
-        if (const json* s = field(it, "summary"); s && s->is_array())
-          for (const auto& p : *s)
-            if (p.is_object() && p.contains("text") && p["text"].is_string()) text += p["text"].get<std::string>();
+        for (const char* key : {"content", "summary"}) {  // raw reasoning_text first, else the summary
+          if (!text.empty()) break;
+          if (const json* s = field(it, key); s && s->is_array())
+            for (const auto& p : *s)
+              if (p.is_object() && p.contains("text") && p["text"].is_string()) text += p["text"].get<std::string>();
+        }
         chat::Message m;
         m.role = chat::Role::Assistant;
         m.reasoning_content = text;

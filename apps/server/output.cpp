@@ -364,10 +364,12 @@ class OpenAIResponsesWriter : public ResponseWriter {
     h.update(j);
     return sse_event(type, h);
   }
-  json reasoning_item(const std::string& id, const std::string& text) {
-    json summary = json::array();
-    if (!text.empty()) summary.push_back({{"type", "summary_text"}, {"text", text}});
-    return json{{"type", "reasoning"}, {"id", id}, {"summary", summary}};
+  // Raw chain of thought as reasoning_text content (as OpenAI serves open-weight models);
+  // the summary stays empty.
+  json reasoning_item(const std::string& id, const std::string& text, bool with_content = true) {
+    json content = json::array();
+    if (with_content) content.push_back({{"type", "reasoning_text"}, {"text", text}});
+    return json{{"type", "reasoning"}, {"id", id}, {"summary", json::array()}, {"content", content}};
   }
   json message_item(const std::string& id, const std::string& text, const char* status) {
     return json{{"type", "message"},
@@ -392,9 +394,14 @@ class OpenAIResponsesWriter : public ResponseWriter {
   std::string close_reasoning() {
     if (!in_reasoning_) return {};
     in_reasoning_ = false;
+    const size_t idx = output_.size();
     json item = reasoning_item(reasoning_id_, reasoning_);
     output_.push_back(item);
-    return ev("response.output_item.done", {{"output_index", output_.size() - 1}, {"item", item}});
+    return ev("response.reasoning_text.done",
+              {{"item_id", reasoning_id_}, {"output_index", idx}, {"content_index", 0}, {"text", reasoning_}}) +
+           ev("response.content_part.done", {{"item_id", reasoning_id_}, {"output_index", idx}, {"content_index", 0},
+                                             {"part", {{"type", "reasoning_text"}, {"text", reasoning_}}}}) +
+           ev("response.output_item.done", {{"output_index", idx}, {"item", item}});
   }
   std::string close_text() {
     if (!in_text_) return {};
@@ -413,11 +420,15 @@ class OpenAIResponsesWriter : public ResponseWriter {
       if (!in_reasoning_) {
         in_reasoning_ = true;
         reasoning_id_ = random_id("rs_");
-        out += ev("response.output_item.added", {{"output_index", output_.size()}, {"item", reasoning_item(reasoning_id_, "")}});
+        reasoning_.clear();
+        out += ev("response.output_item.added",
+                  {{"output_index", output_.size()}, {"item", reasoning_item(reasoning_id_, "", false)}});
+        out += ev("response.content_part.added", {{"item_id", reasoning_id_}, {"output_index", output_.size()},
+                                                  {"content_index", 0}, {"part", {{"type", "reasoning_text"}, {"text", ""}}}});
       }
       reasoning_ += d.reasoning;
-      out += ev("response.reasoning_summary_text.delta",
-                {{"item_id", reasoning_id_}, {"output_index", output_.size()}, {"summary_index", 0}, {"delta", d.reasoning}});
+      out += ev("response.reasoning_text.delta",
+                {{"item_id", reasoning_id_}, {"output_index", output_.size()}, {"content_index", 0}, {"delta", d.reasoning}});
     }
     if (!d.content.empty()) {
       out += close_reasoning();

@@ -108,3 +108,21 @@ test('Ollama: tool_calls round trip', async () => {
   for await (const p of r2) text += p.message.content;
   assert.equal(text, 'It is sunny and 21 C in Paris.');
 });
+
+test('OpenAI Responses: streamed reasoning + function call through the SDK accumulator, round trip', async () => {
+  const client = new OpenAI({ baseURL: srv.url + '/v1', apiKey: 'x', maxRetries: 0 });
+  const rtools = [{ type: 'function', name: 'get_weather', description: 'Weather for a city',
+    parameters: tools[0].function.parameters }];
+  const stream = client.responses.stream({ model: 'tiny', input: 'What is the weather in Paris?', tools: rtools });
+  for await (const ev of stream) assert.ok(!JSON.stringify(ev).includes('DSML'));
+  const r1 = await stream.finalResponse();
+  assert.deepEqual(r1.output.map((o) => o.type), ['reasoning', 'message', 'function_call']);
+  assert.equal(r1.output[0].content[0].text, 'The user wants the weather; call the tool.');
+  assert.equal(r1.output_text, 'Let me check.');
+  const call = r1.output[2];
+  assert.deepEqual(JSON.parse(call.arguments), { city: 'Paris', days: 2 });
+  const r2 = await client.responses.create({ model: 'tiny', tools: rtools, input: [
+    { role: 'user', content: 'What is the weather in Paris?' }, ...r1.output,
+    { type: 'function_call_output', call_id: call.call_id, output: 'sunny, 21 C' }] });
+  assert.equal(r2.output_text, 'It is sunny and 21 C in Paris.');
+});
