@@ -116,13 +116,27 @@ std::vector<std::vector<float>> Model::forward_batch(std::span<const SeqInput> s
   }
   for (int64_t l = 0; l < c.n_layer; ++l) block_forward(w_->layers[size_t(l)], blocks, streams.data(), tokens.data(), n_rows);
 
-  std::vector<std::vector<float>> out;
+  // Gather every sequence's logit rows so the LM head streams its weights once per batch.
+  std::vector<float> head_in;  // [n_logit_rows, hc, n_embd]
+  std::vector<int64_t> n_logit_rows(seqs.size(), 0);
   for (size_t i = 0; i < seqs.size(); ++i) {
     const BlockSeq& b = blocks[i];
     b.state->n_past += b.n_tok;
     const float* seq_streams = streams.data() + b.row0 * width;
     if (seqs[i].final_streams) seqs[i].final_streams->assign(seq_streams, seq_streams + b.n_tok * width);
-    out.push_back(logits(w_->hc_head, w_->norm, seq_streams, b.n_tok, seqs[i].rows));
+    if (b.n_tok == 0 || seqs[i].rows == LogitRows::kNone) continue;
+    const int64_t first = seqs[i].rows == LogitRows::kLast ? b.n_tok - 1 : 0;
+    n_logit_rows[i] = b.n_tok - first;
+    head_in.insert(head_in.end(), seq_streams + first * width, seq_streams + b.n_tok * width);
+  }
+  const int64_t n_head_rows = int64_t(head_in.size()) / width;
+  const std::vector<float> all_logits = logits(w_->hc_head, w_->norm, head_in.data(), n_head_rows, LogitRows::kAll);
+  std::vector<std::vector<float>> out(seqs.size());
+  int64_t row = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const auto begin = all_logits.begin() + row * c.vocab_size;
+    out[i].assign(begin, begin + n_logit_rows[i] * c.vocab_size);
+    row += n_logit_rows[i];
   }
   return out;
 }

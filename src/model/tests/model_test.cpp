@@ -168,9 +168,8 @@ TEST_P(BatchTest, BatchedEqualsSeparate) {
   EXPECT_THROW(model->forward_batch(dup), Error);
 }
 
-// TODO(cpu backend): add "cpu" once its matmul is batch-invariant (same per-row summation
-// order for every n_tok); today it differs in the last bits between n_tok = 1 and n_tok > 1.
-INSTANTIATE_TEST_SUITE_P(Backends, BatchTest, testing::Values("ref"));
+// Both backends are batch-invariant: a row's result never depends on the other rows.
+INSTANTIATE_TEST_SUITE_P(Backends, BatchTest, testing::Values("ref", "cpu"));
 
 TEST(TinyModel, SameSeedSameBytesOtherSeedOtherBytes) {
   const std::string a = temp_dir("seed_a"), b = temp_dir("seed_b"), c = temp_dir("seed_c");
