@@ -100,6 +100,7 @@ int cmd_serve(int argc, char** argv) {
       .option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu")
       .option("threads", "N", "HTTP worker threads (0 = parallel + queue + 8)", "0")
       .option("variant", "V", "chat encoding: v4 or v4.1 (default: detected from the checkpoint)")
+      .option("cors", "ORIGINS", "origins allowed to call the API from a browser, comma-separated ('*' = any)")
       .option("script", "FILE", "testing: play back scripted output instead of running the model")
       .flag("quiet", "no log line per request");
   if (!args.parse(argc, argv)) return 0;
@@ -135,6 +136,16 @@ int cmd_serve(int argc, char** argv) {
       size_t q = a.find(',', p);
       if (q == std::string::npos) q = a.size();
       if (q > p) so.parse.model_names.push_back(a.substr(p, q - p));
+      p = q + 1;
+    }
+  }
+  if (args.has("cors")) {
+    const std::string c = args.get("cors");
+    size_t p = 0;
+    while (p <= c.size()) {
+      size_t q = c.find(',', p);
+      if (q == std::string::npos) q = c.size();
+      if (q > p) so.cors_origins.push_back(c.substr(p, q - p));
       p = q + 1;
     }
   }

@@ -386,6 +386,35 @@ struct Server::Impl {
   }
 
   void handle_generate(Api api, const httplib::Request& hreq, httplib::Response& res) {
+    if (api == Api::OllamaChat || api == Api::OllamaGenerate) {
+      // Ollama clients preload a model with an empty prompt / message list: answer at once.
+      try {
+        json b = json::parse(hreq.body);
+        const bool empty = api == Api::OllamaChat
+                               ? b.is_object() && b.contains("messages") && b["messages"].is_array() && b["messages"].empty()
+                               : b.is_object() && (!b.contains("prompt") || (b["prompt"].is_string() && b["prompt"].get<std::string>().empty())) &&
+                                     !b.contains("system");
+        if (empty) {
+          // Validates the model name (400 when missing, 404 when unknown).
+          parse_request(Api::OllamaChat,
+                        dump(json{{"model", b.contains("model") ? b["model"] : json()},
+                                  {"messages", json::array({json{{"role", "user"}, {"content", ""}}})}}),
+                        opt.parse);
+          json out = {{"model", b["model"]}, {"created_at", iso_now()}, {"done", true}, {"done_reason", "load"}};
+          if (api == Api::OllamaChat) out["message"] = {{"role", "assistant"}, {"content", ""}};
+          else out["response"] = "";
+          res.set_content(dump(out) + "\n", "application/json");
+          count(hreq.path, 200);
+          return;
+        }
+      } catch (const ApiError& e) {
+        send_error(res, api, e);
+        count(hreq.path, e.status);
+        return;
+      } catch (const std::exception&) {
+        // not JSON: the regular path reports it
+      }
+    }
     std::shared_ptr<Run> run;
     try {
       run = start(api, hreq);
@@ -513,9 +542,20 @@ struct Server::Impl {
     http.set_keep_alive_max_count(1000);
     http.set_read_timeout(60, 0);
     http.set_write_timeout(30, 0);
-    http.set_default_headers({{"Access-Control-Allow-Origin", "*"},
-                              {"Access-Control-Allow-Headers", "Authorization, Content-Type, x-api-key, anthropic-version"},
-                              {"Access-Control-Allow-Methods", "GET, POST, OPTIONS"}});
+    // CORS only for the origins named by --cors (the page at / is same-origin): a web page
+    // the user happens to visit must not be able to read this server's answers.
+    http.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (opt.cors_origins.empty() || !req.has_header("Origin")) return;
+      const std::string origin = req.get_header_value("Origin");
+      bool ok = false;
+      for (const auto& o : opt.cors_origins) ok |= o == "*" || o == origin;
+      if (!ok) return;
+      res.set_header("Access-Control-Allow-Origin", origin);
+      res.set_header("Vary", "Origin");
+      res.set_header("Access-Control-Allow-Headers",
+                     "Authorization, Content-Type, x-api-key, anthropic-version, anthropic-beta");
+      res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    });
 
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (req.method == "OPTIONS" || req.path == "/health" || req.path == "/" || req.path == "/index.html")

@@ -27,6 +27,7 @@ struct ServerOptions {
   std::string model_dir;               // for /api/show etc.
   int64_t model_bytes = 0;             // checkpoint size (/api/tags)
   bool log_requests = true;
+  std::vector<std::string> cors_origins;  // origins allowed to read responses ("*" = any)
 };
 
 class Server {

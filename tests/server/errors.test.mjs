@@ -138,3 +138,21 @@ test('SIGTERM during a long stream shuts down promptly', async () => {
   assert.ok(Date.now() - t0 < 5000, 'shutdown took too long');
   try { while (!(await it.next()).done); } catch { /* connection closed */ }
 });
+
+test('CORS: no cross-origin access unless --cors names the origin', async () => {
+  let r = await fetch(srv.url + '/v1/models', { headers: { Origin: 'https://evil.example' } });
+  assert.equal(r.headers.get('access-control-allow-origin'), null);
+  const s = await startServer(['--cors', 'http://localhost:3000']);
+  try {
+    r = await fetch(s.url + '/v1/models', { headers: { Origin: 'http://localhost:3000' } });
+    assert.equal(r.headers.get('access-control-allow-origin'), 'http://localhost:3000');
+    r = await fetch(s.url + '/v1/chat/completions', { method: 'OPTIONS', headers: { Origin: 'http://localhost:3000',
+      'Access-Control-Request-Method': 'POST' } });
+    assert.ok(r.status === 204 || r.status === 200);
+    assert.equal(r.headers.get('access-control-allow-origin'), 'http://localhost:3000');
+    r = await fetch(s.url + '/v1/models', { headers: { Origin: 'https://evil.example' } });
+    assert.equal(r.headers.get('access-control-allow-origin'), null);
+  } finally {
+    await s.stop();
+  }
+});

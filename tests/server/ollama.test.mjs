@@ -66,3 +66,14 @@ test('abort mid-stream frees the session', async () => {
   });
   assert.ok(ok);
 });
+
+test('preload request (empty messages / prompt) answers at once', async () => {
+  const r = await fetch(srv.url + '/api/chat', { method: 'POST', body: JSON.stringify({ model: 'tiny', messages: [] }) });
+  const j = await r.json();
+  assert.equal(j.done, true);
+  assert.equal(j.done_reason, 'load');
+  const g = await client.generate({ model: 'tiny', prompt: '', stream: false });
+  assert.equal(g.done_reason, 'load');
+  const bad = await fetch(srv.url + '/api/generate', { method: 'POST', body: JSON.stringify({ model: 'nope' }) });
+  assert.equal(bad.status, 404);
+});
