@@ -61,6 +61,8 @@ struct Server::Impl {
   Impl(Backend& b, const tok::Tokenizer& t, ServerOptions o) : backend(b), tok(t), opt(std::move(o)) {}
 
   void send_error(httplib::Response& res, Api api, const ApiError& e) {
+    if (opt.log_requests && e.status != 404 && e.status != 401)
+      std::fprintf(stderr, "[serve] refused %d: %s\n", e.status, e.what());
     res.status = e.status;
     res.set_content(dump(error_body(api, e)), "application/json");
   }
