@@ -12,6 +12,7 @@ int cmd_logits(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_detokenize(int argc, char** argv);
 int cmd_chat(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 int cmd_serve(int argc, char** argv);
 
 }  // namespace dsv4::cli

@@ -21,6 +21,7 @@ const Command kCommands[] = {
     {"serve", dsv4::cli::cmd_serve, "HTTP server: OpenAI, Anthropic and Ollama APIs, chat page"},
     {"generate", dsv4::cli::cmd_generate, "raw completion from a prompt (text or ids)"},
     {"logits", dsv4::cli::cmd_logits, "write prefill/decode logits for a prompt to .npy"},
+    {"bench", dsv4::cli::cmd_bench, "decode / prefill speed of full-width layers vs measured machine limits"},
     {"inspect", dsv4::cli::cmd_inspect, "summarise a checkpoint: config, tensors, bytes, parameters"},
     {"make-tiny", dsv4::cli::cmd_make_tiny, "write a random tiny checkpoint in the official layout"},
     {"tokenize", dsv4::cli::cmd_tokenize, "encode text from stdin to token ids (tokenizer.json)"},

@@ -1,0 +1,207 @@
+#include "model_bench.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "backend/cpu/kernels.h"
+#include "backend/ops.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "machine_probe.h"
+#include "model/model.h"
+#include "model/tiny_model.h"
+
+namespace dsv4::bench {
+
+namespace {
+
+// Forwards every op and accounts for what it reads and computes: weight bytes per matmul
+// (in decode each weight is streamed once per token), KV bytes per attention / indexer
+// call, and multiply-adds.
+class CountingOps : public backend::Ops {
+ public:
+  explicit CountingOps(std::unique_ptr<backend::Ops> inner) : inner_(std::move(inner)) {}
+  std::string name() const override { return inner_->name(); }
+  void set_threads(int n) override { inner_->set_threads(n); }
+  int threads() const override { return inner_->threads(); }
+
+  void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) override {
+    const double t0 = now_seconds();
+    inner_->matmul(w, x, n_tok, y);
+    const double dt = now_seconds() - t0;
+    weight_bytes += double(w.total_bytes());
+    flops += 2.0 * double(n_tok) * double(w.n_out) * double(w.n_in);
+    if (w.name == "head.weight") head_seconds += dt;
+    matmul_seconds += dt;
+  }
+  void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps, float* y) override {
+    inner_->rms_norm(x, weight, n_tok, n, eps, y);
+  }
+  void attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink, int64_t n_head,
+                 int64_t head_dim, float scale, float* out) override {
+    const double t0 = now_seconds();
+    inner_->attention(q, keys, n_keys, sink, n_head, head_dim, scale, out);
+    attention_seconds += now_seconds() - t0;
+    kv_bytes += double(n_keys) * double(head_dim) * 4.0;
+    flops += 4.0 * double(n_head) * double(n_keys) * double(head_dim);  // scores + weighted sum
+  }
+  void index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys, int64_t n_keys,
+                    int64_t dim, float* score) override {
+    const double t0 = now_seconds();
+    inner_->index_scores(q, head_weight, n_head, keys, n_keys, dim, score);
+    index_seconds += now_seconds() - t0;
+    kv_bytes += double(n_keys) * double(dim) * 4.0;
+    flops += 2.0 * double(n_head) * double(n_keys) * double(dim);
+  }
+  void reset() { weight_bytes = kv_bytes = flops = head_seconds = matmul_seconds = attention_seconds = index_seconds = 0; }
+
+  double weight_bytes = 0, kv_bytes = 0, flops = 0;
+  double head_seconds = 0, matmul_seconds = 0, attention_seconds = 0, index_seconds = 0;
+
+ private:
+  std::unique_ptr<backend::Ops> inner_;
+};
+
+std::string default_dir(int64_t layers) {
+  const char* tmp = std::getenv("TMPDIR");
+  return std::string(tmp && *tmp ? tmp : "/tmp") + "/dsv4-bench-flash-" + std::to_string(layers);
+}
+
+// Generates the K-layer checkpoint once; later runs reuse it.
+void ensure_model(const std::string& dir, int64_t layers) {
+  if (std::filesystem::exists(dir + "/model.safetensors.index.json")) return;
+  std::fprintf(stderr, "generating %lld full-width V4-Flash layers in %s (once; ~%.1f GB) ...\n", (long long)layers,
+               dir.c_str(), 3.4 * double(layers) + 2.1);
+  model::TinyModelOptions topt;
+  topt.seed = 1;
+  topt.n_shards = std::max<int64_t>(2, 2 * layers);
+  model::write_tiny_model(dir, model::flash_layers_config(layers), topt);
+}
+
+// Puts `ctx` tokens of history into the state the way decode leaves it: a full window
+// ring, ctx/ratio compressed entries, ctx/4 indexer keys (random unit-scale rows; their
+// values do not change the cost). ctx must be a multiple of every ratio so the partial
+// blocks start empty, as after a real prefill of that length.
+void fill_state(const io::Config& c, kv::SequenceState& st, int64_t ctx, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  auto fill = [&](std::vector<float>& v, size_t n) {
+    v.resize(n);
+    for (auto& x : v) x = d(rng);
+  };
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const int64_t ratio = c.compress_ratio(l);
+    kv::LayerState& ls = st.layers[size_t(l)];
+    fill(ls.ring, size_t(c.sliding_window * c.head_dim));
+    if (ratio == 0) continue;
+    check(ctx % ratio == 0, "--ctx must be a multiple of every compress ratio (" + std::to_string(ratio) + ")");
+    fill(ls.comp_kv, size_t(ctx / ratio * c.head_dim));
+    ls.compressor.n_entries = ctx / ratio;
+    if (ratio != 4) continue;
+    fill(ls.index_keys, size_t(ctx / 4 * c.index_head_dim));
+    ls.index_compressor.n_entries = ctx / 4;
+  }
+  st.n_past = ctx;
+}
+
+double run_decode(model::Model& m, CountingOps& ops, const ModelBenchOptions& opt, double bandwidth_gbps) {
+  const io::Config& c = m.config();
+  std::mt19937_64 rng(7);
+  std::uniform_int_distribution<int32_t> tok(0, int32_t(c.vocab_size - 1));
+  double best = 1e30;
+  double bytes_per_token = 0, kv_per_token = 0, head_s = 0, attn_s = 0, index_s = 0;
+  for (int round = 0; round < 3; ++round) {
+    kv::SequenceState st = m.new_state();
+    fill_state(c, st, opt.ctx, 11);
+    int32_t t = tok(rng);
+    m.forward(st, std::span(&t, 1), model::LogitRows::kLast);  // warm-up: page in the weights
+    ops.reset();
+    const double t0 = now_seconds();
+    for (int64_t i = 0; i < opt.steps; ++i) {
+      t = tok(rng);
+      m.forward(st, std::span(&t, 1), model::LogitRows::kLast);
+    }
+    const double per_token = (now_seconds() - t0) / double(opt.steps);
+    if (per_token < best) {
+      best = per_token;
+      bytes_per_token = (ops.weight_bytes + ops.kv_bytes) / double(opt.steps);
+      kv_per_token = ops.kv_bytes / double(opt.steps);
+      head_s = ops.head_seconds / double(opt.steps);
+      attn_s = ops.attention_seconds / double(opt.steps);
+      index_s = ops.index_seconds / double(opt.steps);
+    }
+  }
+  const double achieved = bytes_per_token / best / 1e9;
+  // Projection to the full model: 43 layers at this per-layer time plus one head.
+  const double per_layer = (best - head_s) / double(c.n_layer);
+  const double full_token = 43.0 * per_layer + head_s;
+  std::printf("decode: %lld layers + head, ctx %lld, %lld steps x 3 rounds (best)\n", (long long)c.n_layer,
+              (long long)opt.ctx, (long long)opt.steps);
+  std::printf("bytes read per token: %.1f MB (weights %.1f MB, KV %.2f MB)\n", bytes_per_token / 1e6,
+              (bytes_per_token - kv_per_token) / 1e6, kv_per_token / 1e6);
+  std::printf("time per token: %.2f ms (head %.2f ms, attention %.2f ms, indexer %.2f ms)\n", best * 1e3, head_s * 1e3,
+              attn_s * 1e3, index_s * 1e3);
+  std::printf("tokens/s: %.2f measured; projected to 43 layers + head: %.2f\n", 1.0 / best, 1.0 / full_token);
+  std::printf("measured read bandwidth: %.1f GB/s\n", bandwidth_gbps);
+  std::printf("achieved %.1f GB/s\n", achieved);
+  return achieved / bandwidth_gbps;
+}
+
+double run_prefill(model::Model& m, CountingOps& ops, const ModelBenchOptions& opt, double peak_gflops) {
+  const io::Config& c = m.config();
+  std::mt19937_64 rng(5);
+  std::uniform_int_distribution<int32_t> tok(0, int32_t(c.vocab_size - 1));
+  std::vector<int32_t> prompt(static_cast<size_t>(opt.prompt));
+  for (auto& t : prompt) t = tok(rng);
+  double best = 1e30, flops = 0;
+  for (int round = 0; round < 2; ++round) {
+    kv::SequenceState st = m.new_state();
+    ops.reset();
+    const double t0 = now_seconds();
+    m.forward(st, prompt, model::LogitRows::kLast);
+    const double dt = now_seconds() - t0;
+    if (dt < best) best = dt, flops = ops.flops;
+  }
+  const double achieved = flops / best / 1e9;
+  std::printf("prefill: %lld tokens through %lld layers + head in %.2f s: %.1f tok/s\n", (long long)opt.prompt,
+              (long long)c.n_layer, best, double(opt.prompt) / best);
+  std::printf("flops: %.1f GFLOP, achieved %.1f GFLOP/s, peak fp32 FMA %.1f GFLOP/s\n", flops / 1e9, achieved, peak_gflops);
+  return achieved / peak_gflops;
+}
+
+}  // namespace
+
+int run_model_bench(const ModelBenchOptions& opt) {
+  check(opt.mode == "decode" || opt.mode == "prefill", "bench mode must be decode or prefill");
+  check(opt.layers >= 1 && opt.layers <= 43, "--layers must be between 1 and 43");
+  check(opt.steps >= 1 && opt.ctx >= 0 && opt.prompt >= 1, "--steps, --ctx and --prompt must be positive");
+  check(backend::force_isa(opt.isa), "--isa " + opt.isa + " is not available on this CPU/binary");
+  const std::string dir = opt.model_dir.empty() ? default_dir(opt.layers) : opt.model_dir;
+  ensure_model(dir, opt.layers);
+
+  auto inner = backend::make_ops("cpu", backend::Numerics::kExact, opt.threads);
+  const int threads = inner->threads();
+  auto counting = std::make_unique<CountingOps>(std::move(inner));
+  CountingOps& ops = *counting;
+  model::Model m(model::load_weights(dir), std::move(counting));
+  std::printf("machine: %u logical CPUs, %d threads, isa %s\n", std::thread::hardware_concurrency(), threads,
+              backend::current_isa().c_str());
+  ThreadPool pool(threads);
+  if (opt.mode == "decode") {
+    const BandwidthResult bw = measure_read_bandwidth(pool);
+    const double fraction = run_decode(m, ops, opt, bw.gbps);
+    std::printf("roofline_fraction=%.3f\n", fraction);
+  } else {
+    const FlopsResult peak = measure_peak_fma(pool);
+    const double fraction = run_prefill(m, ops, opt, peak.gflops);
+    std::printf("flops_fraction=%.3f\n", fraction);
+  }
+  return 0;
+}
+
+}  // namespace dsv4::bench
