@@ -39,6 +39,15 @@ class CountingOps : public backend::Ops {
     if (w.name == "head.weight") head_seconds += dt;
     matmul_seconds += dt;
   }
+  void matmul_many(const MatmulJob* jobs, int64_t n_jobs) override {
+    const double t0 = now_seconds();
+    inner_->matmul_many(jobs, n_jobs);
+    matmul_seconds += now_seconds() - t0;
+    for (int64_t i = 0; i < n_jobs; ++i) {
+      weight_bytes += double(jobs[i].w->total_bytes());
+      flops += 2.0 * double(jobs[i].n_tok) * double(jobs[i].w->n_out) * double(jobs[i].w->n_in);
+    }
+  }
   void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps, float* y) override {
     inner_->rms_norm(x, weight, n_tok, n, eps, y);
   }

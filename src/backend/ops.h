@@ -28,6 +28,20 @@ class Ops {
   //   x: [n_tok, w.n_in], y: [n_tok, w.n_out]
   virtual void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) = 0;
 
+  // One independent product of a group (see matmul_many).
+  struct MatmulJob {
+    const WeightView* w;
+    const float* x;  // [n_tok, w->n_in]
+    int64_t n_tok;
+    float* y;        // [n_tok, w->n_out]
+  };
+  // Several independent products, e.g. the gate and up projections of every expert a
+  // token batch uses: a backend may run them in one parallel region instead of one
+  // barrier per matrix. Results equal calling matmul on each job. Default: one by one.
+  virtual void matmul_many(const MatmulJob* jobs, int64_t n_jobs) {
+    for (int64_t i = 0; i < n_jobs; ++i) matmul(*jobs[i].w, jobs[i].x, jobs[i].n_tok, jobs[i].y);
+  }
+
   // y[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * weight   (weight == nullptr: no weight)
   //   x, y: [n_tok, n] (may alias), weight: [n]
   virtual void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps,

@@ -12,30 +12,51 @@ namespace {
 // sqrt(softplus(z)); softplus returns z itself above 20 like PyTorch's default threshold.
 double sqrt_softplus(double z) { return std::sqrt(z > 20.0 ? z : std::log1p(std::exp(z))); }
 
-// Runs one SwiGLU expert on m gathered rows and adds weight[r] * result into acc rows.
-//   xs: [m, n_embd] inputs, weight: [m] per-row routing weight (1 for the shared expert),
-//   acc: [n_tok, n_embd] double accumulators, rows: [m] destination row of each input row.
-void run_expert(backend::Ops& ops, const io::Config& c, const ExpertWeights& e, const std::vector<float>& xs,
-                const std::vector<float>& weight, const std::vector<int64_t>& rows, std::vector<double>& acc) {
-  const int64_t m = int64_t(rows.size()), n_ff = e.w1.n_out, d = c.n_embd;
-  std::vector<float> gate(size_t(m * n_ff)), up(size_t(m * n_ff)), down(size_t(m * d));
-  ops.matmul(e.w1, xs.data(), m, gate.data());
-  ops.matmul(e.w3, xs.data(), m, up.data());
+// The inputs of one expert: the rows routed to it and their routing weights.
+struct ExpertBatch {
+  const ExpertWeights* w;
+  std::vector<int64_t> rows;   // [m] destination rows
+  std::vector<float> weight;   // [m] routing weight (1 for the shared expert)
+  std::vector<float> x;        // [m, n_embd] gathered inputs
+  std::vector<float> gate, up, down;  // [m, n_ff], [m, n_ff], [m, n_embd]
+};
+
+// h = silu(min(gate, L)) * clamp(up, -L, L) * routing weight, written over gate.
+void swiglu(const io::Config& c, ExpertBatch& b) {
+  const int64_t m = int64_t(b.rows.size()), n_ff = b.w->w1.n_out;
   const double limit = c.swiglu_limit;
   for (int64_t r = 0; r < m; ++r) {
     for (int64_t i = 0; i < n_ff; ++i) {
-      double g = gate[size_t(r * n_ff + i)], u = up[size_t(r * n_ff + i)];
+      double g = b.gate[size_t(r * n_ff + i)], u = b.up[size_t(r * n_ff + i)];
       if (limit > 0) {  // gate clamped from above only, up on both sides
         g = std::min(g, limit);
         u = std::clamp(u, -limit, limit);
       }
       const double silu = g / (1.0 + std::exp(-g));
-      gate[size_t(r * n_ff + i)] = float(silu * u * double(weight[size_t(r)]));  // routing weight before w2
+      b.gate[size_t(r * n_ff + i)] = float(silu * u * double(b.weight[size_t(r)]));  // routing weight before w2
     }
   }
-  ops.matmul(e.w2, gate.data(), m, down.data());
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t i = 0; i < d; ++i) acc[size_t(rows[size_t(r)] * d + i)] += double(down[size_t(r * d + i)]);
+}
+
+// Runs every expert's SwiGLU; all gate/up products form one group and all down products
+// another, so a threaded backend streams every expert's weights in one parallel region.
+void run_experts(backend::Ops& ops, const io::Config& c, std::vector<ExpertBatch>& batches) {
+  std::vector<backend::Ops::MatmulJob> jobs;
+  for (ExpertBatch& b : batches) {
+    const int64_t m = int64_t(b.rows.size());
+    b.gate.resize(size_t(m * b.w->w1.n_out));
+    b.up.resize(size_t(m * b.w->w3.n_out));
+    b.down.resize(size_t(m * b.w->w2.n_out));
+    jobs.push_back({&b.w->w1, b.x.data(), m, b.gate.data()});
+    jobs.push_back({&b.w->w3, b.x.data(), m, b.up.data()});
+  }
+  ops.matmul_many(jobs.data(), int64_t(jobs.size()));
+  jobs.clear();
+  for (ExpertBatch& b : batches) {
+    swiglu(c, b);
+    jobs.push_back({&b.w->w2, b.gate.data(), int64_t(b.rows.size()), b.down.data()});
+  }
+  ops.matmul_many(jobs.data(), int64_t(jobs.size()));
 }
 
 }  // namespace
@@ -79,23 +100,26 @@ void moe_forward(backend::Ops& ops, const io::Config& c, const MoeWeights& w, co
     if (routes) (*routes)[size_t(t)] = std::move(r);
   }
 
-  std::vector<double> acc(size_t(n_tok * d), 0.0);  // [n_tok, n_embd]
-  for (const auto& [e, rows_w] : by_expert) {  // ascending expert id
-    std::vector<int64_t> rows;
-    std::vector<float> weight, xs;
+  std::vector<ExpertBatch> batches;  // ascending expert id, then the shared expert
+  for (const auto& [e, rows_w] : by_expert) {
+    ExpertBatch b{&w.experts[size_t(e)], {}, {}, {}, {}, {}, {}};
     for (const auto& [row, wt] : rows_w) {
-      rows.push_back(row);
-      weight.push_back(wt);
-      xs.insert(xs.end(), x + row * d, x + (row + 1) * d);
+      b.rows.push_back(row);
+      b.weight.push_back(wt);
+      b.x.insert(b.x.end(), x + row * d, x + (row + 1) * d);
     }
-    run_expert(ops, c, w.experts[size_t(e)], xs, weight, rows, acc);
+    batches.push_back(std::move(b));
   }
   if (w.has_shared) {
-    std::vector<int64_t> rows(static_cast<size_t>(n_tok));
-    std::iota(rows.begin(), rows.end(), 0);
-    run_expert(ops, c, w.shared, std::vector<float>(x, x + n_tok * d), std::vector<float>(size_t(n_tok), 1.0f),
-               rows, acc);
+    ExpertBatch b{&w.shared, {}, std::vector<float>(size_t(n_tok), 1.0f), std::vector<float>(x, x + n_tok * d), {}, {}, {}};
+    for (int64_t t = 0; t < n_tok; ++t) b.rows.push_back(t);
+    batches.push_back(std::move(b));
   }
+  run_experts(ops, c, batches);
+  std::vector<double> acc(size_t(n_tok * d), 0.0);  // [n_tok, n_embd]
+  for (const ExpertBatch& b : batches)  // accumulation order: expert id ascending, shared last
+    for (size_t r = 0; r < b.rows.size(); ++r)
+      for (int64_t i = 0; i < d; ++i) acc[size_t(b.rows[r] * d + i)] += double(b.down[size_t(int64_t(r) * d + i)]);
   for (size_t i = 0; i < acc.size(); ++i) out[i] = float(acc[i]);
 }
 
