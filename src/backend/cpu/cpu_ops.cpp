@@ -16,4 +16,8 @@ void CpuOps::matmul(const WeightView& w, const float* x, int64_t n_tok, float* y
   cpu::matmul(w, x, n_tok, y, pool_.get());
 }
 
+void CpuOps::matmul_many(const MatmulJob* jobs, int64_t n_jobs) {
+  cpu::matmul_many(jobs, n_jobs, pool_.get());
+}
+
 }  // namespace dsv4::backend

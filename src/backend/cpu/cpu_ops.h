@@ -18,6 +18,7 @@ class CpuOps : public RefOps {
   std::string name() const override { return "cpu"; }
 
   void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) override;
+  void matmul_many(const MatmulJob* jobs, int64_t n_jobs) override;
 
   void set_threads(int n) override;
   int threads() const override { return pool_->n_threads(); }

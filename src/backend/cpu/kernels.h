@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/ops.h"
 #include "core/thread_pool.h"
 #include "core/weight.h"
 
@@ -28,6 +29,8 @@ namespace cpu {
 // y[t, o] = sum_i W[o, i] * x[t, i] in exact numerics (fp32 activations, weights
 // dequantised exactly in registers, fp32 accumulation). pool may be null (serial).
 void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool);
+// Every job of a group as matmul would compute it (bit-identical), in one parallel region.
+void matmul_many(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool);
 
 }  // namespace cpu
 }  // namespace dsv4::backend

@@ -634,16 +634,13 @@ HWY_NOINLINE void Rows(const Job& j, int64_t r0, int64_t r1) {
   }
 }
 
-void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool) {
-  if (w.n_out <= 0 || n_tok <= 0) return;
-  // The activations are always copied (re-ordered where the format wants it) into
-  // 64-byte aligned rows: full-vector loads that split cache lines halve the weight
-  // streaming rate (measured on Zen 5: 18 vs 27 GB/s for a BF16-like loop).
-  const int64_t ldx = (w.n_in + 15) & ~int64_t(15);
-  std::vector<float>& xs = scratch_x();
-  xs.resize(size_t(n_tok * ldx + 16));
-  float* xa = xs.data();
-  while (reinterpret_cast<uintptr_t>(xa) % 64 != 0) ++xa;
+// Activations of one product copied (re-ordered where the format wants it) into 64-byte
+// aligned rows of ldx floats: full-vector loads that split cache lines halve the weight
+// streaming rate (measured on Zen 5: 18 vs 27 GB/s for a BF16-like loop).
+int64_t PrepStride(const WeightView& w) { return (w.n_in + 15) & ~int64_t(15); }
+
+void PrepX(const WeightView& w, const float* x, int64_t n_tok, float* xa) {
+  const int64_t ldx = PrepStride(w);
   for (int64_t t = 0; t < n_tok; ++t) {
     const float* xt = x + t * w.n_in;
     float* dst = xa + t * ldx;
@@ -655,6 +652,27 @@ void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
       std::memcpy(dst, xt, size_t(w.n_in) * sizeof(float));
     for (int64_t i = w.n_in; i < ldx; ++i) dst[i] = 0.0f;
   }
+}
+
+float* AlignedScratch(std::vector<float>& v, int64_t n) {
+  v.resize(size_t(n + 16));
+  float* p = v.data();
+  while (reinterpret_cast<uintptr_t>(p) % 64 != 0) ++p;
+  return p;
+}
+
+// Rows per piece handed out by parallel_chunks: ~256 KiB of weights (one contiguous
+// stream), at most an even share per thread.
+int64_t RowGrain(const WeightView& w, int n_threads) {
+  return std::max<int64_t>(1, std::min<int64_t>((int64_t(256) << 10) / std::max<int64_t>(1, w.row_bytes()),
+                                                ceil_div(w.n_out, n_threads)));
+}
+
+void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool) {
+  if (w.n_out <= 0 || n_tok <= 0) return;
+  const int64_t ldx = PrepStride(w);
+  float* xa = AlignedScratch(scratch_x(), n_tok * ldx);
+  PrepX(w, x, n_tok, xa);
   Job j{&w, x, xa, ldx, n_tok, y};
   // Below ~64K multiply-adds the pool's wake-up costs more than it saves.
   const bool threaded = pool != nullptr && pool->n_threads() > 1 && w.n_out >= 2 &&
@@ -662,12 +680,79 @@ void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
   if (threaded) {
     // Pieces of ~256 KiB of weights claimed dynamically: each is one contiguous stream,
     // and a preempted thread (shared machines) does not stall the others at the barrier.
-    const int64_t grain = std::max<int64_t>(
-        1, std::min<int64_t>((int64_t(256) << 10) / std::max<int64_t>(1, w.row_bytes()),
-                             ceil_div(w.n_out, pool->n_threads())));
+    const int64_t grain = RowGrain(w, pool->n_threads());
     pool->parallel_chunks(w.n_out, grain, [&](int64_t r0, int64_t r1, int) { Rows(j, r0, r1); });
   } else {
     Rows(j, 0, w.n_out);
+  }
+}
+
+// A group of independent products in one parallel region: the union of every job's
+// weight rows is cut into the same ~256 KiB pieces matmul uses, claimed dynamically.
+// Each row runs the same kernel as in matmul, so results are bit-identical to it.
+void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool) {
+  // The caller's scratch, bound by reference: a thread_local named inside the lambda
+  // below would be the worker's own (empty) instance.
+  thread_local std::vector<float> xs_tl;
+  thread_local std::vector<Job> js_tl;
+  thread_local std::vector<int64_t> first_tl, grains_tl;
+  std::vector<float>& xs = xs_tl;
+  std::vector<Job>& js = js_tl;
+  std::vector<int64_t>& first_piece = first_tl;
+  std::vector<int64_t>& grains = grains_tl;
+  js.clear();
+  first_piece.clear();
+  grains.clear();
+  // Activation copies: jobs that read the same x in the same layout share one.
+  std::vector<int64_t> off(size_t(n_jobs), -1);
+  int64_t total = 0;
+  for (int64_t i = 0; i < n_jobs; ++i) {
+    const Ops::MatmulJob& m = jobs[i];
+    if (m.w->n_out <= 0 || m.n_tok <= 0) continue;
+    for (int64_t k = 0; k < i && off[size_t(i)] < 0; ++k) {
+      const Ops::MatmulJob& o = jobs[k];
+      if (off[size_t(k)] >= 0 && o.x == m.x && o.n_tok == m.n_tok && o.w->n_in == m.w->n_in &&
+          (o.w->format == m.w->format ||
+           (o.w->format != WeightFormat::BF16 && o.w->format != WeightFormat::FP4_BLOCK32 &&
+            m.w->format != WeightFormat::BF16 && m.w->format != WeightFormat::FP4_BLOCK32)))
+        off[size_t(i)] = off[size_t(k)];
+    }
+    if (off[size_t(i)] < 0) {
+      off[size_t(i)] = total;
+      total += m.n_tok * PrepStride(*m.w);
+    }
+  }
+  float* base = AlignedScratch(xs, total);
+  int64_t work = 0, n_pieces = 0;
+  const int n_threads = pool != nullptr ? pool->n_threads() : 1;
+  for (int64_t i = 0; i < n_jobs; ++i) {
+    const Ops::MatmulJob& m = jobs[i];
+    if (m.w->n_out <= 0 || m.n_tok <= 0) continue;
+    float* xa = base + off[size_t(i)];
+    bool done = false;  // already prepared for an earlier job
+    for (const Job& o : js) done |= o.xp == xa;
+    if (!done) PrepX(*m.w, m.x, m.n_tok, xa);
+    js.push_back(Job{m.w, m.x, xa, PrepStride(*m.w), m.n_tok, m.y});
+    const int64_t g = RowGrain(*m.w, n_threads);
+    grains.push_back(g);
+    first_piece.push_back(n_pieces);
+    n_pieces += ceil_div(m.w->n_out, g);
+    work += m.w->n_out * m.w->n_in * m.n_tok;
+  }
+  first_piece.push_back(n_pieces);
+  if (js.empty()) return;
+  auto run_piece = [&](int64_t piece) {
+    const size_t k = size_t(std::upper_bound(first_piece.begin(), first_piece.end(), piece) - first_piece.begin() - 1);
+    const Job& j = js[k];
+    const int64_t r0 = (piece - first_piece[k]) * grains[k];
+    Rows(j, r0, std::min(j.w->n_out, r0 + grains[k]));
+  };
+  if (pool != nullptr && n_threads > 1 && n_pieces >= 2 && work >= (int64_t(1) << 16)) {
+    pool->parallel_chunks(n_pieces, 1, [&](int64_t p0, int64_t p1, int) {
+      for (int64_t p = p0; p < p1; ++p) run_piece(p);
+    });
+  } else {
+    for (int64_t p = 0; p < n_pieces; ++p) run_piece(p);
   }
 }
 
@@ -682,10 +767,15 @@ namespace dsv4::backend {
 namespace cpu {
 
 HWY_EXPORT(MatmulImpl);
+HWY_EXPORT(MatmulManyImpl);
 HWY_EXPORT(TargetNameImpl);
 
 void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool) {
   HWY_DYNAMIC_DISPATCH(MatmulImpl)(w, x, n_tok, y, pool);
+}
+
+void matmul_many(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool) {
+  HWY_DYNAMIC_DISPATCH(MatmulManyImpl)(jobs, n_jobs, pool);
 }
 
 }  // namespace cpu

@@ -302,6 +302,46 @@ TEST(CpuMatmul, BatchInvariantEveryIsa) {
   });
 }
 
+// matmul_many runs a group in one parallel region; every job must equal its own matmul
+// bit for bit (same row kernels, same summation order), whatever the grouping, the
+// sharing of activations between jobs and the thread count.
+TEST(CpuMatmul, ManyEqualsMatmulEveryIsa) {
+  const Shape shapes[] = {{WeightFormat::FP4_BLOCK32, 300, 512},  {WeightFormat::FP4_BLOCK32, 64, 512},
+                          {WeightFormat::FP8_BLOCK128, 130, 512}, {WeightFormat::BF16, 77, 512},
+                          {WeightFormat::F32, 9, 512},            {WeightFormat::FP8_BLOCK128, 3, 300},
+                          {WeightFormat::FP4_BLOCK32, 1, 4128},   {WeightFormat::BF16, 700, 96}};
+  std::vector<OwnedWeight> ws;
+  uint32_t seed = 900;
+  for (const Shape& sh : shapes) ws.push_back(random_weight(sh.f, sh.n_out, sh.n_in, seed++));
+  const int64_t max_tok = 5;
+  const std::vector<float> x512 = random_x(max_tok * 512, seed++);  // shared by the 512-wide jobs
+  for (int threads : {1, 2, 3}) {
+    CpuOps ops(threads);
+    for_each_isa([&](const std::string& isa) {
+      for (int64_t n_tok : {int64_t(1), int64_t(2), max_tok}) {
+        std::vector<std::vector<float>> xs, y_many, y_one;
+        std::vector<Ops::MatmulJob> jobs;
+        for (size_t i = 0; i < ws.size(); ++i) {
+          const WeightView& w = ws[i].view;
+          xs.push_back(w.n_in == 512 && i % 2 == 0 ? std::vector<float>()
+                                                   : random_x(n_tok * w.n_in, seed + uint32_t(i)));
+          y_many.emplace_back(size_t(n_tok * w.n_out), -1.0f);
+          y_one.emplace_back(size_t(n_tok * w.n_out), -2.0f);
+        }
+        for (size_t i = 0; i < ws.size(); ++i)
+          jobs.push_back({&ws[i].view, xs[i].empty() ? x512.data() : xs[i].data(), n_tok, y_many[i].data()});
+        ops.matmul_many(jobs.data(), int64_t(jobs.size()));
+        for (size_t i = 0; i < ws.size(); ++i) {
+          ops.matmul(*jobs[i].w, jobs[i].x, n_tok, y_one[i].data());
+          for (size_t k = 0; k < y_one[i].size(); ++k)
+            ASSERT_EQ(y_many[i][k], y_one[i][k]) << "job " << i << " n_tok " << n_tok << " threads "
+                                                 << threads << " isa " << isa << " index " << k;
+        }
+      }
+    });
+  }
+}
+
 // ------------------------------------------------------------- real V4-Flash shapes
 // n_tok = 1 (decode) on the shapes the model runs; the 129280-row head is checked on
 // a 1/16 slice (the full 1 GB matrix is exercised by bench/kernels_bench).
