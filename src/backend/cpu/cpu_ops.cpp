@@ -20,4 +20,14 @@ void CpuOps::matmul_many(const MatmulJob* jobs, int64_t n_jobs) {
   cpu::matmul_many(jobs, n_jobs, pool_.get());
 }
 
+void CpuOps::attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink,
+                       int64_t n_head, int64_t head_dim, float scale, float* out) {
+  cpu::attention(q, keys, n_keys, sink, n_head, head_dim, scale, out, pool_.get());
+}
+
+void CpuOps::index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys,
+                          int64_t n_keys, int64_t dim, float* score) {
+  cpu::index_scores(q, head_weight, n_head, keys, n_keys, dim, score, pool_.get());
+}
+
 }  // namespace dsv4::backend

@@ -31,6 +31,11 @@ namespace cpu {
 void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool);
 // Every job of a group as matmul would compute it (bit-identical), in one parallel region.
 void matmul_many(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool);
+// Ops::attention and Ops::index_scores in fp32 (SIMD, threads over heads / key tiles).
+void attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink, int64_t n_head,
+               int64_t head_dim, float scale, float* out, ThreadPool* pool);
+void index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys, int64_t n_keys,
+                  int64_t dim, float* score, ThreadPool* pool);
 
 }  // namespace cpu
 }  // namespace dsv4::backend

@@ -47,6 +47,25 @@ Tolerance tolerance(Numerics numerics, WeightFormat f) {
   return {4.0, 0x1p-146};
 }
 
+// Attention (fp32 logits, fp32 softmax, fp32 weighted sum of n_keys key rows), derived
+// from the same model of rounding. For one head and output column i, with the oracle's
+// p_k = exp(l_k - m), D = exp(sink - m) + sum_k p_k and out_i = sum_k p_k v_ki / D:
+//  * a logit is an fp32 dot product of length head_dim: |dl_k| <= lambda sqrt(hd) u
+//    scale sum_i |q_i k_ki| (+ u |l_k| for the scaling);
+//  * exp(l_k - m) then carries a relative error rho_k = |dl_k| + u |l_k - m| + 2u (the
+//    subtraction and fp32 exp's last-place error); a common error in m cancels between
+//    numerator and denominator;
+//  * relative errors rho_k of the p_k move out_i by at most
+//    sum_k rho_k p_k (|v_ki| + |out_i|) / D (numerator and denominator);
+//  * the weighted sum has length n_keys: lambda sqrt(n_keys) u sum_k p_k |v_ki| / D;
+//  * the division and the oracle's rounding to float: 2u |out_i|.
+// So the attention reduction of length n_keys * head_dim costs about
+// lambda (sqrt(hd) * logit magnitude + sqrt(n_keys)) u in relative terms, not n_keys*hd*u.
+// Lightning-indexer scores: an fp32 dot of length dim per head, relu (1-Lipschitz), then an
+// fp32 sum over n_head heads: lambda sqrt(dim + n_head) u sum_h |w_h| sum_i |q_hi k_ji|.
+Tolerance attention_tolerance(Numerics) { return {4.0, 0x1p-146}; }
+Tolerance index_tolerance(Numerics) { return {4.0, 0x1p-146}; }
+
 // ----------------------------------------------------------------- random weights
 struct OwnedWeight {
   std::vector<uint8_t> data, scale;
@@ -340,6 +359,157 @@ TEST(CpuMatmul, ManyEqualsMatmulEveryIsa) {
       }
     });
   }
+}
+
+// --------------------------------------------------------- attention and indexer
+// Runs ops.attention on n_keys separately allocated key rows (unaligned, not contiguous)
+// and checks every output against the oracle within the derived bound above.
+void check_attention(Ops& ops, int64_t n_head, int64_t hd, int64_t n_keys, float scale, float sink_shift,
+                     uint32_t seed) {
+  const std::vector<float> q = random_x(n_head * hd, seed);
+  std::vector<std::vector<float>> rows;
+  std::vector<const float*> keys;
+  for (int64_t k = 0; k < n_keys; ++k) rows.push_back(random_x(hd + 3, seed + 1 + uint32_t(k)));
+  for (int64_t k = 0; k < n_keys; ++k) keys.push_back(rows[size_t(k)].data() + k % 3);
+  std::vector<float> sink = random_x(n_head, seed + 7);
+  for (auto& v : sink) v += sink_shift;
+  std::vector<float> got(size_t(n_head * hd), -1.0f), want(static_cast<size_t>(n_head * hd));
+  ops.attention(q.data(), keys.data(), n_keys, sink.data(), n_head, hd, scale, got.data());
+  RefOps().attention(q.data(), keys.data(), n_keys, sink.data(), n_head, hd, scale, want.data());
+  const Tolerance tol = attention_tolerance(Numerics::kExact);
+  const double u = 0x1p-24;
+  int failures = 0;
+  for (int64_t h = 0; h < n_head && failures < 5; ++h) {
+    std::vector<double> l(static_cast<size_t>(n_keys)), rho(static_cast<size_t>(n_keys)), p(static_cast<size_t>(n_keys));
+    double m = -INFINITY;
+    for (int64_t k = 0; k < n_keys; ++k) {
+      double dot = 0.0, adot = 0.0;
+      for (int64_t i = 0; i < hd; ++i) {
+        dot += double(q[size_t(h * hd + i)]) * double(keys[size_t(k)][i]);
+        adot += std::fabs(double(q[size_t(h * hd + i)]) * double(keys[size_t(k)][i]));
+      }
+      l[size_t(k)] = double(scale) * dot;
+      rho[size_t(k)] = tol.lambda * std::sqrt(double(hd)) * u * double(scale) * adot + u * std::fabs(l[size_t(k)]);
+      m = std::max(m, l[size_t(k)]);
+    }
+    double den = std::exp(double(sink[size_t(h)]) - m);
+    for (int64_t k = 0; k < n_keys; ++k) {
+      p[size_t(k)] = std::exp(l[size_t(k)] - m);
+      rho[size_t(k)] += u * std::fabs(l[size_t(k)] - m) + 2 * u;
+      den += p[size_t(k)];
+    }
+    for (int64_t i = 0; i < hd; ++i) {
+      const double o = std::fabs(double(want[size_t(h * hd + i)]));
+      double pert = 0.0, mag = 0.0;
+      for (int64_t k = 0; k < n_keys; ++k) {
+        const double v = std::fabs(double(keys[size_t(k)][i]));
+        pert += rho[size_t(k)] * p[size_t(k)] * (v + o);
+        mag += p[size_t(k)] * v;
+      }
+      const double bound = (pert + tol.lambda * std::sqrt(double(n_keys)) * u * mag) / den + 2 * u * o +
+                           tol.abs_floor * double(n_keys + hd) + 0x1p-149;
+      const float g = got[size_t(h * hd + i)], w = want[size_t(h * hd + i)];
+      if (!(std::fabs(double(g) - double(w)) <= bound)) {
+        ADD_FAILURE() << "attention heads " << n_head << " hd " << hd << " keys " << n_keys << " head " << h
+                      << " col " << i << ": got " << g << " want " << w << " bound " << bound << " isa "
+                      << current_isa();
+        ++failures;
+      }
+    }
+  }
+}
+
+void check_index_scores(Ops& ops, int64_t n_head, int64_t dim, int64_t n_keys, uint32_t seed) {
+  const std::vector<float> q = random_x(n_head * dim, seed), keys = random_x(n_keys * dim, seed + 1),
+                           hw = random_x(n_head, seed + 2);
+  std::vector<float> got(size_t(n_keys), -1.0f), want(static_cast<size_t>(n_keys));
+  ops.index_scores(q.data(), hw.data(), n_head, keys.data(), n_keys, dim, got.data());
+  RefOps().index_scores(q.data(), hw.data(), n_head, keys.data(), n_keys, dim, want.data());
+  const Tolerance tol = index_tolerance(Numerics::kExact);
+  int failures = 0;
+  for (int64_t j = 0; j < n_keys && failures < 5; ++j) {
+    double mag = 0.0;
+    for (int64_t h = 0; h < n_head; ++h) {
+      double a = 0.0;
+      for (int64_t i = 0; i < dim; ++i) a += std::fabs(double(q[size_t(h * dim + i)]) * double(keys[size_t(j * dim + i)]));
+      mag += std::fabs(double(hw[size_t(h)])) * a;
+    }
+    const double bound = tol.lambda * std::sqrt(double(dim + n_head)) * 0x1p-24 * mag +
+                         tol.abs_floor * double(dim * n_head) + 0x1p-149;
+    if (!(std::fabs(double(got[size_t(j)]) - double(want[size_t(j)])) <= bound)) {
+      ADD_FAILURE() << "index_scores heads " << n_head << " dim " << dim << " keys " << n_keys << " key " << j
+                    << ": got " << got[size_t(j)] << " want " << want[size_t(j)] << " bound " << bound
+                    << " isa " << current_isa();
+      ++failures;
+    }
+  }
+}
+
+TEST(CpuAttention, OddShapesEveryIsa) {
+  for (int threads : {1, 3}) {
+    CpuOps ops(threads);
+    for_each_isa([&](const std::string&) {
+      uint32_t seed = 2000;
+      for (int64_t n_head : {1, 3, 5, 9})
+        for (int64_t hd : {1, 7, 16, 33, 100})
+          for (int64_t n_keys : {1, 2, 37}) {
+            check_attention(ops, n_head, hd, n_keys, float(1.0 / std::sqrt(double(hd))), 0.0f, seed++);
+            check_attention(ops, n_head, hd, n_keys, 1.0f, 3.0f, seed++);  // peaked softmax, heavy sink
+          }
+    });
+  }
+}
+
+TEST(CpuAttention, RealShapeEveryIsa) {
+  CpuOps ops(2);
+  for_each_isa([&](const std::string&) {
+    // 64 heads x 512, 640 keys (128 window + compressed entries), V4-Flash scale.
+    check_attention(ops, 64, 512, 640, float(1.0 / std::sqrt(512.0)), 0.0f, 3000);
+    check_attention(ops, 64, 512, 131, 0.2f, -2.0f, 3001);
+  });
+}
+
+TEST(CpuIndexScores, OddShapesEveryIsa) {
+  for (int threads : {1, 3}) {
+    CpuOps ops(threads);
+    for_each_isa([&](const std::string&) {
+      uint32_t seed = 4000;
+      for (int64_t n_head : {1, 7, 8, 9, 17})
+        for (int64_t dim : {1, 5, 32, 130})
+          for (int64_t n_keys : {1, 15, 17, 100}) check_index_scores(ops, n_head, dim, n_keys, seed++);
+    });
+  }
+}
+
+TEST(CpuIndexScores, RealShapeEveryIsa) {
+  CpuOps ops(2);
+  for_each_isa([&](const std::string&) {
+    check_index_scores(ops, 64, 128, 8192, 5000);  // 64 heads x 128 over 8192 compressed keys
+    check_index_scores(ops, 64, 128, 255, 5001);
+  });
+}
+
+// Threads and batch position never change a result: the same query gives bit-identical
+// outputs with 1 or 3 threads, and a key's score does not depend on n_keys.
+TEST(CpuAttention, ThreadAndLengthInvariantEveryIsa) {
+  CpuOps one(1), three(3);
+  for_each_isa([&](const std::string& isa) {
+    const int64_t H = 9, hd = 40, nk = 70;
+    const std::vector<float> q = random_x(H * hd, 1), kbuf = random_x(nk * hd, 2), sink = random_x(H, 3);
+    std::vector<const float*> keys;
+    for (int64_t k = 0; k < nk; ++k) keys.push_back(kbuf.data() + k * hd);
+    std::vector<float> a(static_cast<size_t>(H * hd)), b(static_cast<size_t>(H * hd));
+    one.attention(q.data(), keys.data(), nk, sink.data(), H, hd, 0.3f, a.data());
+    three.attention(q.data(), keys.data(), nk, sink.data(), H, hd, 0.3f, b.data());
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << isa << " " << i;
+    const std::vector<float> hw = random_x(H, 4);
+    std::vector<float> s1(static_cast<size_t>(nk)), s3(static_cast<size_t>(nk));
+    one.index_scores(q.data(), hw.data(), H, kbuf.data(), nk, hd, s1.data());
+    for (int64_t n : {int64_t(1), int64_t(23), nk}) {
+      three.index_scores(q.data(), hw.data(), H, kbuf.data(), n, hd, s3.data());
+      for (int64_t j = 0; j < n; ++j) ASSERT_EQ(s1[size_t(j)], s3[size_t(j)]) << isa << " n " << n << " " << j;
+    }
+  });
 }
 
 // ------------------------------------------------------------- real V4-Flash shapes
