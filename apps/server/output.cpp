@@ -549,7 +549,9 @@ class AnthropicWriter : public ResponseWriter {
     json delta = {{"stop_reason", anthropic_stop_reason(o.finish)},
                   {"stop_sequence", o.stop_sequence.empty() ? json(nullptr) : json(o.stop_sequence)}};
     out += sse_event("message_delta", {{"type", "message_delta"}, {"delta", delta},
-                                       {"usage", {{"output_tokens", o.completion_tokens}}}});
+                                       {"usage", {{"input_tokens", o.prompt_tokens - o.cached_tokens},
+                                                  {"cache_read_input_tokens", o.cached_tokens},
+                                                  {"output_tokens", o.completion_tokens}}}});
     return out + sse_event("message_stop", {{"type", "message_stop"}});
   }
   std::string stream_error(const std::string& message) override {
