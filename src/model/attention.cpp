@@ -69,14 +69,14 @@ struct Projection {
   const float* row(const std::vector<float>& m, int64_t r) const { return m.data() + r * width; }
 };
 
-Projection project_compressor(backend::Ops& ops, const CompressorWeights& w, const float* x, int64_t n_rows) {
-  Projection p;
+// Sizes a compressor's projections and queues their products of x (run as one group).
+void queue_compressor(const CompressorWeights& w, const float* x, int64_t n_rows, Projection& p,
+                      std::vector<backend::Ops::MatmulJob>& jobs) {
   p.width = w.wkv.n_out;
   p.kv.resize(size_t(n_rows * p.width));
   p.score.resize(size_t(n_rows * p.width));
-  ops.matmul(w.wkv, x, n_rows, p.kv.data());
-  ops.matmul(w.wgate, x, n_rows, p.score.data());
-  return p;
+  jobs.push_back({&w.wkv, x, n_rows, p.kv.data()});
+  jobs.push_back({&w.wgate, x, n_rows, p.score.data()});
 }
 
 // Grouped low-rank output: heads are split into o_groups groups; group g's concatenated
@@ -85,13 +85,20 @@ Projection project_compressor(backend::Ops& ops, const CompressorWeights& w, con
 void grouped_output(backend::Ops& ops, const io::Config& c, const AttentionWeights& w, const float* o,
                     int64_t n_tok, float* out) {
   const int64_t G = c.o_groups, group_in = c.n_head * c.head_dim / G, rank = c.o_lora_rank;
-  std::vector<float> og(size_t(n_tok * group_in)), zg(size_t(n_tok * rank)), z(size_t(n_tok * G * rank));
+  // og: [G, n_tok, group_in], zg: [G, n_tok, rank]; the G group products form one group.
+  std::vector<float> og(size_t(G * n_tok * group_in)), zg(size_t(G * n_tok * rank)), z(size_t(n_tok * G * rank));
+  std::vector<WeightView> wg(static_cast<size_t>(G));
+  std::vector<backend::Ops::MatmulJob> jobs;
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t t = 0; t < n_tok; ++t)
-      std::copy_n(o + t * G * group_in + g * group_in, group_in, og.data() + t * group_in);
-    ops.matmul(weight_rows(w.wo_a, g * rank, rank), og.data(), n_tok, zg.data());
-    for (int64_t t = 0; t < n_tok; ++t) std::copy_n(zg.data() + t * rank, rank, z.data() + t * G * rank + g * rank);
+      std::copy_n(o + t * G * group_in + g * group_in, group_in, og.data() + (g * n_tok + t) * group_in);
+    wg[size_t(g)] = weight_rows(w.wo_a, g * rank, rank);
+    jobs.push_back({&wg[size_t(g)], og.data() + g * n_tok * group_in, n_tok, zg.data() + g * n_tok * rank});
   }
+  ops.matmul_many(jobs.data(), int64_t(jobs.size()));
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t t = 0; t < n_tok; ++t)
+      std::copy_n(zg.data() + (g * n_tok + t) * rank, rank, z.data() + t * G * rank + g * rank);
   ops.matmul(w.wo_b, z.data(), n_tok, out);
 }
 
@@ -156,42 +163,56 @@ void attention_forward(backend::Ops& ops, const io::Config& c, const AttentionWe
   for (const SeqSlice& s : seqs)
     for (int64_t t = 0; t < s.n_tok; ++t) pos[size_t(s.row0 + t)] = s.start_pos + t;
 
-  // Queries: low-rank q_lora latent (shared with the indexer), then per-head unweighted RMS norm.
+  // Every product of x forms one group: the q_lora latent (shared with the indexer), the
+  // single shared key/value latent, the compressors' value/gate projections and the
+  // indexer's head weights.
+  const int64_t IH = c.index_n_head, ID = c.index_head_dim;
   std::vector<float> q_lat(size_t(n_rows * c.q_lora_rank));  // [n_rows, q_lora_rank]
-  ops.matmul(w.wq_a, x, n_rows, q_lat.data());
+  std::vector<float> kv(size_t(n_rows * hd));                // [n_rows, head_dim]
+  std::vector<float> iq, iw;                                 // [n_rows, IH, ID], [n_rows, IH]
+  Projection comp, icomp;
+  std::vector<backend::Ops::MatmulJob> jobs;
+  jobs.push_back({&w.wq_a, x, n_rows, q_lat.data()});
+  jobs.push_back({&w.wkv, x, n_rows, kv.data()});
+  if (w.ratio != 0) queue_compressor(w.compressor, x, n_rows, comp, jobs);
+  if (w.ratio == 4) {
+    queue_compressor(w.index_compressor, x, n_rows, icomp, jobs);
+    iw.resize(size_t(n_rows * IH));
+    jobs.push_back({&w.index_weights_proj, x, n_rows, iw.data()});
+  }
+  ops.matmul_many(jobs.data(), int64_t(jobs.size()));
+
+  // Queries: RMS-normed latent, then the per-head (and indexer) queries as one group, then
+  // a per-head unweighted RMS norm.
   ops.rms_norm(q_lat.data(), w.q_norm.data(), n_rows, c.q_lora_rank, eps, q_lat.data());
   std::vector<float> q(size_t(n_rows * H * hd));  // [n_rows, n_head, head_dim]
-  ops.matmul(w.wq_b, q_lat.data(), n_rows, q.data());
+  jobs.clear();
+  jobs.push_back({&w.wq_b, q_lat.data(), n_rows, q.data()});
+  if (w.ratio == 4) {
+    iq.resize(size_t(n_rows * IH * ID));
+    jobs.push_back({&w.index_wq_b, q_lat.data(), n_rows, iq.data()});
+  }
+  ops.matmul_many(jobs.data(), int64_t(jobs.size()));
   ops.rms_norm(q.data(), nullptr, n_rows * H, hd, eps, q.data());
   rope_rows(rope, q.data(), pos, H, hd, false);
 
   // The single shared key/value latent of each token.
-  std::vector<float> kv(size_t(n_rows * hd));  // [n_rows, head_dim]
-  ops.matmul(w.wkv, x, n_rows, kv.data());
   ops.rms_norm(kv.data(), w.kv_norm.data(), n_rows, hd, eps, kv.data());
   rope_rows(rope, kv.data(), pos, 1, hd, false);
 
   // Compressed entries completed by a sequence's tokens become visible to its later queries.
   if (w.ratio != 0) {
-    const Projection p = project_compressor(ops, w.compressor, x, n_rows);
     for (const SeqSlice& s : seqs)
-      compress_tokens(ops, c, w.compressor, rope, s.state->compressor, p.row(p.kv, s.row0), p.row(p.score, s.row0),
-                      s.n_tok, s.start_pos, s.state->comp_kv);
+      compress_tokens(ops, c, w.compressor, rope, s.state->compressor, comp.row(comp.kv, s.row0),
+                      comp.row(comp.score, s.row0), s.n_tok, s.start_pos, s.state->comp_kv);
   }
 
   // Lightning indexer (CSA): its own compressed keys, queries from the q latent, head weights from x.
-  const int64_t IH = c.index_n_head, ID = c.index_head_dim;
-  std::vector<float> iq, iw;  // [n_rows, IH, ID], [n_rows, IH]
   if (w.ratio == 4) {
-    const Projection p = project_compressor(ops, w.index_compressor, x, n_rows);
     for (const SeqSlice& s : seqs)
-      compress_tokens(ops, c, w.index_compressor, rope, s.state->index_compressor, p.row(p.kv, s.row0),
-                      p.row(p.score, s.row0), s.n_tok, s.start_pos, s.state->index_keys);
-    iq.resize(size_t(n_rows * IH * ID));
-    ops.matmul(w.index_wq_b, q_lat.data(), n_rows, iq.data());
+      compress_tokens(ops, c, w.index_compressor, rope, s.state->index_compressor, icomp.row(icomp.kv, s.row0),
+                      icomp.row(icomp.score, s.row0), s.n_tok, s.start_pos, s.state->index_keys);
     rope_rows(rope, iq.data(), pos, IH, ID, false);
-    iw.resize(size_t(n_rows * IH));
-    ops.matmul(w.index_weights_proj, x, n_rows, iw.data());
     const double head_scale = 1.0 / std::sqrt(double(ID) * double(IH));
     for (auto& v : iw) v = float(double(v) * head_scale);
   }
