@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cmath>
@@ -24,6 +25,18 @@ struct RunResult {
   std::string out, err;
 };
 
+// A scratch directory of this process: ctest runs test cases as parallel processes, so
+// nothing (captured output, generated models) may be shared between them.
+std::string scratch() {
+  static const std::string dir = [] {
+    const std::string d = testing::TempDir() + "/dsv4_cli_" + std::to_string(getpid());
+    fs::remove_all(d);
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
 std::string slurp(const std::string& path) {
   std::ifstream f(path);
   return std::string(std::istreambuf_iterator<char>(f), {});
@@ -31,8 +44,7 @@ std::string slurp(const std::string& path) {
 
 // Runs `dsv4 <args>` through the shell, capturing stdout and stderr.
 RunResult dsv4(const std::string& args) {
-  const std::string dir = testing::TempDir();
-  const std::string out = dir + "/cli_out.txt", err = dir + "/cli_err.txt";
+  const std::string out = scratch() + "/cli_out.txt", err = scratch() + "/cli_err.txt";
   const std::string cmd = std::string(DSV4_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
   const int status = std::system(cmd.c_str());
   RunResult r;
@@ -52,7 +64,7 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 TEST(Cli, LogitsCommandMatchesGolden) {
-  const std::string c = "tiny_shrunk_p64", tmp = testing::TempDir();
+  const std::string c = "tiny_shrunk_p64", tmp = scratch();
   const RunResult r = dsv4("logits --model " + golden(c) + " --prompt " + golden(c + "/expected/prompt_ids.npy") +
                            " --continue " + golden(c + "/expected/continuation_ids.npy") + " --out " + tmp +
                            "/logits.npy --mtp-out " + tmp + "/mtp.npy --dump-dir " + tmp + "/dump");
@@ -71,7 +83,7 @@ TEST(Cli, LogitsCommandMatchesGolden) {
 }
 
 TEST(Cli, MakeTinyInspectGenerate) {
-  const std::string dir = testing::TempDir() + "/cli_tiny";
+  const std::string dir = scratch() + "/cli_tiny";
   fs::remove_all(dir);
   RunResult r = dsv4("make-tiny --out " + dir + " --seed 4 --preset tiny-pro --shards 3");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -100,7 +112,7 @@ std::string v4_tokenizer() { return std::string(DSV4_SOURCE_DIR) + "/third_party
 
 TEST(Cli, TextGenerateAndMultiTurnChat) {
   ASSERT_TRUE(fs::exists(v4_tokenizer())) << v4_tokenizer() << " is missing: run scripts/install_deps.sh";
-  const std::string dir = testing::TempDir() + "/cli_text_model";
+  const std::string dir = scratch() + "/cli_text_model";
   fs::remove_all(dir);
   RunResult r = dsv4("make-tiny --out " + dir + " --tokenizer " + v4_tokenizer());
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -113,7 +125,7 @@ TEST(Cli, TextGenerateAndMultiTurnChat) {
   EXPECT_NE(r.err.find("prefill: 4 tokens"), std::string::npos) << r.err;  // BOS + 3 text tokens
 
   // Two turns through a pipe: the second reuses the first turn's state (only new tokens prefilled).
-  const std::string turns = testing::TempDir() + "/chat_in.txt";
+  const std::string turns = scratch() + "/chat_in.txt";
   { std::ofstream f(turns); f << "Hi there\nWhat is 2+2?\n/exit\n"; }
   r = dsv4("chat --model " + dir + " --max-tokens 6 --temperature 0 < " + turns);
   ASSERT_EQ(r.exit_code, 0) << r.err;

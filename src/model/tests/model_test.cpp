@@ -12,6 +12,8 @@
 #include <functional>
 #include <random>
 
+#include <unistd.h>
+
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "model/hyper_connection.h"
@@ -25,7 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string temp_dir(const std::string& name) {
-  const fs::path p = fs::path(testing::TempDir()) / ("dsv4_model_test_" + name);
+  const fs::path p = fs::path(testing::TempDir()) / ("dsv4_model_test_" + std::to_string(getpid()) + "_" + name);
   fs::remove_all(p);
   fs::create_directories(p);
   return p.string();
