@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -36,13 +38,23 @@ class CountingOps : public backend::Ops {
     const double dt = now_seconds() - t0;
     weight_bytes += double(w.total_bytes());
     flops += 2.0 * double(n_tok) * double(w.n_out) * double(w.n_in);
+    account(w.name == "head.weight" ? "head " + format_name(w.format) : format_name(w.format), double(w.total_bytes()), dt);
     if (w.name == "head.weight") head_seconds += dt;
     matmul_seconds += dt;
   }
   void matmul_many(const MatmulJob* jobs, int64_t n_jobs) override {
     const double t0 = now_seconds();
     inner_->matmul_many(jobs, n_jobs);
-    matmul_seconds += now_seconds() - t0;
+    const double dt = now_seconds() - t0;
+    matmul_seconds += dt;
+    std::string label;  // the formats of the group, e.g. "fp4+fp8" (routed + shared expert)
+    double bytes = 0;
+    for (int64_t i = 0; i < n_jobs; ++i) {
+      const std::string f = format_name(jobs[i].w->format);
+      if (label.find(f) == std::string::npos) label += (label.empty() ? "" : "+") + f;
+      bytes += double(jobs[i].w->total_bytes());
+    }
+    account("group " + label, bytes, dt);
     for (int64_t i = 0; i < n_jobs; ++i) {
       weight_bytes += double(jobs[i].w->total_bytes());
       flops += 2.0 * double(jobs[i].n_tok) * double(jobs[i].w->n_out) * double(jobs[i].w->n_in);
@@ -67,12 +79,37 @@ class CountingOps : public backend::Ops {
     kv_bytes += double(n_keys) * double(dim) * 4.0;
     flops += 2.0 * double(n_head) * double(n_keys) * double(dim);
   }
-  void reset() { weight_bytes = kv_bytes = flops = head_seconds = matmul_seconds = attention_seconds = index_seconds = 0; }
+  void reset() {
+    weight_bytes = kv_bytes = flops = head_seconds = matmul_seconds = attention_seconds = index_seconds = 0;
+    by_kind.clear();
+  }
+
+  // Weight products by kind: calls, bytes and seconds (the decode profile).
+  struct Kind {
+    int64_t calls = 0;
+    double bytes = 0, seconds = 0;
+  };
+  std::map<std::string, Kind> by_kind;
 
   double weight_bytes = 0, kv_bytes = 0, flops = 0;
   double head_seconds = 0, matmul_seconds = 0, attention_seconds = 0, index_seconds = 0;
 
  private:
+  static std::string format_name(WeightFormat f) {
+    switch (f) {
+      case WeightFormat::F32: return "f32";
+      case WeightFormat::BF16: return "bf16";
+      case WeightFormat::FP8_BLOCK128: return "fp8";
+      case WeightFormat::FP4_BLOCK32: return "fp4";
+    }
+    return "?";
+  }
+  void account(const std::string& kind, double bytes, double seconds) {
+    Kind& k = by_kind[kind];
+    ++k.calls;
+    k.bytes += bytes;
+    k.seconds += seconds;
+  }
   std::unique_ptr<backend::Ops> inner_;
 };
 
@@ -136,7 +173,8 @@ double run_decode(model::Model& m, CountingOps& ops, const ModelBenchOptions& op
   std::mt19937_64 rng(7);
   std::uniform_int_distribution<int32_t> tok(0, int32_t(c.vocab_size - 1));
   double best = 1e30;
-  double bytes_per_token = 0, kv_per_token = 0, head_s = 0, attn_s = 0, index_s = 0;
+  double bytes_per_token = 0, kv_per_token = 0, head_s = 0, attn_s = 0, index_s = 0, matmul_s = 0;
+  std::map<std::string, CountingOps::Kind> profile;
   for (int round = 0; round < 3; ++round) {
     kv::SequenceState st = m.new_state();
     fill_state(c, st, opt.ctx, 11);
@@ -156,6 +194,8 @@ double run_decode(model::Model& m, CountingOps& ops, const ModelBenchOptions& op
       head_s = ops.head_seconds / double(opt.steps);
       attn_s = ops.attention_seconds / double(opt.steps);
       index_s = ops.index_seconds / double(opt.steps);
+      matmul_s = ops.matmul_seconds / double(opt.steps);
+      profile = ops.by_kind;
     }
   }
   const double achieved = bytes_per_token / best / 1e9;
@@ -168,6 +208,11 @@ double run_decode(model::Model& m, CountingOps& ops, const ModelBenchOptions& op
               (bytes_per_token - kv_per_token) / 1e6, kv_per_token / 1e6);
   std::printf("time per token: %.2f ms (head %.2f ms, attention %.2f ms, indexer %.2f ms)\n", best * 1e3, head_s * 1e3,
               attn_s * 1e3, index_s * 1e3);
+  std::printf("profile per token (weight products by kind; the rest is norms, mHC, RoPE, routing, glue):\n");
+  for (const auto& [kind, k] : profile)
+    std::printf("  %-14s %5.1f calls %8.1f MB %7.2f ms %6.1f GB/s\n", kind.c_str(), double(k.calls) / double(opt.steps),
+                k.bytes / double(opt.steps) / 1e6, k.seconds / double(opt.steps) * 1e3, k.bytes / k.seconds / 1e9);
+  std::printf("  %-14s %5s %8s %7.2f ms\n", "other", "", "", (best - matmul_s - attn_s - index_s) * 1e3);
   std::printf("tokens/s: %.2f measured; projected to 43 layers + head: %.2f\n", 1.0 / best, 1.0 / full_token);
   std::printf("measured read bandwidth: %.1f GB/s\n", bandwidth_gbps);
   std::printf("achieved %.1f GB/s\n", achieved);
@@ -203,6 +248,8 @@ int run_model_bench(const ModelBenchOptions& opt) {
   check(opt.layers >= 1 && opt.layers <= 43, "--layers must be between 1 and 43");
   check(opt.steps >= 1 && opt.ctx >= 0 && opt.prompt >= 1, "--steps, --ctx and --prompt must be positive");
   check(backend::force_isa(opt.isa), "--isa " + opt.isa + " is not available on this CPU/binary");
+  const std::optional<io::Residency> residency = io::parse_residency(opt.load);
+  check(residency.has_value(), "--load must be auto, mmap or copy");
   const std::string dir = opt.model_dir.empty() ? default_dir(opt.layers) : opt.model_dir;
   ensure_model(dir, opt.layers);
 
@@ -210,14 +257,14 @@ int run_model_bench(const ModelBenchOptions& opt) {
   const int threads = inner->threads();
   auto counting = std::make_unique<CountingOps>(std::move(inner));
   CountingOps& ops = *counting;
-  model::Model m(model::load_weights(dir), std::move(counting));
+  model::Model m(model::load_weights(dir, *residency), std::move(counting));
   std::printf("machine: %u logical CPUs, %d threads, isa %s\n", std::thread::hardware_concurrency(), threads,
               backend::current_isa().c_str());
   ThreadPool pool(threads);
   const double t_fault = now_seconds();
   const uint64_t mapped = prefault_weights(m);
-  std::printf("weights: %.2f GB mapped and touched once in %.1f s (steady state: no first-touch faults)\n",
-              double(mapped) / 1e9, now_seconds() - t_fault);
+  std::printf("weights: %.2f GB (%s), touched once in %.1f s (steady state: no first-touch faults)\n",
+              double(mapped) / 1e9, io::residency_name(m.weights().checkpoint->residency()), now_seconds() - t_fault);
   if (opt.mode == "decode") {
     const BandwidthResult bw = measure_read_bandwidth(pool);
     const double fraction = run_decode(m, ops, opt, bw.gbps);

@@ -18,6 +18,7 @@ struct ModelBenchOptions {
   int threads = 0;               // 0 = physical cores
   std::string isa = "best";      // best | avx512 | avx2 | ...
   std::string model_dir;         // where the generated checkpoint is kept (reused if present)
+  std::string load = "auto";     // weight residency: auto | mmap | copy (io::Residency)
 };
 
 // Runs the benchmark, printing its report; the last line is `roofline_fraction=...`

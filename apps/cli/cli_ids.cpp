@@ -34,4 +34,10 @@ std::vector<int32_t> parse_ids(const std::string& arg, const std::string& option
   return ids;
 }
 
+io::Residency parse_load(const std::string& arg) {
+  const std::optional<io::Residency> r = io::parse_residency(arg);
+  check(r.has_value(), "--load must be auto, mmap or copy (got '" + arg + "')");
+  return *r;
+}
+
 }  // namespace dsv4::cli

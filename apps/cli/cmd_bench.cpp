@@ -16,6 +16,7 @@ int cmd_bench(int argc, char** argv) {
       .option("steps", "N", "decode: timed decode steps per round", "8")
       .option("prompt", "N", "prefill: prompt tokens", "512")
       .option("threads", "N", "threads (0 = physical cores)", "0")
+      .option("load", "MODE", "where weights live: auto, mmap (page cache, 4 KiB pages) or copy (huge pages)", "auto")
       .option("isa", "NAME", "force a SIMD target: best, avx512, avx2, sse4, scalar", "best")
       .option("model-dir", "DIR", "where to keep the generated checkpoint (default $TMPDIR/dsv4-bench-flash-K)");
   if (!args.parse(argc, argv)) return 0;
@@ -28,6 +29,7 @@ int cmd_bench(int argc, char** argv) {
   opt.prompt = args.get_int("prompt");
   opt.threads = int(args.get_int("threads"));
   opt.isa = args.get("isa");
+  opt.load = args.get("load");
   if (args.has("model-dir")) opt.model_dir = args.get("model-dir");
   return bench::run_model_bench(opt);
 }

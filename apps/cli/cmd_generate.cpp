@@ -26,6 +26,7 @@ int cmd_generate(int argc, char** argv) {
       .option("seed", "S", "sampling seed", "0")
       .option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu")
       .option("threads", "N", "kernel threads (0 = physical cores)", "0")
+      .option("load", "MODE", kLoadHelp, "auto")
       .flag("ignore-eos", "keep generating after the end-of-sequence token");
   if (!args.parse(argc, argv)) return 0;
 
@@ -48,8 +49,9 @@ int cmd_generate(int argc, char** argv) {
   opt.stop_at_eos = !args.get_flag("ignore-eos");
 
   sampling::Sampler validate(opt.sampler);  // reject bad sampling options before the (slow) load
+  const io::Residency residency = parse_load(args.get("load"));
   std::fprintf(stderr, "loading %s ...\n", args.get("model").c_str());
-  auto engine = runtime::Engine::load(args.get("model"), args.get("backend"), int(args.get_int("threads")));
+  auto engine = runtime::Engine::load(args.get("model"), args.get("backend"), int(args.get_int("threads")), residency);
   std::optional<tok::StreamDecoder> text;
   if (tokenizer) text.emplace(*tokenizer);
   const runtime::GenerateResult r = engine->generate(prompt, opt, [&](int32_t tok) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli_args.h"
+#include "cli_ids.h"
 #include "commands.h"
 #include "core/error.h"
 #include "runtime/scheduler.h"
@@ -35,7 +36,8 @@ int64_t checkpoint_bytes(const std::string& dir) {
 }
 
 // Loads the model while drawing a progress bar (resident memory against checkpoint size).
-std::unique_ptr<model::Model> load_with_progress(const std::string& dir, const std::string& backend) {
+std::unique_ptr<model::Model> load_with_progress(const std::string& dir, const std::string& backend,
+                                                 io::Residency residency) {
   const int64_t total = std::max<int64_t>(checkpoint_bytes(dir), 1);
   const int64_t rss0 = rss_bytes();
   const bool tty = isatty(2);
@@ -55,7 +57,7 @@ std::unique_ptr<model::Model> load_with_progress(const std::string& dir, const s
   });
   std::unique_ptr<model::Model> m;
   try {
-    m = model::Model::load(dir, backend);
+    m = model::Model::load(dir, backend, 0, residency);
   } catch (...) {
     done = true;
     bar.join();
@@ -65,8 +67,9 @@ std::unique_ptr<model::Model> load_with_progress(const std::string& dir, const s
   done = true;
   bar.join();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (tty) std::fprintf(stderr, "\rloading [##############################] 100%%  %.1f s\n", s);
-  else std::fprintf(stderr, "loaded %s in %.1f s\n", dir.c_str(), s);
+  const char* where = io::residency_name(m->weights().checkpoint->residency());
+  if (tty) std::fprintf(stderr, "\rloading [##############################] 100%%  %.1f s (weights: %s)\n", s, where);
+  else std::fprintf(stderr, "loaded %s in %.1f s (weights: %s)\n", dir.c_str(), s, where);
   return m;
 }
 
@@ -98,6 +101,7 @@ int cmd_serve(int argc, char** argv) {
       .option("temperature", "T", "default sampling temperature when a request sets none", "1")
       .option("top-p", "P", "default top-p when a request sets none", "1")
       .option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu")
+      .option("load", "MODE", kLoadHelp, "auto")
       .option("threads", "N", "HTTP worker threads (0 = parallel + queue + 8)", "0")
       .option("variant", "V", "chat encoding: v4 or v4.1 (default: detected from the checkpoint)")
       .option("cors", "ORIGINS", "origins allowed to call the API from a browser, comma-separated ('*' = any)")
@@ -106,6 +110,7 @@ int cmd_serve(int argc, char** argv) {
   if (!args.parse(argc, argv)) return 0;
 
   const std::string dir = args.get("model");
+  const io::Residency residency = parse_load(args.get("load"));
   const std::string host = args.get("host");
   std::string api_key = args.has("api-key") ? args.get("api-key") : "";
   if (!is_loopback(host) && api_key.empty())
@@ -182,7 +187,7 @@ int cmd_serve(int argc, char** argv) {
   if (args.has("script")) {
     backend = std::make_unique<server::ScriptedBackend>(tokenizer, args.get("script"), sopt.max_context);
   } else {
-    model = load_with_progress(dir, args.get("backend"));
+    model = load_with_progress(dir, args.get("backend"), residency);
     check(model->config().vocab_size >= tokenizer.vocab_size() || model->config().vocab_size > 0,
           "model has no vocabulary");
     if (model->config().vocab_size < tokenizer.vocab_size())

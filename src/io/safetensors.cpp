@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "core/error.h"
 #include "io/util.h"
@@ -232,7 +233,77 @@ std::vector<TensorInfo> SafetensorsFile::parse(const uint8_t* bytes, uint64_t si
   return parse_all(bytes, size, path).tensors;
 }
 
-std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+namespace {
+
+// Maps `fd` read-only (zero copy).
+void* map_file(int fd, uint64_t size, const std::string& path) {
+  void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (m == MAP_FAILED) throw Error(path + ": cannot mmap: " + errno_text());
+  return m;
+}
+
+constexpr uint64_t kHugePage = uint64_t(2) << 20;
+
+// Reads the whole file into anonymous memory that starts on a 2 MiB boundary and asks
+// for transparent huge pages, then makes it read-only (a stray write faults instead of
+// silently changing a weight). Returns the region to munmap and the aligned start.
+std::pair<void*, uint64_t> copy_file(int fd, uint64_t size, const std::string& path, void** start) {
+  const uint64_t region_size = size + kHugePage;
+  void* region = ::mmap(nullptr, region_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (region == MAP_FAILED) throw Error(path + ": cannot allocate " + std::to_string(size) + " bytes: " + errno_text());
+  auto* p = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(region) + kHugePage - 1) & ~(kHugePage - 1));
+  ::madvise(p, size, MADV_HUGEPAGE);  // advice only: without THP the copy still works
+  uint64_t done = 0;
+  while (done < size) {
+    const size_t want = size_t(std::min<uint64_t>(size - done, uint64_t(64) << 20));
+    const ssize_t got = ::pread(fd, p + done, want, off_t(done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      const std::string why = got < 0 ? errno_text() : std::string("file shrank while reading");
+      ::munmap(region, region_size);
+      throw Error(path + ": read failed at byte " + std::to_string(done) + ": " + why);
+    }
+    done += uint64_t(got);
+  }
+  ::mprotect(p, size, PROT_READ);
+  *start = p;
+  return {region, region_size};
+}
+
+}  // namespace
+
+std::optional<Residency> parse_residency(const std::string& name) {
+  if (name == "auto") return Residency::kAuto;
+  if (name == "mmap") return Residency::kMap;
+  if (name == "copy") return Residency::kCopy;
+  return std::nullopt;
+}
+
+const char* residency_name(Residency r) {
+  switch (r) {
+    case Residency::kAuto: return "auto";
+    case Residency::kMap: return "mmap";
+    case Residency::kCopy: return "copy";
+  }
+  return "?";
+}
+
+Residency resolve_residency(Residency r, uint64_t total_bytes) {
+  if (r != Residency::kAuto) return r;
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib) {
+    std::getline(in, unit);
+    // MemAvailable counts the reclaimable page cache, so a checkpoint that is cached
+    // already is not counted twice.
+    if (key == "MemAvailable:") return total_bytes <= kib * 1024 / 2 ? Residency::kCopy : Residency::kMap;
+  }
+  return Residency::kMap;  // unknown memory: do not risk it
+}
+
+std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, Residency residency) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(path + ": cannot open: " + errno_text());
   struct stat st {};
@@ -249,15 +320,19 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   f->path_ = path;
   f->map_size_ = uint64_t(st.st_size);
   if (f->map_size_ > 0) {
-    void* m = ::mmap(nullptr, f->map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-      const std::string why = errno_text();
+    try {
+      if (residency == Residency::kCopy) {
+        std::tie(f->region_, f->region_size_) = copy_file(fd, f->map_size_, path, &f->map_);
+      } else {
+        f->map_ = f->region_ = map_file(fd, f->map_size_, path);
+        f->region_size_ = f->map_size_;
+      }
+    } catch (...) {
       ::close(fd);
-      throw Error(path + ": cannot mmap: " + why);
+      throw;
     }
-    f->map_ = m;
   }
-  ::close(fd);  // the mapping keeps the file alive
+  ::close(fd);  // a mapping keeps the file alive; a copy no longer needs it
   Parsed parsed = parse_all(static_cast<const uint8_t*>(f->map_), f->map_size_, path);
   f->tensors_ = std::move(parsed.tensors);
   f->metadata_ = std::move(parsed.metadata);
@@ -266,7 +341,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (map_) ::munmap(map_, map_size_);
+  if (region_) ::munmap(region_, region_size_);
 }
 
 const TensorInfo* SafetensorsFile::find(const std::string& name) const {
@@ -317,16 +392,29 @@ std::map<std::string, std::string> read_weight_map(const std::string& index_path
 
 }  // namespace
 
-std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
+namespace {
+
+uint64_t file_size(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? uint64_t(st.st_size) : 0;
+}
+
+}  // namespace
+
+std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir, Residency residency) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) throw Error(dir + ": cannot open checkpoint: " + errno_text());
   std::unique_ptr<Checkpoint> ck(new Checkpoint());
   ck->dir_ = dir;
-  if (S_ISREG(st.st_mode)) {  // a lone .safetensors file is a checkpoint too
-    ck->files_.push_back(SafetensorsFile::open(dir));
+  // Opens one whole file as the checkpoint (a lone .safetensors, or model.safetensors).
+  auto open_single = [&](const std::string& path) {
+    ck->file_bytes_ = file_size(path);
+    ck->residency_ = resolve_residency(residency, ck->file_bytes_);
+    ck->files_.push_back(SafetensorsFile::open(path, ck->residency_));
     for (const TensorInfo& t : ck->files_.back()->tensors()) ck->by_name_[t.name] = &t;
-    return ck;
-  }
+    return std::move(ck);
+  };
+  if (S_ISREG(st.st_mode)) return open_single(dir);
   if (!S_ISDIR(st.st_mode)) throw Error(dir + ": not a directory or file");
   if (::access(dir.c_str(), R_OK | X_OK) != 0) throw Error(dir + ": cannot read directory: " + errno_text());
 
@@ -334,27 +422,30 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
   const std::string single_path = dir + "/model.safetensors";
   if (is_regular_file(index_path)) {
     const auto weight_map = read_weight_map(index_path);
+    // Every shard must exist before any is read (a copy can take minutes), and kAuto
+    // needs the total size.
     std::map<std::string, const SafetensorsFile*> shards;
     for (const auto& [name, file] : weight_map) {
-      auto it = shards.find(file);
-      if (it == shards.end()) {
-        const std::string shard_path = dir + "/" + file;
-        if (!is_regular_file(shard_path))
-          throw Error(index_path + ": shard " + quoted(file) + " (holding tensor " + quoted(name) + ") is missing");
-        ck->files_.push_back(SafetensorsFile::open(shard_path));
-        it = shards.emplace(file, ck->files_.back().get()).first;
-      }
-      const TensorInfo* t = it->second->find(name);
+      if (shards.count(file)) continue;
+      const std::string shard_path = dir + "/" + file;
+      if (!is_regular_file(shard_path))
+        throw Error(index_path + ": shard " + quoted(file) + " (holding tensor " + quoted(name) + ") is missing");
+      shards[file] = nullptr;
+      ck->file_bytes_ += file_size(shard_path);
+    }
+    ck->residency_ = resolve_residency(residency, ck->file_bytes_);
+    for (auto& [file, opened] : shards) {
+      ck->files_.push_back(SafetensorsFile::open(dir + "/" + file, ck->residency_));
+      opened = ck->files_.back().get();
+    }
+    for (const auto& [name, file] : weight_map) {
+      const TensorInfo* t = shards.at(file)->find(name);
       if (!t) throw Error(index_path + ": tensor " + quoted(name) + " is not in shard " + quoted(file));
       ck->by_name_[name] = t;
     }
     return ck;
   }
-  if (is_regular_file(single_path)) {
-    ck->files_.push_back(SafetensorsFile::open(single_path));
-    for (const TensorInfo& t : ck->files_.back()->tensors()) ck->by_name_[t.name] = &t;
-    return ck;
-  }
+  if (is_regular_file(single_path)) return open_single(single_path);
   throw Error(dir + ": no model.safetensors.index.json or model.safetensors");
 }
 

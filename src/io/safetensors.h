@@ -6,12 +6,27 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
 
 namespace dsv4::io {
+
+// Where a checkpoint's bytes live once opened.
+//   kMap:  the read-only file mapping (zero copy, instant start; page-cache pages are
+//          4 KiB, which costs decode about a third of its weight-streaming rate).
+//   kCopy: read once into private anonymous memory backed by transparent huge pages
+//          (2 MiB pages: fewer TLB misses, the streaming rate of plain memory).
+//   kAuto: kCopy when the whole checkpoint fits in half of MemAvailable, else kMap.
+// See docs/performance.md ("Weight residency") for the measurements.
+enum class Residency { kAuto, kMap, kCopy };
+// "auto", "mmap", "copy"; nullopt for anything else.
+std::optional<Residency> parse_residency(const std::string& name);
+const char* residency_name(Residency r);
+// What kAuto picks for a checkpoint of `total_bytes` on this machine (/proc/meminfo).
+Residency resolve_residency(Residency r, uint64_t total_bytes);
 
 struct TensorInfo {
   std::string name;
@@ -31,7 +46,8 @@ struct TensorInfo {
 // lie outside the data area, or overlap.
 class SafetensorsFile {
  public:
-  static std::unique_ptr<SafetensorsFile> open(const std::string& path);
+  // residency: kMap or kCopy (kAuto is resolved by the caller; here it means kMap).
+  static std::unique_ptr<SafetensorsFile> open(const std::string& path, Residency residency = Residency::kMap);
   // Parses a header already in memory (bytes = whole file). Used by open() and the fuzzer;
   // the returned tensors point into `bytes`.
   static std::vector<TensorInfo> parse(const uint8_t* bytes, uint64_t size, const std::string& path_for_errors);
@@ -45,8 +61,10 @@ class SafetensorsFile {
  private:
   SafetensorsFile() = default;
   std::string path_;
-  void* map_ = nullptr;
+  void* map_ = nullptr;     // file bytes: the file mapping, or inside the copy's region
   uint64_t map_size_ = 0;
+  void* region_ = nullptr;  // what munmap releases (the copy's region is over-allocated
+  uint64_t region_size_ = 0;  // to start on a 2 MiB boundary)
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> by_name_;
   std::map<std::string, std::string> metadata_;
@@ -58,7 +76,7 @@ class Checkpoint {
  public:
   // Throws dsv4::Error on an unreadable directory, malformed index, a shard named by
   // the index that is missing, or a tensor the index maps to a shard that lacks it.
-  static std::unique_ptr<Checkpoint> open(const std::string& dir);
+  static std::unique_ptr<Checkpoint> open(const std::string& dir, Residency residency = Residency::kMap);
 
   const std::string& dir() const { return dir_; }
   const TensorInfo* find(const std::string& name) const;  // nullptr if absent
@@ -66,9 +84,13 @@ class Checkpoint {
   const TensorInfo& get(const std::string& name) const;
   std::vector<const TensorInfo*> all() const;  // every tensor, sorted by name
   size_t size() const { return by_name_.size(); }
+  Residency residency() const { return residency_; }  // kMap or kCopy, as resolved
+  uint64_t file_bytes() const { return file_bytes_; }  // all shards together
 
  private:
   std::string dir_;
+  Residency residency_ = Residency::kMap;
+  uint64_t file_bytes_ = 0;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const TensorInfo*> by_name_;
 };

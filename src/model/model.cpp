@@ -13,9 +13,10 @@ Model::Model(std::unique_ptr<ModelWeights> weights, std::unique_ptr<backend::Ops
       rope_window_(w_->config, w_->config.rope_theta, false),
       rope_compressed_(w_->config, w_->config.compress_rope_theta, true) {}
 
-std::unique_ptr<Model> Model::load(const std::string& dir, const std::string& backend, int threads) {
+std::unique_ptr<Model> Model::load(const std::string& dir, const std::string& backend, int threads,
+                                   io::Residency residency) {
   auto ops = backend::make_ops(backend, backend::Numerics::kExact, threads);
-  return std::make_unique<Model>(load_weights(dir), std::move(ops));
+  return std::make_unique<Model>(load_weights(dir, residency), std::move(ops));
 }
 
 kv::SequenceState Model::new_state() const {

@@ -43,7 +43,8 @@ class Model {
   Model(std::unique_ptr<ModelWeights> weights, std::unique_ptr<backend::Ops> ops);
   // Loads a checkpoint directory with the named backend ("ref" or "cpu") and kernel threads
   // (threads <= 0: physical cores).
-  static std::unique_ptr<Model> load(const std::string& dir, const std::string& backend = "cpu", int threads = 0);
+  static std::unique_ptr<Model> load(const std::string& dir, const std::string& backend = "cpu", int threads = 0,
+                                     io::Residency residency = io::Residency::kAuto);
 
   const io::Config& config() const { return w_->config; }
   const ModelWeights& weights() const { return *w_; }

@@ -241,9 +241,9 @@ std::unique_ptr<ModelWeights> bind_weights(io::Config config, std::unique_ptr<io
   return mw;
 }
 
-std::unique_ptr<ModelWeights> load_weights(const std::string& dir) {
+std::unique_ptr<ModelWeights> load_weights(const std::string& dir, io::Residency residency) {
   io::Config config = io::load_config(dir + "/config.json");
-  return bind_weights(std::move(config), io::Checkpoint::open(dir));
+  return bind_weights(std::move(config), io::Checkpoint::open(dir, residency));
 }
 
 }  // namespace dsv4::model

@@ -102,7 +102,9 @@ struct ModelWeights {
 // Opens a checkpoint directory (config.json + safetensors), binds and checks every tensor.
 // Throws dsv4::Error naming the file and tensor on any missing tensor, wrong dtype or shape,
 // or inconsistent config.
-std::unique_ptr<ModelWeights> load_weights(const std::string& dir);
+// residency: where the checkpoint bytes live (io::Residency; kAuto copies a checkpoint
+// that fits comfortably in RAM into huge pages, see docs/performance.md).
+std::unique_ptr<ModelWeights> load_weights(const std::string& dir, io::Residency residency = io::Residency::kAuto);
 
 // Binds weights from an already opened checkpoint and parsed config.
 std::unique_ptr<ModelWeights> bind_weights(io::Config config, std::unique_ptr<io::Checkpoint> ckpt);

@@ -36,7 +36,8 @@ struct GenerateResult {
 class Engine {
  public:
   explicit Engine(std::unique_ptr<model::Model> model) : model_(std::move(model)) {}
-  static std::unique_ptr<Engine> load(const std::string& dir, const std::string& backend = "cpu", int threads = 0);
+  static std::unique_ptr<Engine> load(const std::string& dir, const std::string& backend = "cpu", int threads = 0,
+                                      io::Residency residency = io::Residency::kAuto);
 
   model::Model& model() { return *model_; }
   const io::Config& config() const { return model_->config(); }

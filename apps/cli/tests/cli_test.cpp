@@ -65,7 +65,8 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
 
 TEST(Cli, LogitsCommandMatchesGolden) {
   const std::string c = "tiny_shrunk_p64", tmp = scratch();
-  const RunResult r = dsv4("logits --model " + golden(c) + " --prompt " + golden(c + "/expected/prompt_ids.npy") +
+  // --load mmap here (the other commands run the default, auto = copy for a tiny model).
+  const RunResult r = dsv4("logits --load mmap --model " + golden(c) + " --prompt " + golden(c + "/expected/prompt_ids.npy") +
                            " --continue " + golden(c + "/expected/continuation_ids.npy") + " --out " + tmp +
                            "/logits.npy --mtp-out " + tmp + "/mtp.npy --dump-dir " + tmp + "/dump");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -164,6 +165,7 @@ TEST(Cli, ErrorsAreOneClearLine) {
   expect_clean_error("generate --model " + tiny + " --prompt-ids 1,2 --temperature -1", "temperature");
   expect_clean_error("logits --model " + tiny + " --prompt /nonexistent.npy --out /tmp/x.npy", "/nonexistent.npy");
   expect_clean_error("make-tiny --out /tmp/x --preset nope", "nope");
+  expect_clean_error("generate --model " + tiny + " --prompt-ids 1,2 --load mapped", "--load");
   const RunResult unknown = dsv4("frobnicate");
   EXPECT_EQ(unknown.exit_code, 2);
 }

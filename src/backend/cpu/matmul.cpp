@@ -51,11 +51,13 @@ constexpr int kTokTile = 4;  // tokens sharing one decode of a weight chunk
 constexpr uint8_t kFp4MaxScale = 127 + 124;
 constexpr uint8_t kFp8MaxScale = 127 + 118;
 
-// Software prefetch (into L2) of the weight stream, bytes ahead of the current load, and
-// of the FP4 scale stream, rows ahead. Hardware prefetchers stop at 4 KiB page bounds,
-// and checkpoint weights are a file mapping with 4 KiB pages. (On the shared 2-core
-// development VM the effect was within measurement noise; see docs/performance.md.)
-constexpr int64_t kPrefetchBytes = 8192;
+// Software prefetch of the weight stream, bytes ahead of the current load, and of the
+// FP4 scale stream, rows ahead: the hardware prefetchers alone leave the FP4 expert
+// products at half speed (kernels_bench on Zen 5, 2 threads: 18 GB/s without, 35 GB/s
+// at 8 KiB, 38-41 GB/s at 16 KiB, less at 32-64 KiB; the T0/T1 hints were no better
+// than NTA). Measurements in docs/performance.md.
+constexpr int64_t kPrefetchBytes = 16384;
+#define DSV4_PF_HINT _MM_HINT_NTA
 constexpr int64_t kPrefetchScaleRows = 8;
 constexpr bool kUseRow2 = true;
 constexpr int64_t kPrefetchL1Bytes = 0;  // optional second prefetch into L1 (off: no gain measured)
@@ -116,6 +118,7 @@ using namespace detail;
 #undef DSV4_FP4_AVX3
 #undef DSV4_FP4_AVX2
 #undef DSV4_HAVE_ROW2_FP4
+#undef DSV4_HAVE_ROWS_FP8
 #if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
 #define DSV4_FP4_AVX3 1
 #else
@@ -216,6 +219,41 @@ HWY_INLINE void RowBf16(const Job& j, int64_t r, int64_t t0) {
   }
 }
 
+// Four rows, one token (decode, e.g. the LM head): four weight streams in flight and
+// each activation vector loaded once for all four rows. Per row the arithmetic is
+// RowBf16<1>'s in the same order, so the results are bit-identical to it.
+HWY_INLINE void Row4Bf16(const Job& j, int64_t r, int64_t t0) {
+  constexpr int R = 4;
+  const DF d;
+  const hn::RebindToUnsigned<DF> du;
+  const int64_t L = int64_t(hn::Lanes(d)), C = 2 * L;
+  const int64_t n = j.w->n_in, row_bytes = 2 * n;
+  const uint8_t* wr = j.w->data + r * row_bytes;
+  const float* xt = j.xp + t0 * j.ldx;
+  const auto hi_mask = hn::Set(du, 0xFFFF0000u);
+  decltype(hn::Zero(d)) acc[R], acc2[R];
+  for (int k = 0; k < R; ++k) acc[k] = acc2[k] = hn::Zero(d);
+  int64_t c = 0;
+  for (; c + C <= n; c += C) {
+    const auto xe = hn::LoadU(d, xt + c), xo = hn::LoadU(d, xt + c + L);
+    for (int k = 0; k < R; ++k) {
+      const auto v = hn::LoadU(du, reinterpret_cast<const uint32_t*>(wr + k * row_bytes + c * 2));
+      acc[k] = hn::MulAdd(hn::BitCast(d, hn::ShiftLeft<16>(v)), xe, acc[k]);
+      acc2[k] = hn::MulAdd(hn::BitCast(d, hn::And(v, hi_mask)), xo, acc2[k]);
+    }
+  }
+  for (int k = 0; k < R; ++k) {
+    float s = Sum(d, hn::Add(acc[k], acc2[k]));
+    const uint8_t* wk = wr + k * row_bytes;
+    for (int64_t i = c; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, wk + 2 * i, 2);
+      s = std::fma(bf16_to_f32(h), xt[i], s);
+    }
+    j.y[t0 * j.w->n_out + r + k] = s;
+  }
+}
+
 // ------------------------------------------------------------------------------- FP8
 // True when no byte of an E4M3 row is a NaN code (0x7F / 0xFF): full-width byte vectors,
 // max of (b & 0x7F). Also pulls the row into L1 ahead of the decode loop.
@@ -280,7 +318,7 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
               _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c))), 7),
           _mm512_set1_epi16(int16_t(0xBF80)));
       if constexpr (kPrefetchBytes > 0)
-        if ((c & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c + kPrefetchBytes), _MM_HINT_NTA);
+        if ((c & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c + kPrefetchBytes), DSV4_PF_HINT);
       nan_acc = _mm512_max_epu16(nan_acc, _mm512_and_si512(hw, _mm512_set1_epi16(0x3F80)));
       const hn::Vec<DF> w0{_mm512_cvtph_ps(_mm512_castsi512_si256(hw))};
       const hn::Vec<DF> w1{_mm512_cvtph_ps(_mm512_extracti64x4_epi64(hw, 1))};
@@ -318,6 +356,61 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
 #endif
   for (int t = 0; t < T; ++t) j.y[(t0 + t) * w.n_out + r] = Sum(d, acc[t]) + tail[t];
 }
+
+#if DSV4_FP4_AVX3
+// R rows, one token (decode), AVX-512: R weight streams in flight and each activation
+// vector loaded once for all R rows. Per row the arithmetic is RowFp8<1>'s in the same
+// order, so results are bit-identical to it. Returns false (nothing written) where a row
+// needs RowFp8's other paths: a scale outside the fast range, a NaN code, or a width
+// that is not whole 128-column blocks.
+template <int R>
+HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0) {
+  const WeightView& w = *j.w;
+  const int64_t n = w.n_in;
+  if (n % 128 != 0) return false;
+  const int64_t nb = n / 128;
+  const uint8_t* wr[R];
+  const uint8_t* sr[R];
+  for (int k = 0; k < R; ++k) {
+    wr[k] = w.data + (r + k) * n;
+    sr[k] = w.scale + ((r + k + w.row_offset) / 128) * nb;
+    if (!scales_in_range(sr[k], nb, 1, kFp8MaxScale)) return false;
+  }
+  const float* xt = j.xp + t0 * j.ldx;
+  const __m512i mask = _mm512_set1_epi16(int16_t(0xBF80)), nan_bits = _mm512_set1_epi16(0x3F80);
+  __m512i nan_acc = _mm512_setzero_si512();
+  __m512 acc[R];
+  for (int k = 0; k < R; ++k) acc[k] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512 p[R], q[R];
+    for (int k = 0; k < R; ++k) p[k] = q[k] = _mm512_setzero_ps();
+    for (int64_t c = b * 128; c < b * 128 + 128; c += 32) {
+      const __m512 x0 = _mm512_load_ps(xt + c), x1 = _mm512_load_ps(xt + c + 16);
+      for (int k = 0; k < R; ++k) {
+        const __m512i hw = _mm512_and_si512(
+            _mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[k] + c))), 7),
+            mask);
+        if constexpr (kPrefetchBytes > 0)
+          if ((c & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + kPrefetchBytes), DSV4_PF_HINT);
+        nan_acc = _mm512_max_epu16(nan_acc, _mm512_and_si512(hw, nan_bits));
+        p[k] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(hw)), x0, p[k]);
+        q[k] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(hw, 1)), x1, q[k]);
+      }
+    }
+    for (int k = 0; k < R; ++k) {
+      const __m512 s = _mm512_set1_ps(std::bit_cast<float>(uint32_t(sr[k][b] + 8) << 23));
+      acc[k] = _mm512_fmadd_ps(_mm512_add_ps(p[k], q[k]), s, acc[k]);
+    }
+  }
+  if (_mm512_cmpeq_epi16_mask(nan_acc, nan_bits) != 0) return false;
+  const DF d;
+  // "+ 0.0f" is RowFp8's empty tail: it keeps -0 sums identical too.
+  for (int k = 0; k < R; ++k) j.y[t0 * w.n_out + r + k] = Sum(d, hn::Vec<DF>{acc[k]}) + 0.0f;
+  return true;
+}
+#define DSV4_HAVE_ROWS_FP8 1
+constexpr int kFp8Rows = 4;  // rows per decode step of RowsFp8
+#endif
 
 // ------------------------------------------------------------------------------- FP4
 #if DSV4_FP4_AVX3
@@ -418,7 +511,7 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   // next rows follow this one contiguously, so running past the row end is useful).
   PrefetchScales(sr + kPrefetchScaleRows * (n / 32), n / 32);
   for (int64_t c = 0; c < nc; ++c) {
-    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), _MM_HINT_NTA);
+    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), DSV4_PF_HINT);
     if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
     const __m512i v = _mm512_loadu_si512(wr + c * 64);
     const __m512 s = sc.get(c);
@@ -480,9 +573,9 @@ HWY_INLINE bool Row2Fp4(const Job& j, int64_t r, int64_t t0) {
   __m512 acc = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps();
   PrefetchScales(sr + kPrefetchScaleRows * (n / 32), 2 * (n / 32));
   for (int64_t c = 0; c < nc; ++c) {
-    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), _MM_HINT_NTA);
+    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), DSV4_PF_HINT);
     if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
-    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + kPrefetchBytes), _MM_HINT_NTA);
+    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + kPrefetchBytes), DSV4_PF_HINT);
     if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
     const __m512i v = _mm512_loadu_si512(wr + c * 64);
     const __m512i v2 = _mm512_loadu_si512(wr2 + c * 64);
@@ -542,7 +635,7 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   PrefetchScales(sr + kPrefetchScaleRows * (n / 32), n / 32);
   for (int64_t c = 0; c < nc; ++c) {
     if constexpr (kPrefetchBytes > 0)
-      if ((c & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 32 + kPrefetchBytes), _MM_HINT_NTA);
+      if ((c & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 32 + kPrefetchBytes), DSV4_PF_HINT);
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32));
     uint16_t s2;
     std::memcpy(&s2, sr + c * 2, 2);
@@ -615,6 +708,18 @@ HWY_NOINLINE void Rows(const Job& j, int64_t r0, int64_t r1) {
     for (int64_t t0 = 0; t0 < j.n_tok; t0 += kTokTile) {
       const int64_t nt = std::min<int64_t>(kTokTile, j.n_tok - t0);
       for (int64_t r = b0; r < b1; ++r) {
+        if (nt == 1 && j.w->format == WeightFormat::BF16 && r + 3 < b1) {
+          Row4Bf16(j, r, t0);
+          r += 3;
+          continue;
+        }
+#ifdef DSV4_HAVE_ROWS_FP8
+        if (nt == 1 && j.w->format == WeightFormat::FP8_BLOCK128 && r + kFp8Rows <= b1 &&
+            RowsFp8<kFp8Rows>(j, r, t0)) {
+          r += kFp8Rows - 1;
+          continue;
+        }
+#endif
 #ifdef DSV4_HAVE_ROW2_FP4
         if (kUseRow2 && nt == 1 && j.w->format == WeightFormat::FP4_BLOCK32 && r + 1 < b1) {
           if (Row2Fp4(j, r, t0)) {

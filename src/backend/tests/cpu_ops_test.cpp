@@ -262,6 +262,19 @@ TEST(CpuMatmul, Fp8RowOffsetViews) {
     check_matmul(ops, weight_rows(w.view, 37, 200), 1, 11);
     check_matmul(ops, weight_rows(weight_rows(w.view, 100, 150), 60, 90), 3, 12);
   });
+  // Whole 128-column blocks (the multi-row decode kernel) with a scale-block boundary
+  // inside a group of rows: rows 126..129 of the parent use two scale rows.
+  const OwnedWeight w2 = random_weight(WeightFormat::FP8_BLOCK128, 300, 256, 8);
+  const WeightView mid = weight_rows(w2.view, 126, 140);
+  CpuOps single(1);
+  for_each_isa([&](const std::string& isa) {
+    check_matmul(ops, mid, 1, 13);
+    const std::vector<float> x = random_x(2 * mid.n_in, 14);
+    std::vector<float> y2(size_t(2 * mid.n_out)), y1(size_t(mid.n_out));
+    single.matmul(mid, x.data(), 2, y2.data());
+    single.matmul(mid, x.data(), 1, y1.data());
+    for (int64_t o = 0; o < mid.n_out; ++o) ASSERT_EQ(y1[size_t(o)], y2[size_t(o)]) << "row " << o << " isa " << isa;
+  });
 }
 
 // Scales that the fast paths do not take (0 = 2^-127 subnormal, 0xFF = NaN, FP8 scales

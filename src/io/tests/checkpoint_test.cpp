@@ -1,6 +1,7 @@
 // Checkpoint: golden sharded checkpoints, write_index round trip, index errors.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -35,6 +36,40 @@ TEST_P(GoldenCheckpoint, TensorCountMatchesIndex) {
   // all() is sorted by name
   const auto all = ck->all();
   for (size_t i = 1; i < all.size(); ++i) EXPECT_LT(all[i - 1]->name, all[i]->name);
+}
+
+// A checkpoint copied into (huge-page) anonymous memory holds the same tensors and bytes
+// as the file mapping, on its own memory, read-only.
+TEST_P(GoldenCheckpoint, CopyResidencyEqualsMapping) {
+  const std::string dir = test::golden_dir(GetParam());
+  const auto mapped = Checkpoint::open(dir, Residency::kMap);
+  const auto copied = Checkpoint::open(dir, Residency::kCopy);
+  EXPECT_EQ(mapped->residency(), Residency::kMap);
+  EXPECT_EQ(copied->residency(), Residency::kCopy);
+  EXPECT_EQ(mapped->file_bytes(), copied->file_bytes());
+  EXPECT_GT(copied->file_bytes(), 0u);
+  ASSERT_EQ(mapped->size(), copied->size());
+  const auto a = mapped->all(), b = copied->all();
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i]->name, b[i]->name);
+    ASSERT_EQ(a[i]->shape, b[i]->shape);
+    ASSERT_EQ(a[i]->nbytes, b[i]->nbytes);
+    EXPECT_NE(a[i]->data, b[i]->data) << a[i]->name;
+    EXPECT_EQ(std::memcmp(a[i]->data, b[i]->data, a[i]->nbytes), 0) << a[i]->name;
+  }
+  // kAuto resolves to one of the two, never stays kAuto.
+  EXPECT_NE(Checkpoint::open(dir, Residency::kAuto)->residency(), Residency::kAuto);
+}
+
+TEST(Residency, NamesAndAutoPolicy) {
+  for (Residency r : {Residency::kAuto, Residency::kMap, Residency::kCopy})
+    EXPECT_EQ(parse_residency(residency_name(r)), r);
+  EXPECT_FALSE(parse_residency("mapped").has_value());
+  EXPECT_FALSE(parse_residency("").has_value());
+  EXPECT_EQ(resolve_residency(Residency::kMap, 1), Residency::kMap);
+  EXPECT_EQ(resolve_residency(Residency::kCopy, uint64_t(1) << 62), Residency::kCopy);
+  EXPECT_EQ(resolve_residency(Residency::kAuto, 1), Residency::kCopy);             // tiny: copy
+  EXPECT_EQ(resolve_residency(Residency::kAuto, uint64_t(1) << 62), Residency::kMap);  // 4 EiB: map
 }
 
 TEST_P(GoldenCheckpoint, DtypesAndShapes) {
