@@ -7,7 +7,7 @@
 // for each requested SIMD target.
 //
 // usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all]
-//                      [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--no-thp]
+//                      [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--no-thp] [--numerics exact|fast]
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -36,6 +36,7 @@ uint64_t next_u64() {
 }
 
 bool g_thp = true;
+backend::Numerics g_numerics = backend::Numerics::kExact;  // --numerics
 
 // Page-aligned anonymous memory; transparent huge pages requested unless --no-thp (the
 // model's weights are a file mapping, which usually has 4 KiB pages).
@@ -102,11 +103,11 @@ double matvec_gbps(const std::vector<Matrix>& ms, ThreadPool& pool, int reps) {
   for (auto& v : x) v = float(int(next_u64() % 2001) - 1000) * 1e-3f;
   double bytes = 0;
   for (const auto& m : ms) bytes += double(m.view.total_bytes());
-  for (const auto& m : ms) backend::cpu::matmul(m.view, x.data(), 1, y.data(), &pool);  // warm up
+  for (const auto& m : ms) backend::cpu::matmul(m.view, x.data(), 1, y.data(), &pool, g_numerics);  // warm up
   double best = 0;
   for (int r = 0; r < reps; ++r) {
     const double t0 = now_seconds();
-    for (const auto& m : ms) backend::cpu::matmul(m.view, x.data(), 1, y.data(), &pool);
+    for (const auto& m : ms) backend::cpu::matmul(m.view, x.data(), 1, y.data(), &pool, g_numerics);
     best = std::max(best, bytes / (now_seconds() - t0) * 1e-9);
   }
   return best;
@@ -116,11 +117,11 @@ double matmul_gflops(const Matrix& m, int64_t n_tok, ThreadPool& pool, int reps)
   std::vector<float> x(size_t(n_tok * m.view.n_in)), y(size_t(n_tok * m.view.n_out));
   for (auto& v : x) v = float(int(next_u64() % 2001) - 1000) * 1e-3f;
   const double flops = 2.0 * double(m.view.n_out) * double(m.view.n_in) * double(n_tok);
-  backend::cpu::matmul(m.view, x.data(), n_tok, y.data(), &pool);
+  backend::cpu::matmul(m.view, x.data(), n_tok, y.data(), &pool, g_numerics);
   double best = 0;
   for (int r = 0; r < reps; ++r) {
     const double t0 = now_seconds();
-    backend::cpu::matmul(m.view, x.data(), n_tok, y.data(), &pool);
+    backend::cpu::matmul(m.view, x.data(), n_tok, y.data(), &pool, g_numerics);
     best = std::max(best, flops / (now_seconds() - t0) * 1e-9);
   }
   return best;
@@ -143,13 +144,21 @@ int main(int argc, char** argv) {
     if (a == "--threads") threads = std::atoi(val().c_str());
     else if (a == "--isa") isa_arg = val();
     else if (a == "--only") only = val();
+    else if (a == "--numerics") {
+      const auto nm = backend::parse_numerics(val());
+      if (!nm) {
+        std::fprintf(stderr, "--numerics must be exact or fast\n");
+        return 2;
+      }
+      g_numerics = *nm;
+    }
     else if (a == "--reps") reps = std::atoi(val().c_str());
     else if (a == "--expert-rows") expert_rows = std::max(1, std::atoi(val().c_str()));
     else if (a == "--fp8-copies") n_fp8 = std::max(1, std::atoi(val().c_str()));
     else if (a == "--no-thp") g_thp = false;
     else if (a == "--experts") n_experts = std::max(1, std::atoi(val().c_str()));
     else {
-      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--no-thp]\n");
+      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--no-thp] [--numerics exact|fast]\n");
       return 2;
     }
   }

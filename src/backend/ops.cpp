@@ -6,12 +6,20 @@
 
 namespace dsv4::backend {
 
+std::optional<Numerics> parse_numerics(const std::string& name) {
+  if (name == "exact") return Numerics::kExact;
+  if (name == "fast") return Numerics::kFast;
+  return std::nullopt;
+}
+
+const char* numerics_name(Numerics n) { return n == Numerics::kFast ? "fast" : "exact"; }
+
 std::unique_ptr<Ops> make_ops(const std::string& name, Numerics numerics) {
   return make_ops(name, numerics, 0);
 }
 
 std::unique_ptr<Ops> make_ops(const std::string& name, Numerics numerics, int threads) {
-  if (name == "ref") return std::make_unique<RefOps>();
+  if (name == "ref") return std::make_unique<RefOps>(numerics);
   if (name == "cpu") return std::make_unique<CpuOps>(threads, numerics);
   throw Error("unknown backend '" + name + "' (expected ref or cpu)");
 }

@@ -8,16 +8,24 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/weight.h"
 
 namespace dsv4::backend {
 
-// How activations are represented inside the products.
+// How activations are represented inside the weight products (matmul / matmul_many).
 //   exact: fp32 activations times exactly dequantised weights (the golden-test mode).
-// A later `fast` mode (e.g. bf16 activations in the dot products) gets its own enum value.
-enum class Numerics { kExact };
+//   fast:  each product's activations are first rounded to bfloat16 (round_bf16_ftz in
+//          core/dtype.h: nearest-even, subnormals flushed), weights stay exact, products
+//          are exact and accumulate in fp32. What the official model runs; lets the cpu
+//          backend use the AVX-512 BF16 dot product. Attention, the indexer, norms and
+//          everything else stay fp32. Its accuracy is measured in docs/performance.md.
+enum class Numerics { kExact, kFast };
+// "exact" / "fast"; nullopt for anything else.
+std::optional<Numerics> parse_numerics(const std::string& name);
+const char* numerics_name(Numerics n);
 
 class Ops {
  public:

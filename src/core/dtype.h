@@ -36,6 +36,15 @@ inline uint16_t f32_to_bf16(float f) {
   return uint16_t(u >> 16);
 }
 
+// The activation rounding of the `fast` numerics: round to the nearest bfloat16 (ties to
+// even), results below the smallest normal flushed to a signed zero (what the AVX-512
+// BF16 dot product does with its inputs). Returned as the bf16 bits / as a float.
+inline uint16_t f32_to_bf16_ftz(float f) {
+  const uint16_t h = f32_to_bf16(f);
+  return (h & 0x7f80u) == 0 ? uint16_t(h & 0x8000u) : h;
+}
+inline float round_bf16_ftz(float f) { return bf16_to_f32(f32_to_bf16_ftz(f)); }
+
 float f16_to_f32(uint16_t h);
 
 // FP8 E4M3FN: sign bit 7, exponent bits 6..3 (bias 7), mantissa bits 2..0.

@@ -5,7 +5,7 @@
 namespace dsv4::backend {
 
 CpuOps::CpuOps(int threads, Numerics numerics)
-    : pool_(std::make_unique<ThreadPool>(threads)), numerics_(numerics) {}
+    : RefOps(numerics), pool_(std::make_unique<ThreadPool>(threads)) {}
 
 void CpuOps::set_threads(int n) {
   const int want = n > 0 ? n : default_threads();
@@ -13,11 +13,11 @@ void CpuOps::set_threads(int n) {
 }
 
 void CpuOps::matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) {
-  cpu::matmul(w, x, n_tok, y, pool_.get());
+  cpu::matmul(w, x, n_tok, y, pool_.get(), numerics());
 }
 
 void CpuOps::matmul_many(const MatmulJob* jobs, int64_t n_jobs) {
-  cpu::matmul_many(jobs, n_jobs, pool_.get());
+  cpu::matmul_many(jobs, n_jobs, pool_.get(), numerics());
 }
 
 void CpuOps::attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink,

@@ -30,7 +30,6 @@ class CpuOps : public RefOps {
 
  private:
   std::unique_ptr<ThreadPool> pool_;
-  Numerics numerics_;
 };
 
 }  // namespace dsv4::backend

@@ -28,9 +28,12 @@ namespace cpu {
 
 // y[t, o] = sum_i W[o, i] * x[t, i] in exact numerics (fp32 activations, weights
 // dequantised exactly in registers, fp32 accumulation). pool may be null (serial).
-void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool);
+// numerics kFast: the activations are rounded with round_bf16_ftz first; on CPUs with
+// AVX512_BF16 (and the avx512 target) BF16 and FP4 weights then use the BF16 dot product.
+void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool,
+            Numerics numerics = Numerics::kExact);
 // Every job of a group as matmul would compute it (bit-identical), in one parallel region.
-void matmul_many(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool);
+void matmul_many(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool, Numerics numerics = Numerics::kExact);
 // Ops::attention and Ops::index_scores in fp32 (SIMD, threads over heads / key tiles).
 void attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink, int64_t n_head,
                int64_t head_dim, float scale, float* out, ThreadPool* pool);

@@ -37,6 +37,7 @@
 #include <cstring>
 #include <vector>
 
+#include "backend/cpu/bf16dot.h"
 #include "backend/cpu/kernels.h"
 #include "core/dtype.h"
 
@@ -140,6 +141,11 @@ struct Job {
   int64_t ldx;
   int64_t n_tok;
   float* y;         // [n_tok, n_out]
+  // Fast numerics on the BF16 dot product (bf16dot.h): activations in bf16dot's layout
+  // [n_tok, ldxb]; null when the exact kernels run (x is then already bf16-rounded in
+  // fast numerics).
+  const uint16_t* xb = nullptr;
+  int64_t ldxb = 0;
 };
 
 template <class D, class V>
@@ -700,6 +706,10 @@ HWY_INLINE void RowT(const Job& j, int64_t r, int64_t t0) {
 
 HWY_NOINLINE void Rows(const Job& j, int64_t r0, int64_t r1) {
   static_assert(kTokTile == 4, "token tile switch below");
+  if (j.xb != nullptr) {
+    bf16dot::rows(*j.w, j.xb, j.ldxb, j.x, j.n_tok, j.y, r0, r1);
+    return;
+  }
   // Rows are walked in blocks of about 64 KiB of weights so that a block stays in cache
   // while all token tiles pass over it.
   const int64_t rb = std::max<int64_t>(1, (int64_t(64) << 10) / std::max<int64_t>(1, j.w->row_bytes()));
@@ -773,12 +783,36 @@ int64_t RowGrain(const WeightView& w, int n_threads) {
                                                 ceil_div(w.n_out, n_threads)));
 }
 
-void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool) {
+// Whether a fast-numerics product of this format runs on the BF16 dot product: only on
+// the AVX-512 targets of a CPU with AVX512_BF16 (a forced avx2 run keeps the exact
+// kernels on the rounded activations).
+bool UseBf16Dot(bool fast, WeightFormat f) {
+  static const bool cpu_has = bf16dot::available();
+  return fast && DSV4_FP4_AVX3 && cpu_has && bf16dot::handles(f);
+}
+
+// One token's activations per row of xb, for every token.
+void PrepXb(const WeightView& w, const float* x, int64_t n_tok, uint16_t* xb) {
+  const int64_t ld = bf16dot::prep_words(w);
+  for (int64_t t = 0; t < n_tok; ++t) bf16dot::prep(w, x + t * w.n_in, xb + t * ld);
+}
+
+// x: in fast numerics already rounded with round_bf16_ftz (the exported wrapper does it).
+void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool, bool fast) {
   if (w.n_out <= 0 || n_tok <= 0) return;
-  const int64_t ldx = PrepStride(w);
-  float* xa = AlignedScratch(scratch_x(), n_tok * ldx);
-  PrepX(w, x, n_tok, xa);
-  Job j{&w, x, xa, ldx, n_tok, y};
+  Job j{&w, x, nullptr, 0, n_tok, y};
+  if (UseBf16Dot(fast, w.format)) {
+    thread_local std::vector<uint16_t> xb;
+    xb.resize(size_t(n_tok * bf16dot::prep_words(w)));
+    PrepXb(w, x, n_tok, xb.data());
+    j.xb = xb.data();
+    j.ldxb = bf16dot::prep_words(w);
+  } else {
+    j.ldx = PrepStride(w);
+    float* xa = AlignedScratch(scratch_x(), n_tok * j.ldx);
+    PrepX(w, x, n_tok, xa);
+    j.xp = xa;
+  }
   // Below ~64K multiply-adds the pool's wake-up costs more than it saves.
   const bool threaded = pool != nullptr && pool->n_threads() > 1 && w.n_out >= 2 &&
                         w.n_out * w.n_in * n_tok >= (int64_t(1) << 16);
@@ -795,25 +829,33 @@ void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
 // A group of independent products in one parallel region: the union of every job's
 // weight rows is cut into the same ~256 KiB pieces matmul uses, claimed dynamically.
 // Each row runs the same kernel as in matmul, so results are bit-identical to it.
-void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool) {
+void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool, bool fast) {
   // The caller's scratch, bound by reference: a thread_local named inside the lambda
   // below would be the worker's own (empty) instance.
   thread_local std::vector<float> xs_tl;
   thread_local std::vector<Job> js_tl;
   thread_local std::vector<int64_t> first_tl, grains_tl;
+  thread_local std::vector<uint16_t> xb_tl;
   std::vector<float>& xs = xs_tl;
   std::vector<Job>& js = js_tl;
   std::vector<int64_t>& first_piece = first_tl;
   std::vector<int64_t>& grains = grains_tl;
+  std::vector<uint16_t>& xbs = xb_tl;
   js.clear();
   first_piece.clear();
   grains.clear();
-  // Activation copies: jobs that read the same x in the same layout share one.
-  std::vector<int64_t> off(size_t(n_jobs), -1);
-  int64_t total = 0;
+  // Activation copies: jobs that read the same x in the same layout share one. Jobs on
+  // the BF16 dot product get their own bf16 copy instead (offsets in xb_off).
+  std::vector<int64_t> off(size_t(n_jobs), -1), xb_off(size_t(n_jobs), -1);
+  int64_t total = 0, total_xb = 0;
   for (int64_t i = 0; i < n_jobs; ++i) {
     const Ops::MatmulJob& m = jobs[i];
     if (m.w->n_out <= 0 || m.n_tok <= 0) continue;
+    if (UseBf16Dot(fast, m.w->format)) {
+      xb_off[size_t(i)] = total_xb;
+      total_xb += m.n_tok * bf16dot::prep_words(*m.w);
+      continue;
+    }
     for (int64_t k = 0; k < i && off[size_t(i)] < 0; ++k) {
       const Ops::MatmulJob& o = jobs[k];
       if (off[size_t(k)] >= 0 && o.x == m.x && o.n_tok == m.n_tok && o.w->n_in == m.w->n_in &&
@@ -828,16 +870,23 @@ void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool
     }
   }
   float* base = AlignedScratch(xs, total);
+  xbs.resize(size_t(total_xb));
   int64_t work = 0, n_pieces = 0;
   const int n_threads = pool != nullptr ? pool->n_threads() : 1;
   for (int64_t i = 0; i < n_jobs; ++i) {
     const Ops::MatmulJob& m = jobs[i];
     if (m.w->n_out <= 0 || m.n_tok <= 0) continue;
-    float* xa = base + off[size_t(i)];
-    bool done = false;  // already prepared for an earlier job
-    for (const Job& o : js) done |= o.xp == xa;
-    if (!done) PrepX(*m.w, m.x, m.n_tok, xa);
-    js.push_back(Job{m.w, m.x, xa, PrepStride(*m.w), m.n_tok, m.y});
+    if (xb_off[size_t(i)] >= 0) {
+      uint16_t* xb = xbs.data() + xb_off[size_t(i)];
+      PrepXb(*m.w, m.x, m.n_tok, xb);
+      js.push_back(Job{m.w, m.x, nullptr, 0, m.n_tok, m.y, xb, bf16dot::prep_words(*m.w)});
+    } else {
+      float* xa = base + off[size_t(i)];
+      bool done = false;  // already prepared for an earlier job
+      for (const Job& o : js) done |= o.xp == xa;
+      if (!done) PrepX(*m.w, m.x, m.n_tok, xa);
+      js.push_back(Job{m.w, m.x, xa, PrepStride(*m.w), m.n_tok, m.y});
+    }
     const int64_t g = RowGrain(*m.w, n_threads);
     grains.push_back(g);
     first_piece.push_back(n_pieces);
@@ -875,12 +924,43 @@ HWY_EXPORT(MatmulImpl);
 HWY_EXPORT(MatmulManyImpl);
 HWY_EXPORT(TargetNameImpl);
 
-void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool) {
-  HWY_DYNAMIC_DISPATCH(MatmulImpl)(w, x, n_tok, y, pool);
+namespace {
+
+// Fast numerics: the activations of a product rounded with round_bf16_ftz, into dst.
+const float* rounded(const float* x, int64_t n, std::vector<float>& dst) {
+  dst.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) dst[size_t(i)] = round_bf16_ftz(x[i]);
+  return dst.data();
 }
 
-void matmul_many(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool) {
-  HWY_DYNAMIC_DISPATCH(MatmulManyImpl)(jobs, n_jobs, pool);
+}  // namespace
+
+void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool, Numerics numerics) {
+  if (numerics == Numerics::kFast) {
+    thread_local std::vector<float> xr;
+    x = rounded(x, n_tok * w.n_in, xr);
+  }
+  HWY_DYNAMIC_DISPATCH(MatmulImpl)(w, x, n_tok, y, pool, numerics == Numerics::kFast);
+}
+
+void matmul_many(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool, Numerics numerics) {
+  if (numerics != Numerics::kFast) {
+    HWY_DYNAMIC_DISPATCH(MatmulManyImpl)(jobs, n_jobs, pool, false);
+    return;
+  }
+  // Each distinct activation array rounded once; jobs that shared an x still share one.
+  thread_local std::vector<std::vector<float>> copies;
+  thread_local std::vector<Ops::MatmulJob> fast_jobs;
+  fast_jobs.assign(jobs, jobs + n_jobs);
+  if (copies.size() < size_t(n_jobs)) copies.resize(size_t(n_jobs));
+  for (int64_t i = 0; i < n_jobs; ++i) {
+    int64_t same = -1;
+    for (int64_t k = 0; k < i && same < 0; ++k)
+      if (jobs[k].x == jobs[i].x && jobs[k].n_tok * jobs[k].w->n_in == jobs[i].n_tok * jobs[i].w->n_in) same = k;
+    fast_jobs[size_t(i)].x = same >= 0 ? fast_jobs[size_t(same)].x
+                                       : rounded(jobs[i].x, jobs[i].n_tok * jobs[i].w->n_in, copies[size_t(i)]);
+  }
+  HWY_DYNAMIC_DISPATCH(MatmulManyImpl)(fast_jobs.data(), n_jobs, pool, true);
 }
 
 }  // namespace cpu

@@ -1,5 +1,7 @@
 #include "backend/ref/ref_ops.h"
 
+#include "core/dtype.h"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -13,7 +15,10 @@ void RefOps::matmul(const WeightView& w, const float* x, int64_t n_tok, float* y
     for (int64_t t = 0; t < n_tok; ++t) {
       const float* xt = x + t * w.n_in;
       double acc = 0.0;
-      for (int64_t i = 0; i < w.n_in; ++i) acc += double(row[size_t(i)]) * double(xt[i]);
+      for (int64_t i = 0; i < w.n_in; ++i) {
+        const float xi = numerics_ == Numerics::kFast ? round_bf16_ftz(xt[i]) : xt[i];
+        acc += double(row[size_t(i)]) * double(xi);
+      }
       y[t * w.n_out + o] = float(acc);
     }
   }

@@ -8,7 +8,11 @@ namespace dsv4::backend {
 
 class RefOps : public Ops {
  public:
+  // numerics: kFast rounds each matmul's activations with round_bf16_ftz first (the
+  // oracle of the fast cpu kernels); everything else is the same in both modes.
+  explicit RefOps(Numerics numerics = Numerics::kExact) : numerics_(numerics) {}
   std::string name() const override { return "ref"; }
+  Numerics numerics() const { return numerics_; }
   void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) override;
   void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps,
                 float* y) override;
@@ -16,6 +20,9 @@ class RefOps : public Ops {
                  int64_t n_head, int64_t head_dim, float scale, float* out) override;
   void index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys,
                     int64_t n_keys, int64_t dim, float* score) override;
+
+ private:
+  Numerics numerics_;
 };
 
 }  // namespace dsv4::backend

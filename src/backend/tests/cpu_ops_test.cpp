@@ -43,6 +43,11 @@ Tolerance tolerance(Numerics numerics, WeightFormat f) {
         case WeightFormat::FP8_BLOCK128:
         case WeightFormat::FP4_BLOCK32: return {4.0, 0x1p-146};
       }
+      break;
+    // The oracle rounds the activations exactly as the kernels do (round_bf16_ftz), and
+    // bf16 x exact weight products are exact in fp32 (8 + 4..8 significant bits), so
+    // what remains is the fp32 summation: the same model as exact.
+    case Numerics::kFast: return {4.0, 0x1p-146};
   }
   return {4.0, 0x1p-146};
 }
@@ -146,8 +151,10 @@ void check_matmul(Ops& ops, const WeightView& w, int64_t n_tok, uint32_t seed,
   const std::vector<float> x = random_x(n_tok * w.n_in, seed);
   std::vector<float> y(size_t(n_tok * w.n_out), -12345.0f);
   ops.matmul(w, x.data(), n_tok, y.data());
-  RefOps ref;
-  const Tolerance tol = tolerance(Numerics::kExact, w.format);
+  const auto* ops_ref = dynamic_cast<const RefOps*>(&ops);  // CpuOps is one: its numerics
+  const Numerics numerics = ops_ref ? ops_ref->numerics() : Numerics::kExact;
+  RefOps ref(numerics);
+  const Tolerance tol = tolerance(numerics, w.format);
   std::vector<float> row(size_t(w.n_in));
   int failures = 0;
   for (int64_t o = 0; o < w.n_out && failures < 5; o += row_stride) {
@@ -171,7 +178,8 @@ void check_matmul(Ops& ops, const WeightView& w, int64_t n_tok, uint32_t seed,
       if (!(std::fabs(double(got) - double(want)) <= bound)) {
         ADD_FAILURE() << weight_format_name(w.format) << " [" << w.n_out << "," << w.n_in
                       << "] n_tok " << n_tok << " tok " << t << " row " << o << ": got " << got
-                      << " want " << want << " bound " << bound << " isa " << current_isa();
+                      << " want " << want << " bound " << bound << " isa " << current_isa() << " numerics "
+                      << numerics_name(numerics);
         ++failures;
       }
     }
@@ -241,9 +249,12 @@ const Shape kOddShapes[] = {
     {WeightFormat::FP4_BLOCK32, 3, 4128}, {WeightFormat::FP4_BLOCK32, 5, 256},
 };
 
+constexpr Numerics kBothNumerics[] = {Numerics::kExact, Numerics::kFast};
+
 TEST(CpuMatmul, OddShapesEveryIsa) {
+  for (Numerics nm : kBothNumerics)
   for (int threads : {1, 3}) {
-    CpuOps ops(threads);
+    CpuOps ops(threads, nm);
     for_each_isa([&](const std::string&) {
       uint32_t seed = 1;
       for (const Shape& s : kOddShapes) {
@@ -280,7 +291,8 @@ TEST(CpuMatmul, Fp8RowOffsetViews) {
 // Scales that the fast paths do not take (0 = 2^-127 subnormal, 0xFF = NaN, FP8 scales
 // too large for the folded 2^8) and E4M3 NaN codes fall back to the exact row path.
 TEST(CpuMatmul, SpecialScalesAndNaNCodes) {
-  CpuOps ops(2);
+  for (Numerics nm : kBothNumerics) {
+  CpuOps ops(2, nm);
   OwnedWeight fp4 = random_weight(WeightFormat::FP4_BLOCK32, 6, 256, 21);
   fp4.scale[0 * 8 + 3] = 0;
   fp4.scale[1 * 8 + 7] = 0xFF;
@@ -305,6 +317,7 @@ TEST(CpuMatmul, SpecialScalesAndNaNCodes) {
     check_matmul(ops, fp8.view, 1, 25);
     check_matmul(ops, fp8.view, 4, 26);
   });
+  }
 }
 
 // Batch invariance: row o of token t is computed in the same order whatever n_tok and
@@ -314,7 +327,8 @@ TEST(CpuMatmul, BatchInvariantEveryIsa) {
   const Shape shapes[] = {{WeightFormat::F32, 9, 37},           {WeightFormat::BF16, 9, 70},
                           {WeightFormat::FP8_BLOCK128, 9, 300}, {WeightFormat::FP8_BLOCK128, 9, 256},
                           {WeightFormat::FP4_BLOCK32, 9, 4128}, {WeightFormat::FP4_BLOCK32, 10, 512}};
-  CpuOps batched(2), single(1);
+  for (Numerics nm : kBothNumerics) {
+  CpuOps batched(2, nm), single(1, nm);
   for_each_isa([&](const std::string& isa) {
     uint32_t seed = 500;
     for (const Shape& sh : shapes) {
@@ -328,10 +342,11 @@ TEST(CpuMatmul, BatchInvariantEveryIsa) {
         for (int64_t o = 0; o < sh.n_out; ++o)
           ASSERT_EQ(yb[size_t(t * sh.n_out + o)], y1[size_t(o)])
               << weight_format_name(sh.f) << " [" << sh.n_out << "," << sh.n_in << "] tok " << t
-              << " row " << o << " isa " << isa;
+              << " row " << o << " isa " << isa << " numerics " << numerics_name(nm);
       }
     }
   });
+  }
 }
 
 // matmul_many runs a group in one parallel region; every job must equal its own matmul
@@ -347,8 +362,9 @@ TEST(CpuMatmul, ManyEqualsMatmulEveryIsa) {
   for (const Shape& sh : shapes) ws.push_back(random_weight(sh.f, sh.n_out, sh.n_in, seed++));
   const int64_t max_tok = 5;
   const std::vector<float> x512 = random_x(max_tok * 512, seed++);  // shared by the 512-wide jobs
+  for (Numerics nm : kBothNumerics)
   for (int threads : {1, 2, 3}) {
-    CpuOps ops(threads);
+    CpuOps ops(threads, nm);
     for_each_isa([&](const std::string& isa) {
       for (int64_t n_tok : {int64_t(1), int64_t(2), max_tok}) {
         std::vector<std::vector<float>> xs, y_many, y_one;
@@ -540,7 +556,8 @@ const Shape kRealShapes[] = {
 };
 
 TEST(CpuMatmul, RealShapesEveryIsa) {
-  CpuOps ops(2);
+  for (Numerics nm : kBothNumerics) {
+  CpuOps ops(2, nm);
   for_each_isa([&](const std::string&) {
     uint32_t seed = 100;
     for (const Shape& s : kRealShapes) {
@@ -549,16 +566,54 @@ TEST(CpuMatmul, RealShapesEveryIsa) {
       check_matmul(ops, w.view, 1, seed++, 7);
     }
   });
+  }
 }
 
 TEST(CpuMatmul, RealShapeMatmulTokens) {
-  CpuOps ops(2);
   const OwnedWeight w = random_weight(WeightFormat::FP4_BLOCK32, 512, 4096, 300);
   const OwnedWeight w8 = random_weight(WeightFormat::FP8_BLOCK128, 256, 4096, 301);
-  for_each_isa([&](const std::string&) {
-    check_matmul(ops, w.view, 17, 302, 5);
-    check_matmul(ops, w8.view, 9, 303, 5);
-  });
+  const OwnedWeight wb = random_weight(WeightFormat::BF16, 256, 4096, 304);
+  for (Numerics nm : kBothNumerics) {
+    CpuOps ops(2, nm);
+    for_each_isa([&](const std::string&) {
+      check_matmul(ops, w.view, 17, 302, 5);
+      check_matmul(ops, w8.view, 9, 303, 5);
+      check_matmul(ops, wb.view, 6, 305, 5);
+    });
+  }
+}
+
+// Fast numerics really rounds the activations: on inputs with bits below bf16 precision
+// its results differ from exact ones (and check_matmul holds them to the fast oracle).
+TEST(CpuMatmul, FastRoundsActivationsToBf16) {
+  const OwnedWeight w = random_weight(WeightFormat::FP4_BLOCK32, 64, 512, 310);
+  const OwnedWeight wb = random_weight(WeightFormat::BF16, 64, 512, 311);
+  const std::vector<float> x = random_x(512, 312);
+  for (const OwnedWeight* ow : {&w, &wb}) {
+    CpuOps exact(1, Numerics::kExact), fast(1, Numerics::kFast);
+    std::vector<float> ye(64), yf(64), yr(64);
+    exact.matmul(ow->view, x.data(), 1, ye.data());
+    fast.matmul(ow->view, x.data(), 1, yf.data());
+    std::vector<float> xr(x);
+    for (float& v : xr) v = round_bf16_ftz(v);
+    exact.matmul(ow->view, xr.data(), 1, yr.data());
+    int differ = 0;
+    for (int o = 0; o < 64; ++o) {
+      differ += ye[size_t(o)] != yf[size_t(o)];
+      // exact kernels on pre-rounded x: the same products, summed in another order
+      EXPECT_NEAR(yf[size_t(o)], yr[size_t(o)], 1e-4 * (1.0 + std::fabs(yr[size_t(o)])));
+    }
+    EXPECT_GT(differ, 32) << weight_format_name(ow->view.format);
+  }
+}
+
+TEST(CpuOps, NumericsNames) {
+  EXPECT_EQ(parse_numerics("exact"), Numerics::kExact);
+  EXPECT_EQ(parse_numerics("fast"), Numerics::kFast);
+  EXPECT_FALSE(parse_numerics("bf16").has_value());
+  EXPECT_STREQ(numerics_name(Numerics::kFast), "fast");
+  EXPECT_EQ(RefOps(Numerics::kFast).numerics(), Numerics::kFast);
+  EXPECT_EQ(make_ops("cpu", Numerics::kFast, 1)->name(), "cpu");
 }
 
 }  // namespace

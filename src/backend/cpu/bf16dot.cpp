@@ -1,0 +1,217 @@
+// Fast-numerics kernels on VDPBF16PS (see bf16dot.h). Every function that uses AVX-512
+// carries DSV4_BF16_TARGET instead of compiling the file with -mavx512*: with file-wide
+// flags the compiler may emit AVX-512 in library templates instantiated here (std::vector
+// and friends), and the linker may keep those copies for the whole program.
+#include "backend/cpu/bf16dot.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/dtype.h"
+
+#define DSV4_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+
+namespace dsv4::backend::cpu::bf16dot {
+namespace {
+
+constexpr int kTokTile = 4;          // tokens sharing one decode of a weight chunk
+constexpr int kDecodeRows = 4;       // BF16 rows per step when there is one token
+constexpr int64_t kPrefetchBytes = 16384;  // as the exact kernels (matmul.cpp)
+constexpr uint8_t kFp4MaxScale = 127 + 124;  // larger E8M0 bytes overflow some weights
+
+// bf16 bits of the 16 E2M1 codes, twice: VPERMW reads the low 5 bits of each index word,
+// and bit 4 belongs to the next nibble.
+struct Fp4Table {
+  alignas(64) uint16_t bits[32];
+  Fp4Table() {
+    for (int i = 0; i < 32; ++i) bits[i] = f32_to_bf16(kE2M1Values[i & 15]);  // exact
+  }
+};
+const Fp4Table kFp4Table;
+
+// The exact scalar row on the rounded activations: dequantised row, fp32 dot product.
+// Rows whose scales the vector path does not take (0, 0xFF, overflow) come here.
+void scalar_rows(const WeightView& w, const float* xr, int64_t t0, int64_t nt, float* y, int64_t r) {
+  thread_local std::vector<float> row;
+  row.resize(size_t(w.n_in));
+  w.dequant_row(r, row.data());
+  for (int64_t t = t0; t < t0 + nt; ++t) {
+    const float* xt = xr + t * w.n_in;
+    float acc = 0.0f;
+    for (int64_t i = 0; i < w.n_in; ++i) acc = std::fma(row[size_t(i)], xt[i], acc);
+    y[t * w.n_out + r] = acc;
+  }
+}
+
+// True when every byte of [p, p + n) lies in [1, kFp4MaxScale].
+DSV4_BF16_TARGET bool fp4_scales_ok(const uint8_t* p, int64_t n) {
+  __mmask64 bad = 0;
+  for (int64_t i = 0; i < n; i += 64) {
+    const __mmask64 valid = n - i >= 64 ? ~__mmask64(0) : (__mmask64(1) << (n - i)) - 1;
+    const __m512i b = _mm512_maskz_loadu_epi8(valid, p + i);
+    bad |= _mm512_mask_cmp_epu8_mask(valid, b, _mm512_set1_epi8(1), _MM_CMPINT_LT) |
+           _mm512_mask_cmp_epu8_mask(valid, b, _mm512_set1_epi8(char(kFp4MaxScale)), _MM_CMPINT_NLE);
+  }
+  return bad == 0;
+}
+
+DSV4_BF16_TARGET inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
+DSV4_BF16_TARGET inline __m512bh load_bh(const uint16_t* p) { return as_bh(_mm512_loadu_si512(p)); }
+
+// FP4 E2M1 row r, tokens t0 .. t0+T-1. Per 128-column chunk (64 bytes = 32 words of four
+// nibbles): nibble k of every word is looked up with one word permute after a shift,
+// giving the bf16 weights of columns 4j+k; four dot products with the matching runs of
+// xb, then the chunk's four block scales (lane i <- block i/4) in one FMA.
+template <int T>
+DSV4_BF16_TARGET void fp4_row(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
+                              float* y, int64_t r) {
+  const int64_t n = w.n_in, nc = n / 128;
+  const uint8_t* wr = w.data + r * (n / 2);
+  const uint8_t* sr = w.scale + r * (n / 32);
+  if (!fp4_scales_ok(sr, n / 32)) {
+    scalar_rows(w, xr, t0, T, y, r);
+    return;
+  }
+  const __m512i lut = _mm512_load_si512(kFp4Table.bits);
+  const __m512i sidx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  __m512 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < nc; ++c) {
+    _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), _MM_HINT_NTA);
+    const __m512i v = _mm512_loadu_si512(wr + c * 64);
+    uint32_t s4;
+    std::memcpy(&s4, sr + c * 4, 4);
+    const __m512 s = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_permutexvar_epi32(sidx, _mm512_cvtepu8_epi32(_mm_cvtsi32_si128(int(s4)))), 23));
+    const __m512bh w0 = as_bh(_mm512_permutexvar_epi16(v, lut));
+    const __m512bh w1 = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), lut));
+    const __m512bh w2 = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16(v, 8), lut));
+    const __m512bh w3 = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16(v, 12), lut));
+    for (int t = 0; t < T; ++t) {
+      const uint16_t* xc = xb + (t0 + t) * ldxb + c * 128;
+      __m512 p = _mm512_dpbf16_ps(_mm512_setzero_ps(), w0, load_bh(xc));
+      p = _mm512_dpbf16_ps(p, w1, load_bh(xc + 32));
+      p = _mm512_dpbf16_ps(p, w2, load_bh(xc + 64));
+      p = _mm512_dpbf16_ps(p, w3, load_bh(xc + 96));
+      acc[t] = _mm512_fmadd_ps(p, s, acc[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    float out = _mm512_reduce_add_ps(acc[t]);
+    const float* xt = xr + (t0 + t) * n;
+    for (int64_t col = nc * 128; col < n; ++col) {  // whole 32-column blocks past the chunks
+      const uint8_t b = wr[col / 2];
+      const float wv = kE2M1Values[col % 2 ? b >> 4 : b & 0xF] * e8m0_to_f32(sr[col / 32]);
+      out = std::fma(wv, xt[col], out);
+    }
+    y[(t0 + t) * w.n_out + r] = out;
+  }
+}
+
+// BF16 rows r .. r+R-1, tokens t0 .. t0+T-1. Two accumulators per (row, token), for even
+// and odd 32-column steps, in the same order for every R and T (batch invariance).
+template <int R, int T>
+DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
+                                float* y, int64_t r) {
+  const int64_t n = w.n_in;
+  const uint16_t* wr[R];
+  for (int k = 0; k < R; ++k) wr[k] = reinterpret_cast<const uint16_t*>(w.data) + (r + k) * n;
+  __m512 acc_a[R][T], acc_b[R][T];
+  for (int k = 0; k < R; ++k)
+    for (int t = 0; t < T; ++t) acc_a[k][t] = acc_b[k][t] = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 64 <= n; c += 64) {
+    for (int k = 0; k < R; ++k) {
+      _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c) + kPrefetchBytes, _MM_HINT_NTA);
+      _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + 32) + kPrefetchBytes, _MM_HINT_NTA);
+      const __m512bh wa = load_bh(wr[k] + c), wb = load_bh(wr[k] + c + 32);
+      for (int t = 0; t < T; ++t) {
+        const uint16_t* xc = xb + (t0 + t) * ldxb + c;
+        acc_a[k][t] = _mm512_dpbf16_ps(acc_a[k][t], wa, load_bh(xc));
+        acc_b[k][t] = _mm512_dpbf16_ps(acc_b[k][t], wb, load_bh(xc + 32));
+      }
+    }
+  }
+  if (c + 32 <= n) {
+    for (int k = 0; k < R; ++k) {
+      const __m512bh wa = load_bh(wr[k] + c);
+      for (int t = 0; t < T; ++t) acc_a[k][t] = _mm512_dpbf16_ps(acc_a[k][t], wa, load_bh(xb + (t0 + t) * ldxb + c));
+    }
+    c += 32;
+  }
+  for (int k = 0; k < R; ++k)
+    for (int t = 0; t < T; ++t) {
+      float out = _mm512_reduce_add_ps(_mm512_add_ps(acc_a[k][t], acc_b[k][t]));
+      const float* xt = xr + (t0 + t) * n;
+      for (int64_t i = c; i < n; ++i) out = std::fma(bf16_to_f32(wr[k][i]), xt[i], out);
+      y[(t0 + t) * w.n_out + r + k] = out;
+    }
+}
+
+template <int T>
+DSV4_BF16_TARGET void row_tile(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
+                               float* y, int64_t r) {
+  if (w.format == WeightFormat::FP4_BLOCK32)
+    fp4_row<T>(w, xb, ldxb, xr, t0, y, r);
+  else
+    bf16_rows<1, T>(w, xb, ldxb, xr, t0, y, r);
+}
+
+}  // namespace
+
+bool available() {
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+      !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq"))
+    return false;
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  return (a & (1u << 5)) != 0;  // CPUID.(EAX=7,ECX=1):EAX[5] = AVX512_BF16
+}
+
+bool handles(WeightFormat f) { return f == WeightFormat::BF16 || f == WeightFormat::FP4_BLOCK32; }
+
+int64_t prep_words(const WeightView& w) { return (w.n_in + 31) / 32 * 32; }
+
+void prep(const WeightView& w, const float* x, uint16_t* xb) {
+  const int64_t n = w.n_in;
+  int64_t c = 0;
+  if (w.format == WeightFormat::FP4_BLOCK32)
+    for (; c + 128 <= n; c += 128)
+      for (int64_t k = 0; k < 4; ++k)
+        for (int64_t j = 0; j < 32; ++j) xb[c + 32 * k + j] = f32_to_bf16_ftz(x[c + 4 * j + k]);
+  for (; c < n; ++c) xb[c] = f32_to_bf16_ftz(x[c]);
+  for (; c < prep_words(w); ++c) xb[c] = 0;
+}
+
+DSV4_BF16_TARGET void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t n_tok,
+                           float* y, int64_t r0, int64_t r1) {
+  // Row blocks of ~64 KiB of weights stay in cache while the token tiles pass over them.
+  const int64_t rb = std::max<int64_t>(1, (int64_t(64) << 10) / std::max<int64_t>(1, w.row_bytes()));
+  for (int64_t b0 = r0; b0 < r1; b0 += rb) {
+    const int64_t b1 = std::min(r1, b0 + rb);
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
+      const int64_t nt = std::min<int64_t>(kTokTile, n_tok - t0);
+      for (int64_t r = b0; r < b1; ++r) {
+        if (nt == 1 && w.format == WeightFormat::BF16 && r + kDecodeRows <= b1) {
+          bf16_rows<kDecodeRows, 1>(w, xb, ldxb, xr, t0, y, r);
+          r += kDecodeRows - 1;
+          continue;
+        }
+        switch (nt) {
+          case 1: row_tile<1>(w, xb, ldxb, xr, t0, y, r); break;
+          case 2: row_tile<2>(w, xb, ldxb, xr, t0, y, r); break;
+          case 3: row_tile<3>(w, xb, ldxb, xr, t0, y, r); break;
+          default: row_tile<4>(w, xb, ldxb, xr, t0, y, r); break;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace dsv4::backend::cpu::bf16dot

@@ -1,0 +1,40 @@
+// Weight products of the `fast` numerics on the AVX-512 BF16 dot product (VDPBF16PS):
+// activations are bfloat16 (already rounded with round_bf16_ftz), BF16 and FP4 E2M1
+// weights are exact in bfloat16, each product is exact and the sums are fp32.
+//
+// Compiled on its own with -mavx512bf16 (Highway 1.0 has no target with it); call
+// nothing here unless available() is true. The driver in matmul.cpp uses it on the
+// avx512 target for BF16 and FP4 weights; every other case runs the exact kernels on the
+// rounded activations, which is the same arithmetic up to the order of the fp32 sums.
+#pragma once
+
+#include <cstdint>
+
+#include "core/weight.h"
+
+namespace dsv4::backend::cpu::bf16dot {
+
+// True when this CPU has AVX512F/BW/VL and AVX512_BF16 (and the OS saves zmm state).
+bool available();
+// True for the weight formats with a kernel here (BF16, FP4_BLOCK32).
+bool handles(WeightFormat f);
+
+// bfloat16 words per token of the activation layout of w (a multiple of 32).
+int64_t prep_words(const WeightView& w);
+// One token's activations x [w.n_in] (already rounded; the conversion is exact) into the
+// layout of w's kernel, xb [prep_words(w)]:
+//   BF16: columns in order;
+//   FP4:  per 128-column chunk, four runs of 32 words, run k holding columns 4j + k
+//         (the order in which a 64-byte chunk's nibbles come out of one word shift).
+// Columns past the last whole chunk (FP4) stay in order; padding is zero.
+void prep(const WeightView& w, const float* x, uint16_t* xb);
+
+// y[t * w.n_out + r] for rows [r0, r1) and tokens [0, n_tok):
+//   xb [n_tok, ldxb] from prep, xr [n_tok, w.n_in] the same rounded activations as
+//   floats (for tails and for rows whose scales need the exact scalar path).
+// Each (row, token) is summed in the same order whatever n_tok and [r0, r1): batch
+// invariant like the exact kernels.
+void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t n_tok, float* y,
+          int64_t r0, int64_t r1);
+
+}  // namespace dsv4::backend::cpu::bf16dot
