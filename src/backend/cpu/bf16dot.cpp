@@ -14,7 +14,7 @@
 
 #include "core/dtype.h"
 
-#define DSV4_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+#define DSV4_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi,fma")))
 
 namespace dsv4::backend::cpu::bf16dot {
 namespace {
@@ -33,6 +33,23 @@ struct Fp4Table {
   }
 };
 const Fp4Table kFp4Table;
+
+// bf16 bits of the 128 E4M3 magnitudes (0x7F is NaN), split into high and low bytes: a
+// two-table byte permute (VPERMI2B reads index bits 0..6, exactly the magnitude) looks
+// up 64 weights at once. Every E4M3 value, subnormals included, is a normal bf16.
+struct Fp8Table {
+  alignas(64) uint8_t hi[128];
+  alignas(64) uint8_t lo[128];
+  Fp8Table() {
+    for (int m = 0; m < 128; ++m) {
+      const uint16_t h = f32_to_bf16(e4m3_to_f32(uint8_t(m)));  // exact
+      hi[m] = uint8_t(h >> 8);
+      lo[m] = uint8_t(h & 0xFF);
+    }
+  }
+};
+const Fp8Table kFp8Table;
+constexpr uint8_t kFp8MaxScale = 127 + 118;  // |E4M3| <= 448 < 2^9: larger scales overflow
 
 // The exact scalar row on the rounded activations: dequantised row, fp32 dot product.
 // Rows whose scales the vector path does not take (0, 0xFF, overflow) come here.
@@ -153,12 +170,67 @@ DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t
     }
 }
 
+// FP8 E4M3 rows r .. r+R-1 (128x128 scale blocks), tokens t0 .. t0+T-1, n_in a multiple
+// of 64. Per 64-byte chunk: two byte permutes give the high and low bytes of 64 bf16
+// weights (the sign joins the high byte), two byte unpacks make them words: run A holds
+// columns 16L+i, run B columns 16L+8+i (L = 128-bit lane, i < 8), matched by prep.
+// Per (row, token): p sums the block's dot products, then one FMA with the block scale,
+// in the same order for every R and T. NaN codes come out as bf16 NaN, as in the oracle.
+// Returns false (nothing written) when a row's scales need the scalar path.
+template <int R, int T>
+DSV4_BF16_TARGET bool fp8_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, int64_t t0, float* y,
+                               int64_t r) {
+  const int64_t n = w.n_in, nb = (n + 127) / 128;
+  const uint8_t* wr[R];
+  const uint8_t* sr[R];
+  for (int k = 0; k < R; ++k) {
+    wr[k] = w.data + (r + k) * n;
+    sr[k] = w.scale + ((r + k + w.row_offset) / 128) * nb;
+    for (int64_t b = 0; b < nb; ++b)
+      if (sr[k][b] < 1 || sr[k][b] > kFp8MaxScale) return false;
+  }
+  const __m512i th0 = _mm512_load_si512(kFp8Table.hi), th1 = _mm512_load_si512(kFp8Table.hi + 64);
+  const __m512i tl0 = _mm512_load_si512(kFp8Table.lo), tl1 = _mm512_load_si512(kFp8Table.lo + 64);
+  const __m512i sign = _mm512_set1_epi8(char(0x80));
+  __m512 acc[R][T];
+  for (int k = 0; k < R; ++k)
+    for (int t = 0; t < T; ++t) acc[k][t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512 p[R][T];
+    for (int k = 0; k < R; ++k)
+      for (int t = 0; t < T; ++t) p[k][t] = _mm512_setzero_ps();
+    for (int64_t c = b * 128; c < std::min(n, b * 128 + 128); c += 64) {
+      for (int k = 0; k < R; ++k) {
+        _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + kPrefetchBytes), _MM_HINT_NTA);
+        const __m512i v = _mm512_loadu_si512(wr[k] + c);
+        const __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(th0, v, th1), v, sign, 0xF8);  // A | (B & C)
+        const __m512i lo = _mm512_permutex2var_epi8(tl0, v, tl1);
+        const __m512bh wa = as_bh(_mm512_unpacklo_epi8(lo, hi)), wb = as_bh(_mm512_unpackhi_epi8(lo, hi));
+        for (int t = 0; t < T; ++t) {
+          const uint16_t* xc = xb + (t0 + t) * ldxb + c;
+          p[k][t] = _mm512_dpbf16_ps(p[k][t], wa, load_bh(xc));
+          p[k][t] = _mm512_dpbf16_ps(p[k][t], wb, load_bh(xc + 32));
+        }
+      }
+    }
+    for (int k = 0; k < R; ++k) {
+      const __m512 s = _mm512_castsi512_ps(_mm512_set1_epi32(int32_t(uint32_t(sr[k][b]) << 23)));
+      for (int t = 0; t < T; ++t) acc[k][t] = _mm512_fmadd_ps(p[k][t], s, acc[k][t]);
+    }
+  }
+  for (int k = 0; k < R; ++k)
+    for (int t = 0; t < T; ++t) y[(t0 + t) * w.n_out + r + k] = _mm512_reduce_add_ps(acc[k][t]);
+  return true;
+}
+
 template <int T>
 DSV4_BF16_TARGET void row_tile(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
                                float* y, int64_t r) {
   if (w.format == WeightFormat::FP4_BLOCK32)
     fp4_row<T>(w, xb, ldxb, xr, t0, y, r);
-  else
+  else if (w.format == WeightFormat::FP8_BLOCK128) {
+    if (!fp8_rows<1, T>(w, xb, ldxb, t0, y, r)) scalar_rows(w, xr, t0, T, y, r);
+  } else
     bf16_rows<1, T>(w, xb, ldxb, xr, t0, y, r);
 }
 
@@ -174,7 +246,21 @@ bool available() {
   return (a & (1u << 5)) != 0;  // CPUID.(EAX=7,ECX=1):EAX[5] = AVX512_BF16
 }
 
-bool handles(WeightFormat f) { return f == WeightFormat::BF16 || f == WeightFormat::FP4_BLOCK32; }
+// FP8 needs the byte permutes of AVX512_VBMI besides BF16 (Cooper Lake has BF16 only),
+// and whole 64-column chunks.
+bool handles(const WeightView& w) {
+  static const bool vbmi = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vbmi") != 0;
+  }();
+  switch (w.format) {
+    case WeightFormat::BF16:
+    case WeightFormat::FP4_BLOCK32: return true;
+    case WeightFormat::FP8_BLOCK128: return vbmi && w.n_in % 64 == 0;
+    case WeightFormat::F32: return false;
+  }
+  return false;
+}
 
 int64_t prep_words(const WeightView& w) { return (w.n_in + 31) / 32 * 32; }
 
@@ -185,6 +271,13 @@ void prep(const WeightView& w, const float* x, uint16_t* xb) {
     for (; c + 128 <= n; c += 128)
       for (int64_t k = 0; k < 4; ++k)
         for (int64_t j = 0; j < 32; ++j) xb[c + 32 * k + j] = f32_to_bf16_ftz(x[c + 4 * j + k]);
+  if (w.format == WeightFormat::FP8_BLOCK128)
+    for (; c + 64 <= n; c += 64)
+      for (int64_t lane = 0; lane < 4; ++lane)
+        for (int64_t i = 0; i < 8; ++i) {
+          xb[c + 8 * lane + i] = f32_to_bf16_ftz(x[c + 16 * lane + i]);            // run A
+          xb[c + 32 + 8 * lane + i] = f32_to_bf16_ftz(x[c + 16 * lane + 8 + i]);   // run B
+        }
   for (; c < n; ++c) xb[c] = f32_to_bf16_ftz(x[c]);
   for (; c < prep_words(w); ++c) xb[c] = 0;
 }
@@ -200,6 +293,11 @@ DSV4_BF16_TARGET void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb
       for (int64_t r = b0; r < b1; ++r) {
         if (nt == 1 && w.format == WeightFormat::BF16 && r + kDecodeRows <= b1) {
           bf16_rows<kDecodeRows, 1>(w, xb, ldxb, xr, t0, y, r);
+          r += kDecodeRows - 1;
+          continue;
+        }
+        if (nt == 1 && w.format == WeightFormat::FP8_BLOCK128 && r + kDecodeRows <= b1 &&
+            fp8_rows<kDecodeRows, 1>(w, xb, ldxb, t0, y, r)) {
           r += kDecodeRows - 1;
           continue;
         }

@@ -1,6 +1,6 @@
 // Weight products of the `fast` numerics on the AVX-512 BF16 dot product (VDPBF16PS):
-// activations are bfloat16 (already rounded with round_bf16_ftz), BF16 and FP4 E2M1
-// weights are exact in bfloat16, each product is exact and the sums are fp32.
+// activations are bfloat16 (already rounded with round_bf16_ftz), BF16, FP4 E2M1 and
+// FP8 E4M3 weights are exact in bfloat16, each product is exact and the sums are fp32.
 //
 // Compiled on its own with -mavx512bf16 (Highway 1.0 has no target with it); call
 // nothing here unless available() is true. The driver in matmul.cpp uses it on the
@@ -16,8 +16,9 @@ namespace dsv4::backend::cpu::bf16dot {
 
 // True when this CPU has AVX512F/BW/VL and AVX512_BF16 (and the OS saves zmm state).
 bool available();
-// True for the weight formats with a kernel here (BF16, FP4_BLOCK32).
-bool handles(WeightFormat f);
+// True for the weights with a kernel here: BF16, FP4_BLOCK32, and FP8_BLOCK128 with
+// whole 64-column chunks on CPUs that also have AVX512_VBMI.
+bool handles(const WeightView& w);
 
 // bfloat16 words per token of the activation layout of w (a multiple of 32).
 int64_t prep_words(const WeightView& w);
@@ -25,7 +26,9 @@ int64_t prep_words(const WeightView& w);
 // layout of w's kernel, xb [prep_words(w)]:
 //   BF16: columns in order;
 //   FP4:  per 128-column chunk, four runs of 32 words, run k holding columns 4j + k
-//         (the order in which a 64-byte chunk's nibbles come out of one word shift).
+//         (the order in which a 64-byte chunk's nibbles come out of one word shift);
+//   FP8:  per 64-column chunk, run A (32 words) holding columns 16L + i and run B
+//         columns 16L + 8 + i, L < 4, i < 8 (the order of the byte unpacks).
 // Columns past the last whole chunk (FP4) stay in order; padding is zero.
 void prep(const WeightView& w, const float* x, uint16_t* xb);
 

@@ -786,9 +786,9 @@ int64_t RowGrain(const WeightView& w, int n_threads) {
 // Whether a fast-numerics product of this format runs on the BF16 dot product: only on
 // the AVX-512 targets of a CPU with AVX512_BF16 (a forced avx2 run keeps the exact
 // kernels on the rounded activations).
-bool UseBf16Dot(bool fast, WeightFormat f) {
+bool UseBf16Dot(bool fast, const WeightView& w) {
   static const bool cpu_has = bf16dot::available();
-  return fast && DSV4_FP4_AVX3 && cpu_has && bf16dot::handles(f);
+  return fast && DSV4_FP4_AVX3 && cpu_has && bf16dot::handles(w);
 }
 
 // One token's activations per row of xb, for every token.
@@ -801,7 +801,7 @@ void PrepXb(const WeightView& w, const float* x, int64_t n_tok, uint16_t* xb) {
 void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool, bool fast) {
   if (w.n_out <= 0 || n_tok <= 0) return;
   Job j{&w, x, nullptr, 0, n_tok, y};
-  if (UseBf16Dot(fast, w.format)) {
+  if (UseBf16Dot(fast, w)) {
     thread_local std::vector<uint16_t> xb;
     xb.resize(size_t(n_tok * bf16dot::prep_words(w)));
     PrepXb(w, x, n_tok, xb.data());
@@ -851,7 +851,7 @@ void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool
   for (int64_t i = 0; i < n_jobs; ++i) {
     const Ops::MatmulJob& m = jobs[i];
     if (m.w->n_out <= 0 || m.n_tok <= 0) continue;
-    if (UseBf16Dot(fast, m.w->format)) {
+    if (UseBf16Dot(fast, *m.w)) {
       xb_off[size_t(i)] = total_xb;
       total_xb += m.n_tok * bf16dot::prep_words(*m.w);
       continue;

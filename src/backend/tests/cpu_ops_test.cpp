@@ -244,7 +244,8 @@ const Shape kOddShapes[] = {
     {WeightFormat::BF16, 3, 515},        {WeightFormat::FP8_BLOCK128, 1, 1},
     {WeightFormat::FP8_BLOCK128, 7, 5},  {WeightFormat::FP8_BLOCK128, 33, 127},
     {WeightFormat::FP8_BLOCK128, 131, 129}, {WeightFormat::FP8_BLOCK128, 9, 300},
-    {WeightFormat::FP8_BLOCK128, 5, 1000},  {WeightFormat::FP4_BLOCK32, 1, 32},
+    {WeightFormat::FP8_BLOCK128, 5, 1000},  {WeightFormat::FP8_BLOCK128, 7, 192},
+    {WeightFormat::FP8_BLOCK128, 5, 64},    {WeightFormat::FP4_BLOCK32, 1, 32},
     {WeightFormat::FP4_BLOCK32, 7, 96},  {WeightFormat::FP4_BLOCK32, 33, 160},
     {WeightFormat::FP4_BLOCK32, 3, 4128}, {WeightFormat::FP4_BLOCK32, 5, 256},
 };
@@ -309,6 +310,10 @@ TEST(CpuMatmul, SpecialScalesAndNaNCodes) {
   fp8b.data[size_t(3 * 256 + 5)] = 0x7F;
   fp8b.data[size_t(20 * 256 + 255)] = 0xFF;
   fp8b.data[size_t(21 * 256 + 130)] = 0x7E;  // 448, the largest finite code
+  // Whole 64-column chunks with special scales in one row block only (rows 128..255).
+  OwnedWeight fp8c = random_weight(WeightFormat::FP8_BLOCK128, 300, 256, 30);
+  fp8c.scale[1 * 2 + 1] = 0;
+  fp8c.scale[2 * 2 + 0] = 250;
   for_each_isa([&](const std::string&) {
     check_matmul(ops, fp8b.view, 1, 28);
     check_matmul(ops, fp8b.view, 6, 29);
@@ -316,6 +321,8 @@ TEST(CpuMatmul, SpecialScalesAndNaNCodes) {
     check_matmul(ops, fp4.view, 5, 24);
     check_matmul(ops, fp8.view, 1, 25);
     check_matmul(ops, fp8.view, 4, 26);
+    check_matmul(ops, fp8c.view, 1, 31);
+    check_matmul(ops, fp8c.view, 3, 32);
   });
   }
 }
