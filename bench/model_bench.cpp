@@ -250,16 +250,18 @@ int run_model_bench(const ModelBenchOptions& opt) {
   check(backend::force_isa(opt.isa), "--isa " + opt.isa + " is not available on this CPU/binary");
   const std::optional<io::Residency> residency = io::parse_residency(opt.load);
   check(residency.has_value(), "--load must be auto, mmap or copy");
+  const std::optional<backend::Numerics> numerics = backend::parse_numerics(opt.numerics);
+  check(numerics.has_value(), "--numerics must be exact or fast (got '" + opt.numerics + "')");
   const std::string dir = opt.model_dir.empty() ? default_dir(opt.layers) : opt.model_dir;
   ensure_model(dir, opt.layers);
 
-  auto inner = backend::make_ops("cpu", backend::Numerics::kExact, opt.threads);
+  auto inner = backend::make_ops("cpu", *numerics, opt.threads);
   const int threads = inner->threads();
   auto counting = std::make_unique<CountingOps>(std::move(inner));
   CountingOps& ops = *counting;
   model::Model m(model::load_weights(dir, *residency), std::move(counting));
-  std::printf("machine: %u logical CPUs, %d threads, isa %s\n", std::thread::hardware_concurrency(), threads,
-              backend::current_isa().c_str());
+  std::printf("machine: %u logical CPUs, %d threads, isa %s, numerics %s\n", std::thread::hardware_concurrency(),
+              threads, backend::current_isa().c_str(), backend::numerics_name(*numerics));
   ThreadPool pool(threads);
   const double t_fault = now_seconds();
   const uint64_t mapped = prefault_weights(m);

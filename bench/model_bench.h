@@ -19,6 +19,7 @@ struct ModelBenchOptions {
   std::string isa = "best";      // best | avx512 | avx2 | ...
   std::string model_dir;         // where the generated checkpoint is kept (reused if present)
   std::string load = "auto";     // weight residency: auto | mmap | copy (io::Residency)
+  std::string numerics = "exact";  // weight-product arithmetic: exact | fast (backend::Numerics)
 };
 
 // Runs the benchmark, printing its report; the last line is `roofline_fraction=...`

@@ -40,4 +40,10 @@ io::Residency parse_load(const std::string& arg) {
   return *r;
 }
 
+backend::Numerics parse_numerics_arg(const std::string& arg) {
+  const std::optional<backend::Numerics> n = backend::parse_numerics(arg);
+  check(n.has_value(), "--numerics must be exact or fast (got '" + arg + "')");
+  return *n;
+}
+
 }  // namespace dsv4::cli

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/ops.h"
 #include "io/safetensors.h"
 
 namespace dsv4::cli {
@@ -18,5 +19,11 @@ io::Residency parse_load(const std::string& arg);
 inline constexpr const char* kLoadHelp =
     "where weights live: auto (copy into huge pages if the checkpoint fits in half the available RAM), "
     "mmap (zero copy), copy";
+
+// --numerics exact|fast (weight-product arithmetic). Throws dsv4::Error otherwise.
+backend::Numerics parse_numerics_arg(const std::string& arg);
+// The help text of --numerics, shared by every command that loads a model.
+inline constexpr const char* kNumericsHelp =
+    "weight-product arithmetic: exact (fp32 activations) or fast (bf16 activations; see docs/numerics.md)";
 
 }  // namespace dsv4::cli

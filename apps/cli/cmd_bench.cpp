@@ -1,5 +1,6 @@
 // dsv4 bench decode|prefill: model speed against the machine's measured limits.
 #include "cli_args.h"
+#include "cli_ids.h"
 #include "commands.h"
 #include "core/error.h"
 #include "model_bench.h"
@@ -17,6 +18,7 @@ int cmd_bench(int argc, char** argv) {
       .option("prompt", "N", "prefill: prompt tokens", "512")
       .option("threads", "N", "threads (0 = physical cores)", "0")
       .option("load", "MODE", "where weights live: auto, mmap (page cache, 4 KiB pages) or copy (huge pages)", "auto")
+      .option("numerics", "MODE", kNumericsHelp, "exact")
       .option("isa", "NAME", "force a SIMD target: best, avx512, avx2, sse4, scalar", "best")
       .option("model-dir", "DIR", "where to keep the generated checkpoint (default $TMPDIR/dsv4-bench-flash-K)");
   if (!args.parse(argc, argv)) return 0;
@@ -30,6 +32,8 @@ int cmd_bench(int argc, char** argv) {
   opt.threads = int(args.get_int("threads"));
   opt.isa = args.get("isa");
   opt.load = args.get("load");
+  parse_numerics_arg(args.get("numerics"));  // one clear error before the (slow) checkpoint generation
+  opt.numerics = args.get("numerics");
   if (args.has("model-dir")) opt.model_dir = args.get("model-dir");
   return bench::run_model_bench(opt);
 }

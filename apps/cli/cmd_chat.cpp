@@ -88,7 +88,8 @@ int cmd_chat(int argc, char** argv) {
       .option("seed", "S", "sampling seed", "0")
       .option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu")
       .option("threads", "N", "kernel threads (0 = physical cores)", "0")
-      .option("load", "MODE", kLoadHelp, "auto");
+      .option("load", "MODE", kLoadHelp, "auto")
+      .option("numerics", "MODE", kNumericsHelp, "exact");
   if (!args.parse(argc, argv)) return 0;
   check(!(args.get_flag("think") && args.get_flag("no-think")), "--think and --no-think are exclusive");
 
@@ -102,10 +103,12 @@ int cmd_chat(int argc, char** argv) {
   gen.sampler.seed = uint64_t(args.get_int("seed"));
   sampling::Sampler validate(gen.sampler);
   const io::Residency residency = parse_load(args.get("load"));
+  const backend::Numerics numerics = parse_numerics_arg(args.get("numerics"));
 
   const tok::Tokenizer tokenizer = tok::Tokenizer::load_from_dir(args.get("model"));
   std::fprintf(stderr, "loading %s ...\n", args.get("model").c_str());
-  auto engine = runtime::Engine::load(args.get("model"), args.get("backend"), int(args.get_int("threads")), residency);
+  auto engine = runtime::Engine::load(args.get("model"), args.get("backend"), int(args.get_int("threads")), residency,
+                                      numerics);
   check(tokenizer.vocab_size() <= engine->config().vocab_size,
         "tokenizer.json has " + std::to_string(tokenizer.vocab_size()) + " tokens but the model only " +
             std::to_string(engine->config().vocab_size));

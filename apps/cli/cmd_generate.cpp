@@ -27,6 +27,7 @@ int cmd_generate(int argc, char** argv) {
       .option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu")
       .option("threads", "N", "kernel threads (0 = physical cores)", "0")
       .option("load", "MODE", kLoadHelp, "auto")
+      .option("numerics", "MODE", kNumericsHelp, "exact")
       .flag("ignore-eos", "keep generating after the end-of-sequence token");
   if (!args.parse(argc, argv)) return 0;
 
@@ -50,8 +51,10 @@ int cmd_generate(int argc, char** argv) {
 
   sampling::Sampler validate(opt.sampler);  // reject bad sampling options before the (slow) load
   const io::Residency residency = parse_load(args.get("load"));
+  const backend::Numerics numerics = parse_numerics_arg(args.get("numerics"));
   std::fprintf(stderr, "loading %s ...\n", args.get("model").c_str());
-  auto engine = runtime::Engine::load(args.get("model"), args.get("backend"), int(args.get_int("threads")), residency);
+  auto engine = runtime::Engine::load(args.get("model"), args.get("backend"), int(args.get_int("threads")), residency,
+                                      numerics);
   std::optional<tok::StreamDecoder> text;
   if (tokenizer) text.emplace(*tokenizer);
   const runtime::GenerateResult r = engine->generate(prompt, opt, [&](int32_t tok) {

@@ -23,13 +23,15 @@ int cmd_logits(int argc, char** argv) {
       .option("dump-dir", "DIR", "write each block's output streams of the prompt prefill as hidden_layer{l}.npy [S, hc, hidden]")
       .option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu")
       .option("threads", "N", "kernel threads (0 = physical cores)", "0")
-      .option("load", "MODE", kLoadHelp, "auto");
+      .option("load", "MODE", kLoadHelp, "auto")
+      .option("numerics", "MODE", kNumericsHelp, "exact");
   if (!args.parse(argc, argv)) return 0;
 
   const std::vector<int32_t> prompt = parse_ids(args.get("prompt"), "--prompt");
   const std::vector<int32_t> cont = args.has("continue") ? parse_ids(args.get("continue"), "--continue") : std::vector<int32_t>{};
   const io::Residency residency = parse_load(args.get("load"));
-  auto m = model::Model::load(args.get("model"), args.get("backend"), int(args.get_int("threads")), residency);
+  const backend::Numerics numerics = parse_numerics_arg(args.get("numerics"));
+  auto m = model::Model::load(args.get("model"), args.get("backend"), int(args.get_int("threads")), residency, numerics);
   const io::Config& c = m->config();
   const bool dump = args.has("dump-dir");
   runtime::LogitsResult r = runtime::compute_logits(*m, prompt, cont, args.has("mtp-out"), dump);

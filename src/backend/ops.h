@@ -21,7 +21,7 @@ namespace dsv4::backend {
 //          core/dtype.h: nearest-even, subnormals flushed), weights stay exact, products
 //          are exact and accumulate in fp32. What the official model runs; lets the cpu
 //          backend use the AVX-512 BF16 dot product. Attention, the indexer, norms and
-//          everything else stay fp32. Its accuracy is measured in docs/performance.md.
+//          everything else stay fp32. Its accuracy is measured in docs/numerics.md.
 enum class Numerics { kExact, kFast };
 // "exact" / "fast"; nullopt for anything else.
 std::optional<Numerics> parse_numerics(const std::string& name);

@@ -14,8 +14,8 @@ Model::Model(std::unique_ptr<ModelWeights> weights, std::unique_ptr<backend::Ops
       rope_compressed_(w_->config, w_->config.compress_rope_theta, true) {}
 
 std::unique_ptr<Model> Model::load(const std::string& dir, const std::string& backend, int threads,
-                                   io::Residency residency) {
-  auto ops = backend::make_ops(backend, backend::Numerics::kExact, threads);
+                                   io::Residency residency, backend::Numerics numerics) {
+  auto ops = backend::make_ops(backend, numerics, threads);
   return std::make_unique<Model>(load_weights(dir, residency), std::move(ops));
 }
 

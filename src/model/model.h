@@ -41,10 +41,12 @@ struct SeqInput {
 class Model {
  public:
   Model(std::unique_ptr<ModelWeights> weights, std::unique_ptr<backend::Ops> ops);
-  // Loads a checkpoint directory with the named backend ("ref" or "cpu") and kernel threads
-  // (threads <= 0: physical cores).
+  // Loads a checkpoint directory with the named backend ("ref" or "cpu"), kernel threads
+  // (threads <= 0: physical cores) and weight-product numerics (backend/ops.h; fast:
+  // bf16 activations, see docs/numerics.md).
   static std::unique_ptr<Model> load(const std::string& dir, const std::string& backend = "cpu", int threads = 0,
-                                     io::Residency residency = io::Residency::kAuto);
+                                     io::Residency residency = io::Residency::kAuto,
+                                     backend::Numerics numerics = backend::Numerics::kExact);
 
   const io::Config& config() const { return w_->config; }
   const ModelWeights& weights() const { return *w_; }

@@ -14,8 +14,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 std::unique_ptr<Engine> Engine::load(const std::string& dir, const std::string& backend, int threads,
-                                     io::Residency residency) {
-  return std::make_unique<Engine>(model::Model::load(dir, backend, threads, residency));
+                                     io::Residency residency, backend::Numerics numerics) {
+  return std::make_unique<Engine>(model::Model::load(dir, backend, threads, residency, numerics));
 }
 
 std::vector<float> Engine::prefill(kv::SequenceState& st, const std::vector<int32_t>& prompt, int64_t chunk) {

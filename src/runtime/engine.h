@@ -36,8 +36,10 @@ struct GenerateResult {
 class Engine {
  public:
   explicit Engine(std::unique_ptr<model::Model> model) : model_(std::move(model)) {}
+  // See model::Model::load.
   static std::unique_ptr<Engine> load(const std::string& dir, const std::string& backend = "cpu", int threads = 0,
-                                      io::Residency residency = io::Residency::kAuto);
+                                      io::Residency residency = io::Residency::kAuto,
+                                      backend::Numerics numerics = backend::Numerics::kExact);
 
   model::Model& model() { return *model_; }
   const io::Config& config() const { return model_->config(); }

@@ -166,6 +166,7 @@ TEST(Cli, ErrorsAreOneClearLine) {
   expect_clean_error("logits --model " + tiny + " --prompt /nonexistent.npy --out /tmp/x.npy", "/nonexistent.npy");
   expect_clean_error("make-tiny --out /tmp/x --preset nope", "nope");
   expect_clean_error("generate --model " + tiny + " --prompt-ids 1,2 --load mapped", "--load");
+  expect_clean_error("generate --model " + tiny + " --prompt-ids 1,2 --numerics bf16", "--numerics");
   const RunResult unknown = dsv4("frobnicate");
   EXPECT_EQ(unknown.exit_code, 2);
 }
