@@ -13,6 +13,8 @@
 
 #include "machine_probe.h"
 
+#include "backend/cpu/bf16dot.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace dsv4::bench {
 namespace HWY_NAMESPACE {
@@ -146,6 +148,27 @@ double read_gbps(ThreadPool& pool, const void* const* bufs, const size_t* bytes,
     best = std::max(best, total / (now_seconds() - t0) * 1e-9);
   }
   return best;
+}
+
+FlopsResult measure_peak_bf16dot(ThreadPool& pool, int passes) {
+  FlopsResult r;
+  r.threads = pool.n_threads();
+  r.isa = "avx512_bf16";
+  if (!backend::cpu::bf16dot::available()) return r;
+  const int T = pool.n_threads();
+  std::vector<float> sink(static_cast<size_t>(T));
+  std::vector<double> flops(static_cast<size_t>(T));
+  for (int p = 0; p < passes; ++p) {
+    const double t0 = now_seconds();
+    pool.parallel_ranges(T, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) flops[size_t(t)] = backend::cpu::bf16dot::burn(10'000'000, &sink[size_t(t)]);
+    });
+    const double dt = now_seconds() - t0;
+    double total = 0;
+    for (double f : flops) total += f;
+    r.gflops = std::max(r.gflops, total / dt * 1e-9);
+  }
+  return r;
 }
 
 FlopsResult measure_peak_fma(ThreadPool& pool, int passes) {

@@ -42,6 +42,9 @@ double read_gbps(ThreadPool& pool, const void* const* bufs, const size_t* bytes,
 
 // Peak fp32 FMA throughput of the current SIMD target with pool.n_threads() threads.
 FlopsResult measure_peak_fma(ThreadPool& pool, int passes = 5);
+// Peak of the AVX-512 BF16 dot product (the fast-numerics path); gflops 0 when this CPU
+// lacks AVX512_BF16.
+FlopsResult measure_peak_bf16dot(ThreadPool& pool, int passes = 5);
 
 // Monotonic seconds.
 double now_seconds();

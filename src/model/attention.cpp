@@ -4,6 +4,8 @@
 #include <cmath>
 #include <numeric>
 
+#include "model/scratch.h"
+
 namespace dsv4::model {
 
 namespace {
@@ -86,20 +88,22 @@ void grouped_output(backend::Ops& ops, const io::Config& c, const AttentionWeigh
                     int64_t n_tok, float* out) {
   const int64_t G = c.o_groups, group_in = c.n_head * c.head_dim / G, rank = c.o_lora_rank;
   // og: [G, n_tok, group_in], zg: [G, n_tok, rank]; the G group products form one group.
-  std::vector<float> og(size_t(G * n_tok * group_in)), zg(size_t(G * n_tok * rank)), z(size_t(n_tok * G * rank));
+  float* og = scratch<ScratchId::kGroupIn>(G * n_tok * group_in);
+  float* zg = scratch<ScratchId::kGroupLatent>(G * n_tok * rank);
+  float* z = scratch<ScratchId::kGroupConcat>(n_tok * G * rank);  // [n_tok, G * rank]
   std::vector<WeightView> wg(static_cast<size_t>(G));
   std::vector<backend::Ops::MatmulJob> jobs;
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t t = 0; t < n_tok; ++t)
-      std::copy_n(o + t * G * group_in + g * group_in, group_in, og.data() + (g * n_tok + t) * group_in);
+      std::copy_n(o + t * G * group_in + g * group_in, group_in, og + (g * n_tok + t) * group_in);
     wg[size_t(g)] = weight_rows(w.wo_a, g * rank, rank);
-    jobs.push_back({&wg[size_t(g)], og.data() + g * n_tok * group_in, n_tok, zg.data() + g * n_tok * rank});
+    jobs.push_back({&wg[size_t(g)], og + g * n_tok * group_in, n_tok, zg + g * n_tok * rank});
   }
   ops.matmul_many(jobs.data(), int64_t(jobs.size()));
   for (int64_t g = 0; g < G; ++g)
     for (int64_t t = 0; t < n_tok; ++t)
-      std::copy_n(zg.data() + (g * n_tok + t) * rank, rank, z.data() + t * G * rank + g * rank);
-  ops.matmul(w.wo_b, z.data(), n_tok, out);
+      std::copy_n(zg + (g * n_tok + t) * rank, rank, z + t * G * rank + g * rank);
+  ops.matmul(w.wo_b, z, n_tok, out);
 }
 
 }  // namespace
@@ -167,13 +171,13 @@ void attention_forward(backend::Ops& ops, const io::Config& c, const AttentionWe
   // single shared key/value latent, the compressors' value/gate projections and the
   // indexer's head weights.
   const int64_t IH = c.index_n_head, ID = c.index_head_dim;
-  std::vector<float> q_lat(size_t(n_rows * c.q_lora_rank));  // [n_rows, q_lora_rank]
-  std::vector<float> kv(size_t(n_rows * hd));                // [n_rows, head_dim]
+  float* q_lat = scratch<ScratchId::kAttnQLatent>(n_rows * c.q_lora_rank);  // [n_rows, q_lora_rank]
+  float* kv = scratch<ScratchId::kAttnKv>(n_rows * hd);                        // [n_rows, head_dim]
   std::vector<float> iq, iw;                                 // [n_rows, IH, ID], [n_rows, IH]
   Projection comp, icomp;
   std::vector<backend::Ops::MatmulJob> jobs;
-  jobs.push_back({&w.wq_a, x, n_rows, q_lat.data()});
-  jobs.push_back({&w.wkv, x, n_rows, kv.data()});
+  jobs.push_back({&w.wq_a, x, n_rows, q_lat});
+  jobs.push_back({&w.wkv, x, n_rows, kv});
   if (w.ratio != 0) queue_compressor(w.compressor, x, n_rows, comp, jobs);
   if (w.ratio == 4) {
     queue_compressor(w.index_compressor, x, n_rows, icomp, jobs);
@@ -184,21 +188,21 @@ void attention_forward(backend::Ops& ops, const io::Config& c, const AttentionWe
 
   // Queries: RMS-normed latent, then the per-head (and indexer) queries as one group, then
   // a per-head unweighted RMS norm.
-  ops.rms_norm(q_lat.data(), w.q_norm.data(), n_rows, c.q_lora_rank, eps, q_lat.data());
-  std::vector<float> q(size_t(n_rows * H * hd));  // [n_rows, n_head, head_dim]
+  ops.rms_norm(q_lat, w.q_norm.data(), n_rows, c.q_lora_rank, eps, q_lat);
+  float* q = scratch<ScratchId::kAttnQ>(n_rows * H * hd);  // [n_rows, n_head, head_dim]
   jobs.clear();
-  jobs.push_back({&w.wq_b, q_lat.data(), n_rows, q.data()});
+  jobs.push_back({&w.wq_b, q_lat, n_rows, q});
   if (w.ratio == 4) {
     iq.resize(size_t(n_rows * IH * ID));
-    jobs.push_back({&w.index_wq_b, q_lat.data(), n_rows, iq.data()});
+    jobs.push_back({&w.index_wq_b, q_lat, n_rows, iq.data()});
   }
   ops.matmul_many(jobs.data(), int64_t(jobs.size()));
-  ops.rms_norm(q.data(), nullptr, n_rows * H, hd, eps, q.data());
-  rope_rows(rope, q.data(), pos, H, hd, false);
+  ops.rms_norm(q, nullptr, n_rows * H, hd, eps, q);
+  rope_rows(rope, q, pos, H, hd, false);
 
   // The single shared key/value latent of each token.
-  ops.rms_norm(kv.data(), w.kv_norm.data(), n_rows, hd, eps, kv.data());
-  rope_rows(rope, kv.data(), pos, 1, hd, false);
+  ops.rms_norm(kv, w.kv_norm.data(), n_rows, hd, eps, kv);
+  rope_rows(rope, kv, pos, 1, hd, false);
 
   // Compressed entries completed by a sequence's tokens become visible to its later queries.
   if (w.ratio != 0) {
@@ -217,13 +221,13 @@ void attention_forward(backend::Ops& ops, const io::Config& c, const AttentionWe
     for (auto& v : iw) v = float(double(v) * head_scale);
   }
 
-  std::vector<float> o(size_t(n_rows * H * hd));  // [n_rows, n_head, head_dim]
+  float* o = scratch<ScratchId::kAttnOut>(n_rows * H * hd);  // [n_rows, n_head, head_dim]
   std::vector<const float*> keys;
   std::vector<float> scores;
   const float scale = float(1.0 / std::sqrt(double(hd)));
   for (const SeqSlice& s : seqs) {
     kv::LayerState& st = *s.state;
-    const float* seq_kv = kv.data() + s.row0 * hd;
+    const float* seq_kv = kv + s.row0 * hd;
     if (s.trace) s.trace->index_topk.assign(size_t(s.n_tok), {});
     for (int64_t t = 0; t < s.n_tok; ++t) {
       const int64_t row = s.row0 + t, p = s.start_pos + t;
@@ -242,16 +246,16 @@ void attention_forward(backend::Ops& ops, const io::Config& c, const AttentionWe
           for (int64_t j = 0; j < n_visible; ++j) keys.push_back(st.comp_kv.data() + j * hd);
         }
       }
-      ops.attention(q.data() + row * H * hd, keys.data(), int64_t(keys.size()), w.sink.data(), H, hd, scale,
-                    o.data() + row * H * hd);
+      ops.attention(q + row * H * hd, keys.data(), int64_t(keys.size()), w.sink.data(), H, hd, scale,
+                    o + row * H * hd);
     }
     update_ring(st, seq_kv, s.n_tok, s.start_pos);
   }
 
   // Values carry their keys' rotation; rotating back by the query position leaves a
   // relative-position encoding in the output.
-  rope_rows(rope, o.data(), pos, H, hd, true);
-  grouped_output(ops, c, w, o.data(), n_rows, out);
+  rope_rows(rope, o, pos, H, hd, true);
+  grouped_output(ops, c, w, o, n_rows, out);
 }
 
 }  // namespace dsv4::model

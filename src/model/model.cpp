@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "model/hyper_connection.h"
+#include "model/scratch.h"
 
 namespace dsv4::model {
 
@@ -32,27 +33,29 @@ void Model::block_forward(const BlockWeights& b, std::span<const BlockSeq> seqs,
   const io::Config& c = config();
   const int64_t d = c.n_embd, width = c.hc_mult * d;
   const float eps = float(c.rms_norm_eps);
-  std::vector<float> x(size_t(n_rows * d)), sub(size_t(n_rows * d));  // [n_rows, n_embd]
-  std::vector<float> residual(streams, streams + n_rows * width);      // [n_rows, hc, n_embd]
+  float* x = scratch<ScratchId::kBlockX>(n_rows * d);                 // [n_rows, n_embd]
+  float* sub = scratch<ScratchId::kBlockSub>(n_rows * d);             // [n_rows, n_embd]
+  float* residual = scratch<ScratchId::kBlockResidual>(n_rows * width);  // [n_rows, hc, n_embd]
+  std::copy_n(streams, n_rows * width, residual);
   HcMix mix;
 
   std::vector<SeqSlice> slices;
   for (const BlockSeq& s : seqs)
     slices.push_back({&s.state->layers[size_t(b.layer)], s.row0, s.n_tok, s.start_pos,
                       s.trace ? &s.trace->attention[size_t(b.layer)] : nullptr});
-  hc_pre(*ops_, c, b.hc_attn, streams, n_rows, x.data(), mix);
-  ops_->rms_norm(x.data(), b.attn_norm.data(), n_rows, d, eps, x.data());
-  attention_forward(*ops_, c, b.attn, rope_for(b.attn.ratio), slices, x.data(), n_rows, sub.data());
-  hc_post(c, sub.data(), residual.data(), mix, n_rows, streams);
+  hc_pre(*ops_, c, b.hc_attn, streams, n_rows, x, mix);
+  ops_->rms_norm(x, b.attn_norm.data(), n_rows, d, eps, x);
+  attention_forward(*ops_, c, b.attn, rope_for(b.attn.ratio), slices, x, n_rows, sub);
+  hc_post(c, sub, residual, mix, n_rows, streams);
 
-  residual.assign(streams, streams + n_rows * width);
-  hc_pre(*ops_, c, b.hc_ffn, streams, n_rows, x.data(), mix);
-  ops_->rms_norm(x.data(), b.ffn_norm.data(), n_rows, d, eps, x.data());
+  std::copy_n(streams, n_rows * width, residual);
+  hc_pre(*ops_, c, b.hc_ffn, streams, n_rows, x, mix);
+  ops_->rms_norm(x, b.ffn_norm.data(), n_rows, d, eps, x);
   bool want_routes = false;
   for (const BlockSeq& s : seqs) want_routes |= s.trace != nullptr;
   std::vector<Route> routes;
-  moe_forward(*ops_, c, b.ffn, x.data(), tokens, n_rows, sub.data(), want_routes ? &routes : nullptr);
-  hc_post(c, sub.data(), residual.data(), mix, n_rows, streams);
+  moe_forward(*ops_, c, b.ffn, x, tokens, n_rows, sub, want_routes ? &routes : nullptr);
+  hc_post(c, sub, residual, mix, n_rows, streams);
 
   for (const BlockSeq& s : seqs) {
     if (!s.trace) continue;

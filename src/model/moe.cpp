@@ -5,6 +5,8 @@
 #include <map>
 #include <numeric>
 
+#include "model/scratch.h"
+
 namespace dsv4::model {
 
 namespace {
@@ -116,11 +118,12 @@ void moe_forward(backend::Ops& ops, const io::Config& c, const MoeWeights& w, co
     batches.push_back(std::move(b));
   }
   run_experts(ops, c, batches);
-  std::vector<double> acc(size_t(n_tok * d), 0.0);  // [n_tok, n_embd]
+  double* acc = scratch<ScratchId::kMoeAcc, double>(n_tok * d);  // [n_tok, n_embd]
+  std::fill_n(acc, n_tok * d, 0.0);
   for (const ExpertBatch& b : batches)  // accumulation order: expert id ascending, shared last
     for (size_t r = 0; r < b.rows.size(); ++r)
-      for (int64_t i = 0; i < d; ++i) acc[size_t(b.rows[r] * d + i)] += double(b.down[size_t(int64_t(r) * d + i)]);
-  for (size_t i = 0; i < acc.size(); ++i) out[i] = float(acc[i]);
+      for (int64_t i = 0; i < d; ++i) acc[b.rows[r] * d + i] += double(b.down[size_t(int64_t(r) * d + i)]);
+  for (int64_t i = 0; i < n_tok * d; ++i) out[i] = float(acc[i]);
 }
 
 }  // namespace dsv4::model

@@ -4,6 +4,11 @@
 // and friends), and the linker may keep those copies for the whole program.
 #include "backend/cpu/bf16dot.h"
 
+// GCC 12's AVX-512 headers build some intrinsics from an "undefined" vector that its own
+// -Wuninitialized then reports when they are inlined into target-attributed functions.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <cpuid.h>
 #include <immintrin.h>
 
@@ -77,57 +82,78 @@ DSV4_BF16_TARGET bool fp4_scales_ok(const uint8_t* p, int64_t n) {
   return bad == 0;
 }
 
+// Sum of the 16 lanes, in a fixed order.
+DSV4_BF16_TARGET inline float hsum(__m512 v) {
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, 0xEE)));
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  q = _mm_add_ss(q, _mm_movehdup_ps(q));
+  return _mm_cvtss_f32(q);
+}
+
 DSV4_BF16_TARGET inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
 DSV4_BF16_TARGET inline __m512bh load_bh(const uint16_t* p) { return as_bh(_mm512_loadu_si512(p)); }
 
-// FP4 E2M1 row r, tokens t0 .. t0+T-1. Per 128-column chunk (64 bytes = 32 words of four
-// nibbles): nibble k of every word is looked up with one word permute after a shift,
-// giving the bf16 weights of columns 4j+k; four dot products with the matching runs of
-// xb, then the chunk's four block scales (lane i <- block i/4) in one FMA.
-template <int T>
-DSV4_BF16_TARGET void fp4_row(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
-                              float* y, int64_t r) {
+// FP4 E2M1 rows r .. r+R-1, tokens t0 .. t0+T-1. Per 128-column chunk (64 bytes = 32
+// words of four nibbles): nibble k of every word is looked up with one word permute
+// after a shift, giving the bf16 weights of columns 4j+k; four dot products with the
+// matching runs of xb, then the chunk's four block scales (lane i <- block i/4) in one
+// FMA. Per (row, token) the order is the same for every R and T (batch invariance); R > 1
+// shares each activation load between rows (prefill tiles). Returns false (nothing
+// written) when a row's scales need the scalar path.
+template <int R, int T>
+DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
+                               float* y, int64_t r) {
   const int64_t n = w.n_in, nc = n / 128;
-  const uint8_t* wr = w.data + r * (n / 2);
-  const uint8_t* sr = w.scale + r * (n / 32);
-  if (!fp4_scales_ok(sr, n / 32)) {
-    scalar_rows(w, xr, t0, T, y, r);
-    return;
+  const uint8_t* wr[R];
+  const uint8_t* sr[R];
+  for (int k = 0; k < R; ++k) {
+    wr[k] = w.data + (r + k) * (n / 2);
+    sr[k] = w.scale + (r + k) * (n / 32);
+    if (!fp4_scales_ok(sr[k], n / 32)) return false;
   }
   const __m512i lut = _mm512_load_si512(kFp4Table.bits);
   const __m512i sidx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-  __m512 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  __m512 acc[R][T];
+  for (int k = 0; k < R; ++k)
+    for (int t = 0; t < T; ++t) acc[k][t] = _mm512_setzero_ps();
   for (int64_t c = 0; c < nc; ++c) {
-    _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), _MM_HINT_NTA);
-    const __m512i v = _mm512_loadu_si512(wr + c * 64);
-    uint32_t s4;
-    std::memcpy(&s4, sr + c * 4, 4);
-    const __m512 s = _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_permutexvar_epi32(sidx, _mm512_cvtepu8_epi32(_mm_cvtsi32_si128(int(s4)))), 23));
-    const __m512bh w0 = as_bh(_mm512_permutexvar_epi16(v, lut));
-    const __m512bh w1 = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), lut));
-    const __m512bh w2 = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16(v, 8), lut));
-    const __m512bh w3 = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16(v, 12), lut));
+    __m512bh wk[R][4];
+    __m512 s[R];
+    for (int k = 0; k < R; ++k) {
+      _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c * 64 + kPrefetchBytes), _MM_HINT_NTA);
+      const __m512i v = _mm512_loadu_si512(wr[k] + c * 64);
+      uint32_t s4;
+      std::memcpy(&s4, sr[k] + c * 4, 4);
+      s[k] = _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_permutexvar_epi32(sidx, _mm512_cvtepu8_epi32(_mm_cvtsi32_si128(int(s4)))), 23));
+      wk[k][0] = as_bh(_mm512_permutexvar_epi16(v, lut));
+      wk[k][1] = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), lut));
+      wk[k][2] = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16(v, 8), lut));
+      wk[k][3] = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16(v, 12), lut));
+    }
     for (int t = 0; t < T; ++t) {
       const uint16_t* xc = xb + (t0 + t) * ldxb + c * 128;
-      __m512 p = _mm512_dpbf16_ps(_mm512_setzero_ps(), w0, load_bh(xc));
-      p = _mm512_dpbf16_ps(p, w1, load_bh(xc + 32));
-      p = _mm512_dpbf16_ps(p, w2, load_bh(xc + 64));
-      p = _mm512_dpbf16_ps(p, w3, load_bh(xc + 96));
-      acc[t] = _mm512_fmadd_ps(p, s, acc[t]);
+      __m512 p[R];
+      for (int q = 0; q < 4; ++q) {
+        const __m512bh xq = load_bh(xc + 32 * q);
+        for (int k = 0; k < R; ++k) p[k] = _mm512_dpbf16_ps(q == 0 ? _mm512_setzero_ps() : p[k], wk[k][q], xq);
+      }
+      for (int k = 0; k < R; ++k) acc[k][t] = _mm512_fmadd_ps(p[k], s[k], acc[k][t]);
     }
   }
-  for (int t = 0; t < T; ++t) {
-    float out = _mm512_reduce_add_ps(acc[t]);
-    const float* xt = xr + (t0 + t) * n;
-    for (int64_t col = nc * 128; col < n; ++col) {  // whole 32-column blocks past the chunks
-      const uint8_t b = wr[col / 2];
-      const float wv = kE2M1Values[col % 2 ? b >> 4 : b & 0xF] * e8m0_to_f32(sr[col / 32]);
-      out = std::fma(wv, xt[col], out);
+  for (int k = 0; k < R; ++k)
+    for (int t = 0; t < T; ++t) {
+      float out = hsum(acc[k][t]);
+      const float* xt = xr + (t0 + t) * n;
+      for (int64_t col = nc * 128; col < n; ++col) {  // whole 32-column blocks past the chunks
+        const uint8_t b = wr[k][col / 2];
+        const float wv = kE2M1Values[col % 2 ? b >> 4 : b & 0xF] * e8m0_to_f32(sr[k][col / 32]);
+        out = std::fma(wv, xt[col], out);
+      }
+      y[(t0 + t) * w.n_out + r + k] = out;
     }
-    y[(t0 + t) * w.n_out + r] = out;
-  }
+  return true;
 }
 
 // BF16 rows r .. r+R-1, tokens t0 .. t0+T-1. Two accumulators per (row, token), for even
@@ -163,7 +189,7 @@ DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t
   }
   for (int k = 0; k < R; ++k)
     for (int t = 0; t < T; ++t) {
-      float out = _mm512_reduce_add_ps(_mm512_add_ps(acc_a[k][t], acc_b[k][t]));
+      float out = hsum(_mm512_add_ps(acc_a[k][t], acc_b[k][t]));
       const float* xt = xr + (t0 + t) * n;
       for (int64_t i = c; i < n; ++i) out = std::fma(bf16_to_f32(wr[k][i]), xt[i], out);
       y[(t0 + t) * w.n_out + r + k] = out;
@@ -219,19 +245,54 @@ DSV4_BF16_TARGET bool fp8_rows(const WeightView& w, const uint16_t* xb, int64_t 
     }
   }
   for (int k = 0; k < R; ++k)
-    for (int t = 0; t < T; ++t) y[(t0 + t) * w.n_out + r + k] = _mm512_reduce_add_ps(acc[k][t]);
+    for (int t = 0; t < T; ++t) y[(t0 + t) * w.n_out + r + k] = hsum(acc[k][t]);
   return true;
 }
 
-template <int T>
+// Rows r .. r+R-1 (R = 1 or 2), tokens t0 .. t0+T-1; a row whose scales need it takes the
+// scalar path (a pair then goes row by row).
+template <int R, int T>
 DSV4_BF16_TARGET void row_tile(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
                                float* y, int64_t r) {
+  bool done = true;
   if (w.format == WeightFormat::FP4_BLOCK32)
-    fp4_row<T>(w, xb, ldxb, xr, t0, y, r);
-  else if (w.format == WeightFormat::FP8_BLOCK128) {
-    if (!fp8_rows<1, T>(w, xb, ldxb, t0, y, r)) scalar_rows(w, xr, t0, T, y, r);
-  } else
-    bf16_rows<1, T>(w, xb, ldxb, xr, t0, y, r);
+    done = fp4_rows<R, T>(w, xb, ldxb, xr, t0, y, r);
+  else if (w.format == WeightFormat::FP8_BLOCK128)
+    done = fp8_rows<R, T>(w, xb, ldxb, t0, y, r);
+  else
+    bf16_rows<R, T>(w, xb, ldxb, xr, t0, y, r);
+  if (done) return;
+  if constexpr (R > 1) {
+    for (int k = 0; k < R; ++k) row_tile<1, T>(w, xb, ldxb, xr, t0, y, r + k);
+  } else {
+    scalar_rows(w, xr, t0, T, y, r);
+  }
+}
+
+// Tokens t0 .. t0+T-1 of rows [b0, b1): pairs of rows when there are several tokens (each
+// activation load then serves two rows), four BF16/FP8 rows at a time for one token.
+template <int T>
+DSV4_BF16_TARGET void tile_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
+                                float* y, int64_t b0, int64_t b1) {
+  for (int64_t r = b0; r < b1; ++r) {
+    if (T == 1 && w.format != WeightFormat::FP4_BLOCK32 && r + kDecodeRows <= b1) {
+      if (w.format == WeightFormat::BF16) {
+        bf16_rows<kDecodeRows, 1>(w, xb, ldxb, xr, t0, y, r);
+        r += kDecodeRows - 1;
+        continue;
+      }
+      if (fp8_rows<kDecodeRows, 1>(w, xb, ldxb, t0, y, r)) {
+        r += kDecodeRows - 1;
+        continue;
+      }
+    }
+    if (T > 1 && r + 1 < b1) {
+      row_tile<2, T>(w, xb, ldxb, xr, t0, y, r);
+      ++r;
+      continue;
+    }
+    row_tile<1, T>(w, xb, ldxb, xr, t0, y, r);
+  }
 }
 
 }  // namespace
@@ -290,26 +351,28 @@ DSV4_BF16_TARGET void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb
     const int64_t b1 = std::min(r1, b0 + rb);
     for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
       const int64_t nt = std::min<int64_t>(kTokTile, n_tok - t0);
-      for (int64_t r = b0; r < b1; ++r) {
-        if (nt == 1 && w.format == WeightFormat::BF16 && r + kDecodeRows <= b1) {
-          bf16_rows<kDecodeRows, 1>(w, xb, ldxb, xr, t0, y, r);
-          r += kDecodeRows - 1;
-          continue;
-        }
-        if (nt == 1 && w.format == WeightFormat::FP8_BLOCK128 && r + kDecodeRows <= b1 &&
-            fp8_rows<kDecodeRows, 1>(w, xb, ldxb, t0, y, r)) {
-          r += kDecodeRows - 1;
-          continue;
-        }
-        switch (nt) {
-          case 1: row_tile<1>(w, xb, ldxb, xr, t0, y, r); break;
-          case 2: row_tile<2>(w, xb, ldxb, xr, t0, y, r); break;
-          case 3: row_tile<3>(w, xb, ldxb, xr, t0, y, r); break;
-          default: row_tile<4>(w, xb, ldxb, xr, t0, y, r); break;
-        }
+      switch (nt) {
+        case 1: tile_rows<1>(w, xb, ldxb, xr, t0, y, b0, b1); break;
+        case 2: tile_rows<2>(w, xb, ldxb, xr, t0, y, b0, b1); break;
+        case 3: tile_rows<3>(w, xb, ldxb, xr, t0, y, b0, b1); break;
+        default: tile_rows<4>(w, xb, ldxb, xr, t0, y, b0, b1); break;
       }
     }
   }
+}
+
+DSV4_BF16_TARGET double burn(int64_t iters, float* sink) {
+  // 16 independent accumulator chains: enough to cover the instruction's latency on the
+  // dot-product pipes. Each VDPBF16PS is 32 multiply-adds (64 FLOP).
+  __m512 acc[16];
+  for (int k = 0; k < 16; ++k) acc[k] = _mm512_set1_ps(float(k));
+  const __m512bh a = as_bh(_mm512_set1_epi16(0x3F80)), b = as_bh(_mm512_set1_epi16(0x3300));  // 1, 2^-25
+  for (int64_t i = 0; i < iters; ++i)
+    for (int k = 0; k < 16; ++k) acc[k] = _mm512_dpbf16_ps(acc[k], a, b);
+  __m512 s = acc[0];
+  for (int k = 1; k < 16; ++k) s = _mm512_add_ps(s, acc[k]);
+  *sink = hsum(s);
+  return double(iters) * 16.0 * 64.0;
 }
 
 }  // namespace dsv4::backend::cpu::bf16dot

@@ -40,4 +40,8 @@ void prep(const WeightView& w, const float* x, uint16_t* xb);
 void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t n_tok, float* y,
           int64_t r0, int64_t r1);
 
+// Peak-rate probe for benchmarks: iters x 16 independent VDPBF16PS; returns the FLOP
+// done (2 per multiply-add) and stores a result in *sink so nothing is optimised away.
+double burn(int64_t iters, float* sink);
+
 }  // namespace dsv4::backend::cpu::bf16dot
