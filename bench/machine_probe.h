@@ -2,7 +2,9 @@
 // count as the kernels it is compared with:
 //  * read bandwidth: every thread streams a disjoint contiguous slice of a >= 1 GiB
 //    buffer (transparent huge pages requested, pages touched before timing) with several
-//    independent vector accumulators, best of several passes. A naive one-accumulator
+//    independent vector accumulators, best of several passes; every second pass also
+//    prefetches 16 KiB ahead like the weight kernels (on a shared host with a busy
+//    neighbour the hardware prefetchers alone under-report). A naive one-accumulator
 //    summation loop is latency-bound and under-reports bandwidth several-fold.
 //  * peak fp32 FMA rate: each thread runs many independent FMA chains in registers.
 // Both use Highway dynamic dispatch, so they run on the best (or forced) target.

@@ -294,7 +294,7 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
   const uint8_t* sr = w.scale + ((r + w.row_offset) / 128) * nb;
   // NaN codes: on AVX-512 checked inside the decode loop (a separate pass over the row
   // would serialise its DRAM latency with the decode), elsewhere by a pass over the row.
-  constexpr bool kInLoopNaN = DSV4_FP4_AVX3 != 0;
+  constexpr bool kInLoopNaN = DSV4_FP4_AVX3 != 0 || DSV4_FP4_AVX2 != 0;
   if (!scales_in_range(sr, nb, 1, kFp8MaxScale) ||
       ((!kInLoopNaN || n % 32 != 0) && !E4m3RowFinite(wr, n))) {
     exact_row(w, r, j.x, t0, T, j.y);
@@ -302,6 +302,8 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
   }
 #if DSV4_FP4_AVX3
   __m512i nan_acc = _mm512_setzero_si512();  // max of (half bits & 0x3F80); 0x3F80 = NaN code
+#elif DSV4_FP4_AVX2
+  __m256i nan_acc = _mm256_setzero_si256();
 #endif
   const auto mask = hn::Set(d16, int16_t(0xBF80));
   decltype(hn::Zero(d)) acc[T];
@@ -328,6 +330,16 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
       nan_acc = _mm512_max_epu16(nan_acc, _mm512_and_si512(hw, _mm512_set1_epi16(0x3F80)));
       const hn::Vec<DF> w0{_mm512_cvtph_ps(_mm512_castsi512_si256(hw))};
       const hn::Vec<DF> w1{_mm512_cvtph_ps(_mm512_extracti64x4_epi64(hw, 1))};
+#elif DSV4_FP4_AVX2
+      // 16 weights per widening, NaN codes checked in the loop as on AVX-512.
+      const __m256i hw = _mm256_and_si256(
+          _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wr + c))), 7),
+          _mm256_set1_epi16(int16_t(0xBF80)));
+      if constexpr (kPrefetchBytes > 0)
+        if ((c & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c + kPrefetchBytes), DSV4_PF_HINT);
+      nan_acc = _mm256_max_epu16(nan_acc, _mm256_and_si256(hw, _mm256_set1_epi16(0x3F80)));
+      const hn::Vec<DF> w0{_mm256_cvtph_ps(_mm256_castsi256_si128(hw))};
+      const hn::Vec<DF> w1{_mm256_cvtph_ps(_mm256_extracti128_si256(hw, 1))};
 #else
       const auto h0 = hn::And(hn::ShiftLeft<7>(hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(wr + c)))), mask);
       const auto h1 = hn::And(hn::ShiftLeft<7>(hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(wr + c + L)))), mask);
@@ -356,6 +368,11 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
   }
 #if DSV4_FP4_AVX3
   if (_mm512_cmpeq_epi16_mask(nan_acc, _mm512_set1_epi16(0x3F80)) != 0) {
+    exact_row(w, r, j.x, t0, T, j.y);
+    return;
+  }
+#elif DSV4_FP4_AVX2
+  if (_mm256_movemask_epi8(_mm256_cmpeq_epi16(nan_acc, _mm256_set1_epi16(0x3F80))) != 0) {
     exact_row(w, r, j.x, t0, T, j.y);
     return;
   }
@@ -427,10 +444,20 @@ constexpr int64_t kFp4Chunk = 64;   // 8 u32 lanes x 8 nibbles
 constexpr int64_t kFp4Chunk = 0;    // no vector FP4 decode on this target: exact rows
 #endif
 
-// xp: per chunk of 8L columns, vector k (k < 8) holds columns 8j+k; the tail is plain.
+// xp, AVX-512: per chunk of 128 columns, vector k (k < 8) holds columns 8j+k.
+// xp, AVX2: per chunk of 64 columns, eight vectors [E0, O0, E1, O1, E2, O2, E3, O3]:
+// Ep holds the even columns 16p + 2i, Op the odd columns 16p + 2i + 1 (i < 8), the order
+// in which RowFp4's byte lookups come out. The tail is plain.
 void PrepFp4(const float* x, int64_t n, float* xp) {
   int64_t c = 0;
-  if constexpr (kFp4Chunk > 0) {
+  if constexpr (DSV4_FP4_AVX2 != 0) {
+    for (; c + kFp4Chunk <= n; c += kFp4Chunk)
+      for (int64_t p = 0; p < 4; ++p)
+        for (int64_t i = 0; i < 8; ++i) {
+          xp[c + 16 * p + i] = x[c + 16 * p + 2 * i];
+          xp[c + 16 * p + 8 + i] = x[c + 16 * p + 2 * i + 1];
+        }
+  } else if constexpr (kFp4Chunk > 0) {
     constexpr int64_t L = kFp4Chunk / 8;
     for (; c + kFp4Chunk <= n; c += kFp4Chunk)
       for (int64_t k = 0; k < 8; ++k)
@@ -617,74 +644,68 @@ HWY_INLINE bool Row2Fp4(const Job& j, int64_t r, int64_t t0) {
 #define DSV4_HAVE_ROW2_FP4 1
 
 #elif DSV4_FP4_AVX2
-// One nibble position k: 8 weights; magnitude from an 8-entry table, sign bit 3 -> 31.
-#define DSV4_NIB(k)                                                                        \
-  _mm256_xor_ps(                                                                          \
-      _mm256_permutevar8x32_ps(lut, (k) == 0 ? v : _mm256_srli_epi32(v, 4 * (k))),         \
-      _mm256_castsi256_ps(_mm256_and_si256(                                               \
-          (k) == 7 ? v : _mm256_slli_epi32(v, 28 - 4 * (k)), sign)))
-
+// AVX2: one 32-byte load holds a chunk of 64 columns. The low and high nibbles of every
+// byte are looked up with one byte shuffle each in a table of 2 x E2M1 (the integers
+// -12..12, exact), so bytes p*8 .. p*8+7 of the two results hold the weights of the even
+// and odd columns of 16 consecutive columns; each group of 8 is sign-extended to 32 bits
+// and converted to fp32 (exact). Columns 0-31 and 32-63 are the chunk's two scale
+// blocks: each sums four products, then one FMA applies 2^(e-128) (the table's factor 2
+// folded in; bytes below 2 or above kFp4MaxScale take the exact path).
 template <int T>
 HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   const WeightView& w = *j.w;
   const int64_t n = w.n_in;
   const uint8_t* wr = w.data + r * (n / 2);
   const uint8_t* sr = w.scale + r * (n / 32);
-  const __m256 lut = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
-  const __m256i sign = _mm256_set1_epi32(int(0x80000000u));
-  const __m256i sctl = _mm256_setr_epi32(0x80008080, 0x80008080, 0x80008080, 0x80008080,
-                                         0x80018080, 0x80018080, 0x80018080, 0x80018080);
+  if (!scales_in_range(sr, n / 32, 2, kFp4MaxScale)) {
+    exact_row(w, r, j.x, t0, T, j.y);
+    return;
+  }
+  const __m256i lut = _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12,  //
+                                       0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
   const int64_t nc = n / 64;
-  __m256i smin = _mm256_set1_epi8(char(0xFF)), smax = _mm256_setzero_si256();
-  __m256 acc[T], acc2[T];
-  for (int t = 0; t < T; ++t) acc[t] = acc2[t] = _mm256_setzero_ps();
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   PrefetchScales(sr + kPrefetchScaleRows * (n / 32), n / 32);
   for (int64_t c = 0; c < nc; ++c) {
     if constexpr (kPrefetchBytes > 0)
       if ((c & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 32 + kPrefetchBytes), DSV4_PF_HINT);
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32));
-    uint16_t s2;
-    std::memcpy(&s2, sr + c * 2, 2);
-    const __m256i sb = _mm256_set1_epi16(int16_t(s2));
-    smin = _mm256_min_epu8(smin, sb);
-    smax = _mm256_max_epu8(smax, sb);
-    const __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_shuffle_epi8(sb, sctl), 7));
-    const float* xc = j.xp + t0 * j.ldx + c * 64;
-    {  // one chain per token for every n_tok (batch invariance)
-      __m256 p[T];
-      {
-        const __m256 wk = DSV4_NIB(0);
-        for (int t = 0; t < T; ++t) p[t] = _mm256_mul_ps(wk, _mm256_loadu_ps(xc + t * j.ldx));
-      }
-#define DSV4_STEP(k)                                                                 \
-  {                                                                                  \
-    const __m256 wk = DSV4_NIB(k);                                                   \
-    for (int t = 0; t < T; ++t)                                                      \
-      p[t] = _mm256_fmadd_ps(wk, _mm256_loadu_ps(xc + t * j.ldx + 8 * (k)), p[t]);   \
-  }
-      DSV4_STEP(1) DSV4_STEP(2) DSV4_STEP(3) DSV4_STEP(4) DSV4_STEP(5) DSV4_STEP(6) DSV4_STEP(7)
-#undef DSV4_STEP
-      for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(p[t], s, acc[t]);
+    const __m256i ev = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, low4));                        // even columns
+    const __m256i od = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));  // odd columns
+    const __m128i e01 = _mm256_castsi256_si128(ev), e23 = _mm256_extracti128_si256(ev, 1);
+    const __m128i o01 = _mm256_castsi256_si128(od), o23 = _mm256_extracti128_si256(od, 1);
+    // Weights of [E0, O0, E1, O1 | E2, O2, E3, O3] (see PrepFp4).
+    const __m256 wv[8] = {
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(e01)), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(o01)),
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(e01, 8))),
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(o01, 8))),
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(e23)), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(o23)),
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(e23, 8))),
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(o23, 8)))};
+    const __m256 s0 = _mm256_castsi256_ps(_mm256_set1_epi32(int32_t(uint32_t(sr[2 * c] - 1) << 23)));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_set1_epi32(int32_t(uint32_t(sr[2 * c + 1] - 1) << 23)));
+    for (int t = 0; t < T; ++t) {  // one order per token for every n_tok (batch invariance)
+      const float* xc = j.xp + (t0 + t) * j.ldx + c * 64;
+      __m256 p = _mm256_mul_ps(wv[0], _mm256_load_ps(xc));
+      p = _mm256_fmadd_ps(wv[1], _mm256_load_ps(xc + 8), p);
+      p = _mm256_fmadd_ps(wv[2], _mm256_load_ps(xc + 16), p);
+      p = _mm256_fmadd_ps(wv[3], _mm256_load_ps(xc + 24), p);
+      acc[t] = _mm256_fmadd_ps(p, s0, acc[t]);
+      __m256 q = _mm256_mul_ps(wv[4], _mm256_load_ps(xc + 32));
+      q = _mm256_fmadd_ps(wv[5], _mm256_load_ps(xc + 40), q);
+      q = _mm256_fmadd_ps(wv[6], _mm256_load_ps(xc + 48), q);
+      q = _mm256_fmadd_ps(wv[7], _mm256_load_ps(xc + 56), q);
+      acc[t] = _mm256_fmadd_ps(q, s1, acc[t]);
     }
-  }
-  // Every scale byte in [1, kFp4MaxScale]: min(max(b, 1), M) == b for all bytes.
-  const __m256i clamped = _mm256_min_epu8(_mm256_max_epu8(smin, _mm256_set1_epi8(1)),
-                                          _mm256_set1_epi8(char(kFp4MaxScale)));
-  const __m256i clamped2 = _mm256_min_epu8(_mm256_max_epu8(smax, _mm256_set1_epi8(1)),
-                                           _mm256_set1_epi8(char(kFp4MaxScale)));
-  if (_mm256_movemask_epi8(_mm256_and_si256(_mm256_cmpeq_epi8(clamped, smin),
-                                            _mm256_cmpeq_epi8(clamped2, smax))) != -1 ||
-      !scales_in_range(sr + nc * 2, n / 32 - nc * 2, 1, kFp4MaxScale)) {
-    exact_row(w, r, j.x, t0, T, j.y);
-    return;
   }
   const DF d;
   float out[T];
-  for (int t = 0; t < T; ++t) out[t] = Sum(d, hn::Vec<DF>{_mm256_add_ps(acc[t], acc2[t])});
+  for (int t = 0; t < T; ++t) out[t] = Sum(d, hn::Vec<DF>{acc[t]});
   if (nc * 64 < n) Fp4Tail<T>(j, wr, sr, nc * 64, t0, out);
   for (int t = 0; t < T; ++t) j.y[(t0 + t) * w.n_out + r] = out[t];
 }
-#undef DSV4_NIB
 
 #else
 template <int T>
