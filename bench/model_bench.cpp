@@ -25,16 +25,13 @@ namespace {
 // Forwards every op and accounts for what it reads and computes: weight bytes per matmul
 // (in decode each weight is streamed once per token), KV bytes per attention / indexer
 // call, and multiply-adds.
-class CountingOps : public backend::Ops {
+class CountingOps : public backend::ForwardingOps {
  public:
-  explicit CountingOps(std::unique_ptr<backend::Ops> inner) : inner_(std::move(inner)) {}
-  std::string name() const override { return inner_->name(); }
-  void set_threads(int n) override { inner_->set_threads(n); }
-  int threads() const override { return inner_->threads(); }
+  explicit CountingOps(std::unique_ptr<backend::Ops> inner) : ForwardingOps(std::move(inner)) {}
 
   void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) override {
     const double t0 = now_seconds();
-    inner_->matmul(w, x, n_tok, y);
+    inner().matmul(w, x, n_tok, y);
     const double dt = now_seconds() - t0;
     weight_bytes += double(w.total_bytes());
     flops += 2.0 * double(n_tok) * double(w.n_out) * double(w.n_in);
@@ -44,7 +41,7 @@ class CountingOps : public backend::Ops {
   }
   void matmul_many(const MatmulJob* jobs, int64_t n_jobs) override {
     const double t0 = now_seconds();
-    inner_->matmul_many(jobs, n_jobs);
+    inner().matmul_many(jobs, n_jobs);
     const double dt = now_seconds() - t0;
     matmul_seconds += dt;
     std::string label;  // the formats of the group, e.g. "fp4+fp8" (routed + shared expert)
@@ -60,13 +57,10 @@ class CountingOps : public backend::Ops {
       flops += 2.0 * double(jobs[i].n_tok) * double(jobs[i].w->n_out) * double(jobs[i].w->n_in);
     }
   }
-  void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps, float* y) override {
-    inner_->rms_norm(x, weight, n_tok, n, eps, y);
-  }
   void attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink, int64_t n_head,
                  int64_t head_dim, float scale, float* out) override {
     const double t0 = now_seconds();
-    inner_->attention(q, keys, n_keys, sink, n_head, head_dim, scale, out);
+    inner().attention(q, keys, n_keys, sink, n_head, head_dim, scale, out);
     attention_seconds += now_seconds() - t0;
     kv_bytes += double(n_keys) * double(head_dim) * 4.0;
     flops += 4.0 * double(n_head) * double(n_keys) * double(head_dim);  // scores + weighted sum
@@ -74,7 +68,7 @@ class CountingOps : public backend::Ops {
   void index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys, int64_t n_keys,
                     int64_t dim, float* score) override {
     const double t0 = now_seconds();
-    inner_->index_scores(q, head_weight, n_head, keys, n_keys, dim, score);
+    inner().index_scores(q, head_weight, n_head, keys, n_keys, dim, score);
     index_seconds += now_seconds() - t0;
     kv_bytes += double(n_keys) * double(dim) * 4.0;
     flops += 2.0 * double(n_head) * double(n_keys) * double(dim);
@@ -110,7 +104,6 @@ class CountingOps : public backend::Ops {
     k.bytes += bytes;
     k.seconds += seconds;
   }
-  std::unique_ptr<backend::Ops> inner_;
 };
 
 std::string default_dir(int64_t layers) {

@@ -23,6 +23,14 @@ namespace dsv4::cli {
 
 namespace {
 
+// A plain-text message of one role.
+chat::Message text_message(chat::Role role, std::string text) {
+  chat::Message m;
+  m.role = role;
+  m.content = std::move(text);
+  return m;
+}
+
 std::atomic<bool> g_interrupted{false};
 
 void on_sigint(int) { g_interrupted = true; }
@@ -116,7 +124,7 @@ int cmd_chat(int argc, char** argv) {
   const Style style;
 
   std::vector<chat::Message> history;
-  if (args.has("system")) history.push_back({chat::Role::System, args.get("system")});
+  if (args.has("system")) history.push_back(text_message(chat::Role::System, args.get("system")));
   kv::SequenceState state = engine->model().new_state();
   std::vector<int32_t> in_state;  // tokens whose effect `state` holds (reused across turns)
 
@@ -139,7 +147,7 @@ int cmd_chat(int argc, char** argv) {
       write("(history cleared)\n");
       continue;
     }
-    history.push_back({chat::Role::User, line});
+    history.push_back(text_message(chat::Role::User, line));
     const std::string prompt_text = chat::render_chat(history, {}, chat_opt);
     const std::vector<int32_t> prompt = tokenizer.encode(prompt_text, /*allow_special=*/true);
 
@@ -176,7 +184,7 @@ int cmd_chat(int argc, char** argv) {
 
     in_state = prompt;
     in_state.insert(in_state.end(), r.tokens.begin(), r.tokens.end() - (r.last_token_pending ? 1 : 0));
-    chat::Message reply{chat::Role::Assistant, answer.content};
+    chat::Message reply = text_message(chat::Role::Assistant, answer.content);
     if (chat_opt.thinking) reply.reasoning_content = answer.reasoning_content;
     reply.tool_calls = answer.tool_calls;
     history.push_back(std::move(reply));

@@ -77,6 +77,38 @@ class Ops {
   virtual int threads() const { return 1; }
 };
 
+// Forwards every call to another Ops: the base of decorators (benchmark counters, test
+// perturbations) that override only what they observe.
+class ForwardingOps : public Ops {
+ public:
+  explicit ForwardingOps(std::unique_ptr<Ops> inner) : inner_(std::move(inner)) {}
+  std::string name() const override { return inner_->name(); }
+  void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) override {
+    inner_->matmul(w, x, n_tok, y);
+  }
+  void matmul_many(const MatmulJob* jobs, int64_t n_jobs) override { inner_->matmul_many(jobs, n_jobs); }
+  void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps, float* y) override {
+    inner_->rms_norm(x, weight, n_tok, n, eps, y);
+  }
+  void attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink, int64_t n_head,
+                 int64_t head_dim, float scale, float* out) override {
+    inner_->attention(q, keys, n_keys, sink, n_head, head_dim, scale, out);
+  }
+  void index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys, int64_t n_keys,
+                    int64_t dim, float* score) override {
+    inner_->index_scores(q, head_weight, n_head, keys, n_keys, dim, score);
+  }
+  void set_threads(int n) override { inner_->set_threads(n); }
+  int threads() const override { return inner_->threads(); }
+
+ protected:
+  Ops& inner() { return *inner_; }
+  const Ops& inner() const { return *inner_; }
+
+ private:
+  std::unique_ptr<Ops> inner_;
+};
+
 // "ref" (scalar oracle) or "cpu" (fast). Throws dsv4::Error for an unknown name.
 std::unique_ptr<Ops> make_ops(const std::string& name, Numerics numerics = Numerics::kExact);
 // The same with a thread count for threaded backends (threads <= 0: physical cores).

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <vector>
 
+#include "backend/cpu/exact_row.h"
 #include "core/dtype.h"
 
 #define DSV4_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi,fma")))
@@ -56,18 +57,10 @@ struct Fp8Table {
 const Fp8Table kFp8Table;
 constexpr uint8_t kFp8MaxScale = 127 + 118;  // |E4M3| <= 448 < 2^9: larger scales overflow
 
-// The exact scalar row on the rounded activations: dequantised row, fp32 dot product.
-// Rows whose scales the vector path does not take (0, 0xFF, overflow) come here.
+// The exact scalar row (exact_row.h) on the rounded activations, for rows whose scales
+// the vector paths do not take.
 void scalar_rows(const WeightView& w, const float* xr, int64_t t0, int64_t nt, float* y, int64_t r) {
-  thread_local std::vector<float> row;
-  row.resize(size_t(w.n_in));
-  w.dequant_row(r, row.data());
-  for (int64_t t = t0; t < t0 + nt; ++t) {
-    const float* xt = xr + t * w.n_in;
-    float acc = 0.0f;
-    for (int64_t i = 0; i < w.n_in; ++i) acc = std::fma(row[size_t(i)], xt[i], acc);
-    y[t * w.n_out + r] = acc;
-  }
+  exact_scalar_row(w, r, xr, t0, nt, y);
 }
 
 // True when every byte of [p, p + n) lies in [1, kFp4MaxScale].

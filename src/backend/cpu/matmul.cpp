@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "backend/cpu/bf16dot.h"
+#include "backend/cpu/exact_row.h"
 #include "backend/cpu/kernels.h"
 #include "core/dtype.h"
 
@@ -65,28 +66,16 @@ constexpr int64_t kPrefetchL1Bytes = 0;  // optional second prefetch into L1 (of
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Scratch of the calling thread (activations re-ordered for the kernels, fallback rows).
+// Scratch of the calling thread (activations re-ordered for the kernels).
 inline std::vector<float>& scratch_x() {
   thread_local std::vector<float> v;
   return v;
 }
-inline std::vector<float>& scratch_row() {
-  thread_local std::vector<float> v;
-  return v;
-}
 
-// Exact fallback for one row and T tokens: dequant_row, then an fp32 dot product.
+// Exact fallback for one row and T tokens (exact_row.h).
 inline void exact_row(const WeightView& w, int64_t r, const float* x, int64_t t0, int64_t nt,
                       float* y) {
-  std::vector<float>& row = scratch_row();
-  row.resize(size_t(w.n_in));
-  w.dequant_row(r, row.data());
-  for (int64_t t = t0; t < t0 + nt; ++t) {
-    const float* xt = x + t * w.n_in;
-    float acc = 0.0f;
-    for (int64_t i = 0; i < w.n_in; ++i) acc = std::fma(row[size_t(i)], xt[i], acc);
-    y[t * w.n_out + r] = acc;
-  }
+  exact_scalar_row(w, r, x, t0, nt, y);
 }
 
 // True when every E8M0 byte in [p, p+n) lies in [lo, hi].

@@ -296,35 +296,23 @@ INSTANTIATE_TEST_SUITE_P(Cases, GoldenTest,
 
 // Every op forwarded to `inner`; every other output of each weight product is multiplied
 // by (1 + rel): noise of the size of one fp32 rounding, to measure how far it carries.
-class PerturbedOps : public backend::Ops {
+class PerturbedOps : public backend::ForwardingOps {
  public:
-  PerturbedOps(std::unique_ptr<backend::Ops> inner, double rel) : in_(std::move(inner)), rel_(rel) {}
-  std::string name() const override { return in_->name() + "+perturbed"; }
+  PerturbedOps(std::unique_ptr<backend::Ops> inner, double rel) : ForwardingOps(std::move(inner)), rel_(rel) {}
+  std::string name() const override { return inner().name() + "+perturbed"; }
   void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) override {
-    in_->matmul(w, x, n_tok, y);
+    inner().matmul(w, x, n_tok, y);
     perturb(y, n_tok * w.n_out);
   }
   void matmul_many(const MatmulJob* jobs, int64_t n_jobs) override {
-    in_->matmul_many(jobs, n_jobs);
+    inner().matmul_many(jobs, n_jobs);
     for (int64_t j = 0; j < n_jobs; ++j) perturb(jobs[j].y, jobs[j].n_tok * jobs[j].w->n_out);
-  }
-  void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps, float* y) override {
-    in_->rms_norm(x, weight, n_tok, n, eps, y);
-  }
-  void attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink, int64_t n_head,
-                 int64_t head_dim, float scale, float* out) override {
-    in_->attention(q, keys, n_keys, sink, n_head, head_dim, scale, out);
-  }
-  void index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys, int64_t n_keys,
-                    int64_t dim, float* score) override {
-    in_->index_scores(q, head_weight, n_head, keys, n_keys, dim, score);
   }
 
  private:
   void perturb(float* y, int64_t n) const {
     for (int64_t i = 0; i < n; i += 2) y[i] = float(double(y[i]) * (1.0 + rel_));
   }
-  std::unique_ptr<backend::Ops> in_;
   double rel_;
 };
 
@@ -332,32 +320,21 @@ class PerturbedOps : public backend::Ops {
 // is recomputed on the very same inputs by cpu-fast and, as a control, by cpu-exact, and
 // the largest |cpu - ref| / (||w_o|| * ||x_t||) is recorded (x_t rounded to bf16, as the
 // products see it; by Cauchy-Schwarz the denominator bounds |y|).
-class CrossCheckOps : public backend::Ops {
+class CrossCheckOps : public backend::ForwardingOps {
  public:
   CrossCheckOps()
-      : ref_(backend::make_ops("ref", backend::Numerics::kFast)),
+      : ForwardingOps(backend::make_ops("ref", backend::Numerics::kFast)),
         cpu_fast_(backend::make_ops("cpu", backend::Numerics::kFast)),
         cpu_exact_(backend::make_ops("cpu", backend::Numerics::kExact)) {}
   std::string name() const override { return "ref-fast+cross-check"; }
   void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) override {
-    ref_->matmul(w, x, n_tok, y);
+    inner().matmul(w, x, n_tok, y);
     const MatmulJob job{&w, x, n_tok, y};
     check(&job, 1);
   }
   void matmul_many(const MatmulJob* jobs, int64_t n_jobs) override {
-    ref_->matmul_many(jobs, n_jobs);
+    inner().matmul_many(jobs, n_jobs);
     check(jobs, n_jobs);
-  }
-  void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps, float* y) override {
-    ref_->rms_norm(x, weight, n_tok, n, eps, y);
-  }
-  void attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink, int64_t n_head,
-                 int64_t head_dim, float scale, float* out) override {
-    ref_->attention(q, keys, n_keys, sink, n_head, head_dim, scale, out);
-  }
-  void index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys, int64_t n_keys,
-                    int64_t dim, float* score) override {
-    ref_->index_scores(q, head_weight, n_head, keys, n_keys, dim, score);
   }
 
   double fast_max = 0;   // cpu-fast vs ref-fast
@@ -412,7 +389,7 @@ class CrossCheckOps : public backend::Ops {
     return n;
   }
 
-  std::unique_ptr<backend::Ops> ref_, cpu_fast_, cpu_exact_;
+  std::unique_ptr<backend::Ops> cpu_fast_, cpu_exact_;
   std::map<std::tuple<const uint8_t*, int64_t, int64_t, int64_t>, std::vector<double>> norms_;
 };
 
