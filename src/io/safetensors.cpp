@@ -288,19 +288,62 @@ const char* residency_name(Residency r) {
   return "?";
 }
 
-Residency resolve_residency(Residency r, uint64_t total_bytes) {
-  if (r != Residency::kAuto) return r;
+namespace {
+
+// First number in a file (cgroup limit/usage files); nullopt if unreadable or "max".
+std::optional<uint64_t> read_number(const std::string& path) {
+  std::ifstream in(path);
+  uint64_t v = 0;
+  if (!(in >> v)) return std::nullopt;
+  return v;
+}
+
+// Bytes this process may still take under its memory cgroup (v2 memory.max minus
+// memory.current, or v1 limit_in_bytes minus usage_in_bytes); nullopt when unlimited or
+// unknown. In a container MemAvailable describes the host, not the container's limit.
+std::optional<uint64_t> cgroup_headroom() {
+  std::ifstream in("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    const std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+    std::optional<uint64_t> limit, usage;
+    if (controllers.empty()) {  // v2 unified hierarchy
+      limit = read_number("/sys/fs/cgroup" + path + "/memory.max");
+      usage = read_number("/sys/fs/cgroup" + path + "/memory.current");
+    } else if (controllers == "memory") {  // v1
+      limit = read_number("/sys/fs/cgroup/memory" + path + "/memory.limit_in_bytes");
+      usage = read_number("/sys/fs/cgroup/memory" + path + "/memory.usage_in_bytes");
+    }
+    if (limit && usage && *limit < (uint64_t(1) << 60)) return *limit > *usage ? *limit - *usage : 0;
+  }
+  return std::nullopt;
+}
+
+// MemAvailable (which counts the reclaimable page cache, so a checkpoint that is cached
+// already is not counted twice), capped by the cgroup's headroom.
+std::optional<uint64_t> memory_available() {
   std::ifstream in("/proc/meminfo");
-  std::string key;
+  std::string key, unit;
   uint64_t kib = 0;
-  std::string unit;
+  std::optional<uint64_t> avail;
   while (in >> key >> kib) {
     std::getline(in, unit);
-    // MemAvailable counts the reclaimable page cache, so a checkpoint that is cached
-    // already is not counted twice.
-    if (key == "MemAvailable:") return total_bytes <= kib * 1024 / 2 ? Residency::kCopy : Residency::kMap;
+    if (key == "MemAvailable:") avail = kib * 1024;
   }
-  return Residency::kMap;  // unknown memory: do not risk it
+  if (!avail) return std::nullopt;
+  if (const auto headroom = cgroup_headroom()) avail = std::min(*avail, *headroom);
+  return avail;
+}
+
+}  // namespace
+
+Residency resolve_residency(Residency r, uint64_t total_bytes) {
+  if (r != Residency::kAuto) return r;
+  const std::optional<uint64_t> avail = memory_available();
+  if (!avail) return Residency::kMap;  // unknown memory: do not risk it
+  return total_bytes <= *avail / 2 ? Residency::kCopy : Residency::kMap;
 }
 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, Residency residency) {

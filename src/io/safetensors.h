@@ -19,7 +19,8 @@ namespace dsv4::io {
 //          4 KiB, which costs decode about a third of its weight-streaming rate).
 //   kCopy: read once into private anonymous memory backed by transparent huge pages
 //          (2 MiB pages: fewer TLB misses, the streaming rate of plain memory).
-//   kAuto: kCopy when the whole checkpoint fits in half of MemAvailable, else kMap.
+//   kAuto: kCopy when the whole checkpoint fits in half of the available memory
+//          (MemAvailable, capped by the memory cgroup's headroom), else kMap.
 // See docs/performance.md ("Weight residency") for the measurements.
 enum class Residency { kAuto, kMap, kCopy };
 // "auto", "mmap", "copy"; nullopt for anything else.
