@@ -253,20 +253,16 @@ int run_model_bench(const ModelBenchOptions& opt) {
   check(opt.layers >= 1 && opt.layers <= 43, "--layers must be between 1 and 43");
   check(opt.steps >= 1 && opt.ctx >= 0 && opt.prompt >= 1, "--steps, --ctx and --prompt must be positive");
   check(backend::force_isa(opt.isa), "--isa " + opt.isa + " is not available on this CPU/binary");
-  const std::optional<io::Residency> residency = io::parse_residency(opt.load);
-  check(residency.has_value(), "--load must be auto, mmap or copy");
-  const std::optional<backend::Numerics> numerics = backend::parse_numerics(opt.numerics);
-  check(numerics.has_value(), "--numerics must be exact or fast (got '" + opt.numerics + "')");
   const std::string dir = opt.model_dir.empty() ? default_dir(opt.layers) : opt.model_dir;
   ensure_model(dir, opt.layers);
 
-  auto inner = backend::make_ops("cpu", *numerics, opt.threads);
+  auto inner = backend::make_ops("cpu", opt.numerics, opt.threads);
   const int threads = inner->threads();
   auto counting = std::make_unique<CountingOps>(std::move(inner));
   CountingOps& ops = *counting;
-  model::Model m(model::load_weights(dir, *residency), std::move(counting));
+  model::Model m(model::load_weights(dir, opt.residency), std::move(counting));
   std::printf("machine: %u logical CPUs, %d threads, isa %s, numerics %s\n", std::thread::hardware_concurrency(),
-              threads, backend::current_isa().c_str(), backend::numerics_name(*numerics));
+              threads, backend::current_isa().c_str(), backend::numerics_name(opt.numerics));
   ThreadPool pool(threads);
   const double t_fault = now_seconds();
   const uint64_t mapped = prefault_weights(m);
@@ -289,7 +285,7 @@ int run_model_bench(const ModelBenchOptions& opt) {
     // the honest limit there; elsewhere the products are fp32 FMAs.
     const FlopsResult fma = measure_peak_fma(pool);
     const FlopsResult dot = measure_peak_bf16dot(pool);
-    const bool on_dot = *numerics == backend::Numerics::kFast && dot.gflops > 0 && backend::current_isa() == "avx512";
+    const bool on_dot = opt.numerics == backend::Numerics::kFast && dot.gflops > 0 && backend::current_isa() == "avx512";
     if (dot.gflops > 0) std::printf("peak bf16 dot product %.1f GFLOP/s\n", dot.gflops);
     const double fraction = run_prefill(m, ops, opt, on_dot ? dot.gflops : fma.gflops,
                                         on_dot ? "bf16 dot product" : "fp32 FMA");

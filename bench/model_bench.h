@@ -7,6 +7,9 @@
 #include <cstdint>
 #include <string>
 
+#include "backend/ops.h"
+#include "io/safetensors.h"
+
 namespace dsv4::bench {
 
 struct ModelBenchOptions {
@@ -18,8 +21,8 @@ struct ModelBenchOptions {
   int threads = 0;               // 0 = physical cores
   std::string isa = "best";      // best | avx512 | avx2 | ...
   std::string model_dir;         // where the generated checkpoint is kept (reused if present)
-  std::string load = "auto";     // weight residency: auto | mmap | copy (io::Residency)
-  std::string numerics = "exact";  // weight-product arithmetic: exact | fast (backend::Numerics)
+  io::Residency residency = io::Residency::kAuto;         // where the weights live
+  backend::Numerics numerics = backend::Numerics::kExact;  // weight-product arithmetic
 };
 
 // Runs the benchmark, printing its report; the last line is `roofline_fraction=...`

@@ -34,16 +34,30 @@ std::vector<int32_t> parse_ids(const std::string& arg, const std::string& option
   return ids;
 }
 
-io::Residency parse_load(const std::string& arg) {
-  const std::optional<io::Residency> r = io::parse_residency(arg);
-  check(r.has_value(), "--load must be auto, mmap or copy (got '" + arg + "')");
-  return *r;
+void add_model_load_options(Args& args, ModelLoadFlags flags) {
+  if (flags.backend) args.option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu");
+  if (flags.kernel_threads) args.option("threads", "N", "kernel threads (0 = physical cores)", "0");
+  args.option("load", "MODE",
+              "where weights live: auto (copy into huge pages if the checkpoint fits in half the available "
+              "memory), mmap (zero copy, 4 KiB page-cache pages), copy",
+              "auto")
+      .option("numerics", "MODE",
+              "weight-product arithmetic: exact (fp32 activations) or fast (bf16 activations; see docs/numerics.md)",
+              "exact");
 }
 
-backend::Numerics parse_numerics_arg(const std::string& arg) {
-  const std::optional<backend::Numerics> n = backend::parse_numerics(arg);
-  check(n.has_value(), "--numerics must be exact or fast (got '" + arg + "')");
-  return *n;
+ModelLoadOptions model_load_options(const Args& args, ModelLoadFlags flags) {
+  ModelLoadOptions o;
+  if (flags.backend) o.backend = args.get("backend");
+  if (flags.kernel_threads) o.threads = int(args.get_int("threads"));
+  const std::string load = args.get("load"), numerics = args.get("numerics");
+  const std::optional<io::Residency> r = io::parse_residency(load);
+  check(r.has_value(), "--load must be auto, mmap or copy (got '" + load + "')");
+  const std::optional<backend::Numerics> n = backend::parse_numerics(numerics);
+  check(n.has_value(), "--numerics must be exact or fast (got '" + numerics + "')");
+  o.residency = *r;
+  o.numerics = *n;
+  return o;
 }
 
 }  // namespace dsv4::cli

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/ops.h"
+#include "cli_args.h"
 #include "io/safetensors.h"
 
 namespace dsv4::cli {
@@ -13,17 +14,20 @@ namespace dsv4::cli {
 // Throws dsv4::Error with a clear message on malformed lists, bad files or non-integer arrays.
 std::vector<int32_t> parse_ids(const std::string& arg, const std::string& option_name);
 
-// --load auto|mmap|copy (where the checkpoint's bytes live). Throws dsv4::Error otherwise.
-io::Residency parse_load(const std::string& arg);
-// The help text of --load, shared by every command that loads a model.
-inline constexpr const char* kLoadHelp =
-    "where weights live: auto (copy into huge pages if the checkpoint fits in half the available RAM), "
-    "mmap (zero copy), copy";
-
-// --numerics exact|fast (weight-product arithmetic). Throws dsv4::Error otherwise.
-backend::Numerics parse_numerics_arg(const std::string& arg);
-// The help text of --numerics, shared by every command that loads a model.
-inline constexpr const char* kNumericsHelp =
-    "weight-product arithmetic: exact (fp32 activations) or fast (bf16 activations; see docs/numerics.md)";
+// How a command loads its model: --backend, --threads (kernel threads), --load and
+// --numerics, declared once here so every command spells and validates them alike.
+struct ModelLoadFlags {
+  bool backend = true;         // --backend ref|cpu (bench always runs cpu)
+  bool kernel_threads = true;  // --threads N (serve's --threads means HTTP workers)
+};
+struct ModelLoadOptions {
+  std::string backend = "cpu";
+  int threads = 0;  // 0 = physical cores
+  io::Residency residency = io::Residency::kAuto;
+  backend::Numerics numerics = backend::Numerics::kExact;
+};
+void add_model_load_options(Args& args, ModelLoadFlags flags = {});
+// After parse(): the values, validated (one clear error line for a bad --load/--numerics).
+ModelLoadOptions model_load_options(const Args& args, ModelLoadFlags flags = {});
 
 }  // namespace dsv4::cli

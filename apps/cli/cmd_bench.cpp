@@ -16,11 +16,10 @@ int cmd_bench(int argc, char** argv) {
       .option("ctx", "N", "decode: context length held in the KV state", "1024")
       .option("steps", "N", "decode: timed decode steps per round", "8")
       .option("prompt", "N", "prefill: prompt tokens", "512")
-      .option("threads", "N", "threads (0 = physical cores)", "0")
-      .option("load", "MODE", "where weights live: auto, mmap (page cache, 4 KiB pages) or copy (huge pages)", "auto")
-      .option("numerics", "MODE", kNumericsHelp, "exact")
       .option("isa", "NAME", "force a SIMD target: best, avx512, avx2, sse4, scalar", "best")
       .option("model-dir", "DIR", "where to keep the generated checkpoint (default $TMPDIR/dsv4-bench-flash-K)");
+  const ModelLoadFlags load_flags{.backend = false, .kernel_threads = true};  // always the cpu backend
+  add_model_load_options(args, load_flags);
   if (!args.parse(argc, argv)) return 0;
   check(args.positional().size() == 1, "bench: say what to measure: dsv4 bench decode|prefill");
   bench::ModelBenchOptions opt;
@@ -29,11 +28,11 @@ int cmd_bench(int argc, char** argv) {
   opt.ctx = args.get_int("ctx");
   opt.steps = args.get_int("steps");
   opt.prompt = args.get_int("prompt");
-  opt.threads = int(args.get_int("threads"));
+  const ModelLoadOptions load = model_load_options(args, load_flags);  // before the (slow) generation
+  opt.threads = load.threads;
+  opt.residency = load.residency;
+  opt.numerics = load.numerics;
   opt.isa = args.get("isa");
-  opt.load = args.get("load");
-  parse_numerics_arg(args.get("numerics"));  // one clear error before the (slow) checkpoint generation
-  opt.numerics = args.get("numerics");
   if (args.has("model-dir")) opt.model_dir = args.get("model-dir");
   return bench::run_model_bench(opt);
 }

@@ -93,11 +93,8 @@ int cmd_chat(int argc, char** argv) {
       .option("max-tokens", "N", "tokens per answer", "512")
       .option("temperature", "T", "sampling temperature (0 = greedy)", "1.0")
       .option("top-p", "P", "nucleus sampling threshold", "1.0")
-      .option("seed", "S", "sampling seed", "0")
-      .option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu")
-      .option("threads", "N", "kernel threads (0 = physical cores)", "0")
-      .option("load", "MODE", kLoadHelp, "auto")
-      .option("numerics", "MODE", kNumericsHelp, "exact");
+      .option("seed", "S", "sampling seed", "0");
+  add_model_load_options(args);
   if (!args.parse(argc, argv)) return 0;
   check(!(args.get_flag("think") && args.get_flag("no-think")), "--think and --no-think are exclusive");
 
@@ -110,13 +107,11 @@ int cmd_chat(int argc, char** argv) {
   gen.sampler.top_p = args.get_double("top-p");
   gen.sampler.seed = uint64_t(args.get_int("seed"));
   sampling::Sampler validate(gen.sampler);
-  const io::Residency residency = parse_load(args.get("load"));
-  const backend::Numerics numerics = parse_numerics_arg(args.get("numerics"));
+  const ModelLoadOptions load = model_load_options(args);
 
   const tok::Tokenizer tokenizer = tok::Tokenizer::load_from_dir(args.get("model"));
   std::fprintf(stderr, "loading %s ...\n", args.get("model").c_str());
-  auto engine = runtime::Engine::load(args.get("model"), args.get("backend"), int(args.get_int("threads")), residency,
-                                      numerics);
+  auto engine = runtime::Engine::load(args.get("model"), load.backend, load.threads, load.residency, load.numerics);
   check(tokenizer.vocab_size() <= engine->config().vocab_size,
         "tokenizer.json has " + std::to_string(tokenizer.vocab_size()) + " tokens but the model only " +
             std::to_string(engine->config().vocab_size));

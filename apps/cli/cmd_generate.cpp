@@ -24,11 +24,9 @@ int cmd_generate(int argc, char** argv) {
       .option("temperature", "T", "sampling temperature (0 = greedy)", "0")
       .option("top-p", "P", "nucleus sampling threshold", "1")
       .option("seed", "S", "sampling seed", "0")
-      .option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu")
-      .option("threads", "N", "kernel threads (0 = physical cores)", "0")
-      .option("load", "MODE", kLoadHelp, "auto")
-      .option("numerics", "MODE", kNumericsHelp, "exact")
+
       .flag("ignore-eos", "keep generating after the end-of-sequence token");
+  add_model_load_options(args);
   if (!args.parse(argc, argv)) return 0;
 
   check(args.has("prompt-ids") != args.has("prompt"), "give exactly one of --prompt-ids and -p/--prompt");
@@ -50,11 +48,9 @@ int cmd_generate(int argc, char** argv) {
   opt.stop_at_eos = !args.get_flag("ignore-eos");
 
   sampling::Sampler validate(opt.sampler);  // reject bad sampling options before the (slow) load
-  const io::Residency residency = parse_load(args.get("load"));
-  const backend::Numerics numerics = parse_numerics_arg(args.get("numerics"));
+  const ModelLoadOptions load = model_load_options(args);
   std::fprintf(stderr, "loading %s ...\n", args.get("model").c_str());
-  auto engine = runtime::Engine::load(args.get("model"), args.get("backend"), int(args.get_int("threads")), residency,
-                                      numerics);
+  auto engine = runtime::Engine::load(args.get("model"), load.backend, load.threads, load.residency, load.numerics);
   std::optional<tok::StreamDecoder> text;
   if (tokenizer) text.emplace(*tokenizer);
   const runtime::GenerateResult r = engine->generate(prompt, opt, [&](int32_t tok) {

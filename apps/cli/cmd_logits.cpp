@@ -20,18 +20,14 @@ int cmd_logits(int argc, char** argv) {
       .option("continue", "C", "continuation ids fed by incremental decode (.npy or list)")
       .option("out", "OUT.npy", "output file", std::nullopt, true)
       .option("mtp-out", "M.npy", "also write the MTP block's logits [len(P), vocab] (inputs: prompt[1:] + greedy token)")
-      .option("dump-dir", "DIR", "write each block's output streams of the prompt prefill as hidden_layer{l}.npy [S, hc, hidden]")
-      .option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu")
-      .option("threads", "N", "kernel threads (0 = physical cores)", "0")
-      .option("load", "MODE", kLoadHelp, "auto")
-      .option("numerics", "MODE", kNumericsHelp, "exact");
+      .option("dump-dir", "DIR", "write each block's output streams of the prompt prefill as hidden_layer{l}.npy [S, hc, hidden]");
+  add_model_load_options(args);
   if (!args.parse(argc, argv)) return 0;
 
   const std::vector<int32_t> prompt = parse_ids(args.get("prompt"), "--prompt");
   const std::vector<int32_t> cont = args.has("continue") ? parse_ids(args.get("continue"), "--continue") : std::vector<int32_t>{};
-  const io::Residency residency = parse_load(args.get("load"));
-  const backend::Numerics numerics = parse_numerics_arg(args.get("numerics"));
-  auto m = model::Model::load(args.get("model"), args.get("backend"), int(args.get_int("threads")), residency, numerics);
+  const ModelLoadOptions load = model_load_options(args);
+  auto m = model::Model::load(args.get("model"), load.backend, load.threads, load.residency, load.numerics);
   const io::Config& c = m->config();
   const bool dump = args.has("dump-dir");
   runtime::LogitsResult r = runtime::compute_logits(*m, prompt, cont, args.has("mtp-out"), dump);

@@ -36,8 +36,7 @@ int64_t checkpoint_bytes(const std::string& dir) {
 }
 
 // Loads the model while drawing a progress bar (resident memory against checkpoint size).
-std::unique_ptr<model::Model> load_with_progress(const std::string& dir, const std::string& backend,
-                                                 io::Residency residency, backend::Numerics numerics) {
+std::unique_ptr<model::Model> load_with_progress(const std::string& dir, const ModelLoadOptions& load) {
   const int64_t total = std::max<int64_t>(checkpoint_bytes(dir), 1);
   const int64_t rss0 = rss_bytes();
   const bool tty = isatty(2);
@@ -57,7 +56,7 @@ std::unique_ptr<model::Model> load_with_progress(const std::string& dir, const s
   });
   std::unique_ptr<model::Model> m;
   try {
-    m = model::Model::load(dir, backend, 0, residency, numerics);
+    m = model::Model::load(dir, load.backend, load.threads, load.residency, load.numerics);
   } catch (...) {
     done = true;
     bar.join();
@@ -100,19 +99,17 @@ int cmd_serve(int argc, char** argv) {
       .option("prefix-cache-mb", "MB", "prefix cache budget (0 = off)", "256")
       .option("temperature", "T", "default sampling temperature when a request sets none", "1")
       .option("top-p", "P", "default top-p when a request sets none", "1")
-      .option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu")
-      .option("load", "MODE", kLoadHelp, "auto")
-      .option("numerics", "MODE", kNumericsHelp, "exact")
       .option("threads", "N", "HTTP worker threads (0 = parallel + queue + 8)", "0")
       .option("variant", "V", "chat encoding: v4 or v4.1 (default: detected from the checkpoint)")
       .option("cors", "ORIGINS", "origins allowed to call the API from a browser, comma-separated ('*' = any)")
       .option("script", "FILE", "testing: play back scripted output instead of running the model")
       .flag("quiet", "no log line per request");
+  const ModelLoadFlags load_flags{.backend = true, .kernel_threads = false};  // --threads: HTTP workers
+  add_model_load_options(args, load_flags);
   if (!args.parse(argc, argv)) return 0;
 
   const std::string dir = args.get("model");
-  const io::Residency residency = parse_load(args.get("load"));
-  const backend::Numerics numerics = parse_numerics_arg(args.get("numerics"));
+  const ModelLoadOptions load = model_load_options(args, load_flags);
   const std::string host = args.get("host");
   std::string api_key = args.has("api-key") ? args.get("api-key") : "";
   if (!is_loopback(host) && api_key.empty())
@@ -189,7 +186,7 @@ int cmd_serve(int argc, char** argv) {
   if (args.has("script")) {
     backend = std::make_unique<server::ScriptedBackend>(tokenizer, args.get("script"), sopt.max_context);
   } else {
-    model = load_with_progress(dir, args.get("backend"), residency, numerics);
+    model = load_with_progress(dir, load);
     check(model->config().vocab_size >= tokenizer.vocab_size() || model->config().vocab_size > 0,
           "model has no vocabulary");
     if (model->config().vocab_size < tokenizer.vocab_size())

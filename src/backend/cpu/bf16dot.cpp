@@ -57,12 +57,6 @@ struct Fp8Table {
 const Fp8Table kFp8Table;
 constexpr uint8_t kFp8MaxScale = 127 + 118;  // |E4M3| <= 448 < 2^9: larger scales overflow
 
-// The exact scalar row (exact_row.h) on the rounded activations, for rows whose scales
-// the vector paths do not take.
-void scalar_rows(const WeightView& w, const float* xr, int64_t t0, int64_t nt, float* y, int64_t r) {
-  exact_scalar_row(w, r, xr, t0, nt, y);
-}
-
 // True when every byte of [p, p + n) lies in [1, kFp4MaxScale].
 DSV4_BF16_TARGET bool fp4_scales_ok(const uint8_t* p, int64_t n) {
   __mmask64 bad = 0;
@@ -258,7 +252,7 @@ DSV4_BF16_TARGET void row_tile(const WeightView& w, const uint16_t* xb, int64_t 
   if constexpr (R > 1) {
     for (int k = 0; k < R; ++k) row_tile<1, T>(w, xb, ldxb, xr, t0, y, r + k);
   } else {
-    scalar_rows(w, xr, t0, T, y, r);
+    exact_scalar_row(w, r, xr, t0, T, y);  // scales the vector paths do not take
   }
 }
 

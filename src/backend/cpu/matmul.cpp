@@ -72,11 +72,6 @@ inline std::vector<float>& scratch_x() {
   return v;
 }
 
-// Exact fallback for one row and T tokens (exact_row.h).
-inline void exact_row(const WeightView& w, int64_t r, const float* x, int64_t t0, int64_t nt,
-                      float* y) {
-  exact_scalar_row(w, r, x, t0, nt, y);
-}
 
 // True when every E8M0 byte in [p, p+n) lies in [lo, hi].
 inline bool scales_in_range(const uint8_t* p, int64_t n, uint8_t lo, uint8_t hi) {
@@ -286,7 +281,7 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
   constexpr bool kInLoopNaN = DSV4_FP4_AVX3 != 0 || DSV4_FP4_AVX2 != 0;
   if (!scales_in_range(sr, nb, 1, kFp8MaxScale) ||
       ((!kInLoopNaN || n % 32 != 0) && !E4m3RowFinite(wr, n))) {
-    exact_row(w, r, j.x, t0, T, j.y);
+    exact_scalar_row(w, r, j.x, t0, T, j.y);
     return;
   }
 #if DSV4_FP4_AVX3
@@ -357,12 +352,12 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
   }
 #if DSV4_FP4_AVX3
   if (_mm512_cmpeq_epi16_mask(nan_acc, _mm512_set1_epi16(0x3F80)) != 0) {
-    exact_row(w, r, j.x, t0, T, j.y);
+    exact_scalar_row(w, r, j.x, t0, T, j.y);
     return;
   }
 #elif DSV4_FP4_AVX2
   if (_mm256_movemask_epi8(_mm256_cmpeq_epi16(nan_acc, _mm256_set1_epi16(0x3F80))) != 0) {
-    exact_row(w, r, j.x, t0, T, j.y);
+    exact_scalar_row(w, r, j.x, t0, T, j.y);
     return;
   }
 #endif
@@ -568,7 +563,7 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
     }
   }
   if (sc.bad != 0 || !scales_in_range(sr + nc * 4, n / 32 - nc * 4, 1, kFp4MaxScale)) {
-    exact_row(w, r, j.x, t0, T, j.y);
+    exact_scalar_row(w, r, j.x, t0, T, j.y);
     return;
   }
   float out[T];
@@ -647,7 +642,7 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   const uint8_t* wr = w.data + r * (n / 2);
   const uint8_t* sr = w.scale + r * (n / 32);
   if (!scales_in_range(sr, n / 32, 2, kFp4MaxScale)) {
-    exact_row(w, r, j.x, t0, T, j.y);
+    exact_scalar_row(w, r, j.x, t0, T, j.y);
     return;
   }
   const __m256i lut = _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12,  //
@@ -699,7 +694,7 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
 #else
 template <int T>
 HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
-  exact_row(*j.w, r, j.x, t0, T, j.y);
+  exact_scalar_row(*j.w, r, j.x, t0, T, j.y);
 }
 #endif
 
@@ -860,7 +855,11 @@ void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool
   grains.clear();
   // Activation copies: jobs that read the same x in the same layout share one. Jobs on
   // the BF16 dot product get their own bf16 copy instead (offsets in xb_off).
-  std::vector<int64_t> off(size_t(n_jobs), -1), xb_off(size_t(n_jobs), -1);
+  thread_local std::vector<int64_t> off_tl, xb_off_tl;
+  std::vector<int64_t>& off = off_tl;
+  std::vector<int64_t>& xb_off = xb_off_tl;
+  off.assign(size_t(n_jobs), -1);
+  xb_off.assign(size_t(n_jobs), -1);
   int64_t total = 0, total_xb = 0;
   for (int64_t i = 0; i < n_jobs; ++i) {
     const Ops::MatmulJob& m = jobs[i];

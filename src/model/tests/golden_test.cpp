@@ -57,10 +57,26 @@ ErrorStats compare(const float* got, const float* want, int64_t n) {
   return s;
 }
 
-class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
+// One golden case's directory and its expected arrays (tests/data/golden/<case>/expected).
+class GoldenFiles {
+ protected:
+  std::string path(const std::string& name) const { return dir_ + "/expected/" + name + ".npy"; }
+  bool exists(const std::string& name) const { return fs::exists(path(name)); }
+  std::vector<float> floats(const std::string& name) const { return io::read_npy(path(name)).to_f32(); }
+  std::vector<int32_t> ids(const std::string& name) const {
+    std::vector<int32_t> out;
+    for (int64_t v : io::read_npy(path(name)).to_i64()) out.push_back(int32_t(v));
+    return out;
+  }
+  void set_case(const std::string& name) { dir_ = (fs::path(DSV4_TEST_DATA_DIR) / "golden" / name).string(); }
+
+  std::string dir_;
+};
+
+class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>>, protected GoldenFiles {
  protected:
   void SetUp() override {
-    dir_ = (fs::path(DSV4_TEST_DATA_DIR) / "golden" / std::get<0>(GetParam())).string();
+    set_case(std::get<0>(GetParam()));
     model_ = Model::load(dir_, std::get<1>(GetParam()));
     prompt_ = ids("prompt_ids");
     if (exists("hidden_positions")) {
@@ -70,14 +86,6 @@ class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, std::
     }
   }
 
-  std::string path(const std::string& name) const { return dir_ + "/expected/" + name + ".npy"; }
-  bool exists(const std::string& name) const { return fs::exists(path(name)); }
-  std::vector<float> floats(const std::string& name) const { return io::read_npy(path(name)).to_f32(); }
-  std::vector<int32_t> ids(const std::string& name) const {
-    std::vector<int32_t> out;
-    for (int64_t v : io::read_npy(path(name)).to_i64()) out.push_back(int32_t(v));
-    return out;
-  }
   const io::Config& cfg() const { return model_->config(); }
   int64_t vocab() const { return cfg().vocab_size; }
 
@@ -103,7 +111,6 @@ class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, std::
     EXPECT_LE(s.max_abs, kHiddenRelMax * s.ref_max) << what << ": max abs error " << s.max_abs;
   }
 
-  std::string dir_;
   std::unique_ptr<Model> model_;
   std::vector<int32_t> prompt_;
   std::vector<int64_t> positions_;
@@ -513,18 +520,10 @@ struct FastRun {
   std::vector<float> greedy_logits;  // [greedy, V]: the logits each greedy token was picked from
 };
 
-class GoldenFastTest : public ::testing::TestWithParam<std::string> {
+class GoldenFastTest : public ::testing::TestWithParam<std::string>, protected GoldenFiles {
  protected:
-  void SetUp() override { dir_ = (fs::path(DSV4_TEST_DATA_DIR) / "golden" / GetParam()).string(); }
+  void SetUp() override { set_case(GetParam()); }
 
-  std::string path(const std::string& name) const { return dir_ + "/expected/" + name + ".npy"; }
-  bool exists(const std::string& name) const { return fs::exists(path(name)); }
-  std::vector<float> floats(const std::string& name) const { return io::read_npy(path(name)).to_f32(); }
-  std::vector<int32_t> ids(const std::string& name) const {
-    std::vector<int32_t> out;
-    for (int64_t v : io::read_npy(path(name)).to_i64()) out.push_back(int32_t(v));
-    return out;
-  }
 
   // Prefill (and MTP) over the prompt, teacher-forced decode and the greedy continuation.
   // full = false: the prompt prefill only.
@@ -566,7 +565,6 @@ class GoldenFastTest : public ::testing::TestWithParam<std::string> {
     return r;
   }
 
-  std::string dir_;
 };
 
 // Greedy steps whose logits are comparable with the expected ones: up to and including the
