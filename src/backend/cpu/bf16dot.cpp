@@ -108,7 +108,7 @@ DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t 
     __m512bh wk[R][4];
     __m512 s[R];
     for (int k = 0; k < R; ++k) {
-      _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c * 64 + kPrefetchBytes), _MM_HINT_NTA);
+      if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c * 64 + kPrefetchBytes), _MM_HINT_NTA);
       const __m512i v = _mm512_loadu_si512(wr[k] + c * 64);
       uint32_t s4;
       std::memcpy(&s4, sr[k] + c * 4, 4);
@@ -157,8 +157,8 @@ DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t
   int64_t c = 0;
   for (; c + 64 <= n; c += 64) {
     for (int k = 0; k < R; ++k) {
-      _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c) + kPrefetchBytes, _MM_HINT_NTA);
-      _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + 32) + kPrefetchBytes, _MM_HINT_NTA);
+      if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c) + kPrefetchBytes, _MM_HINT_NTA);
+      if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + 32) + kPrefetchBytes, _MM_HINT_NTA);
       const __m512bh wa = load_bh(wr[k] + c), wb = load_bh(wr[k] + c + 32);
       for (int t = 0; t < T; ++t) {
         const uint16_t* xc = xb + (t0 + t) * ldxb + c;
@@ -214,7 +214,7 @@ DSV4_BF16_TARGET bool fp8_rows(const WeightView& w, const uint16_t* xb, int64_t 
       for (int t = 0; t < T; ++t) p[k][t] = _mm512_setzero_ps();
     for (int64_t c = b * 128; c < std::min(n, b * 128 + 128); c += 64) {
       for (int k = 0; k < R; ++k) {
-        _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + kPrefetchBytes), _MM_HINT_NTA);
+        if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + kPrefetchBytes), _MM_HINT_NTA);
         const __m512i v = _mm512_loadu_si512(wr[k] + c);
         const __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(th0, v, th1), v, sign, 0xF8);  // A | (B & C)
         const __m512i lo = _mm512_permutex2var_epi8(tl0, v, tl1);
@@ -282,6 +282,139 @@ DSV4_BF16_TARGET void tile_rows(const WeightView& w, const uint16_t* xb, int64_t
   }
 }
 
+// ---- Prefill: FP8 weights decoded once into bf16 panels ----------------------------
+//
+// With many tokens, decoding each FP8 chunk for every 4-token tile (three byte permutes
+// and two unpacks per 64 weights) costs about as much as its dot products. A row block
+// is decoded once into a panel in the decode kernel's word order, with a scale vector
+// per 128-column block, and every token tile runs on it. The panel kernel repeats
+// fp8_rows's arithmetic step for step (per block p = sum of its dot products from zero,
+// then acc = fma(p, s, acc)), so results are bit-identical and batch invariance holds.
+// kernels_bench (2 threads, 512 tokens, [4096,4096]): 311-338 -> 383-387 GFLOP/s. FP4
+// keeps decoding in the kernel: one 64-byte load there yields four weight vectors, and
+// loads, not permutes, limit these kernels (panel FP4 ran at 320-355 against 382-485).
+
+constexpr int64_t kPanelBytes = 128 << 10;  // one row block's panel: stays in L2
+
+// Panel geometry of an FP8 w (n_in % 64 == 0): 128-column blocks, the last maybe 64.
+struct PanelShape {
+  int64_t groups = 0;     // scale blocks
+  int last_vecs = 4;      // 32-word vectors in the last block (2 or 4)
+  int64_t words = 0;      // bf16 words per panel row (groups * 128)
+  int64_t scales = 0;     // floats per panel row (groups * 16)
+  explicit PanelShape(const WeightView& w)
+      : groups((w.n_in + 127) / 128), last_vecs(int((w.n_in - (groups - 1) * 128) / 32)),
+        words(groups * 128), scales(groups * 16) {}
+};
+
+// FP8 row r into panel words pw [groups * 128] and scale vectors sc [groups * 16]; false
+// when its scales need the scalar path.
+DSV4_BF16_TARGET bool decode_fp8_row(const WeightView& w, int64_t r, uint16_t* pw, float* sc) {
+  const int64_t n = w.n_in, nb = (n + 127) / 128;
+  const uint8_t* wr = w.data + r * n;
+  const uint8_t* sr = w.scale + ((r + w.row_offset) / 128) * nb;
+  for (int64_t b = 0; b < nb; ++b)
+    if (sr[b] < 1 || sr[b] > kFp8MaxScale) return false;
+  const __m512i th0 = _mm512_load_si512(kFp8Table.hi), th1 = _mm512_load_si512(kFp8Table.hi + 64);
+  const __m512i tl0 = _mm512_load_si512(kFp8Table.lo), tl1 = _mm512_load_si512(kFp8Table.lo + 64);
+  const __m512i sign = _mm512_set1_epi8(char(0x80));
+  for (int64_t c = 0; c < n; c += 64) {
+    const __m512i v = _mm512_loadu_si512(wr + c);
+    const __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(th0, v, th1), v, sign, 0xF8);
+    const __m512i lo = _mm512_permutex2var_epi8(tl0, v, tl1);
+    _mm512_store_si512(pw + c, _mm512_unpacklo_epi8(lo, hi));
+    _mm512_store_si512(pw + c + 32, _mm512_unpackhi_epi8(lo, hi));
+  }
+  for (int64_t b = 0; b < nb; ++b)
+    _mm512_store_ps(sc + b * 16, _mm512_castsi512_ps(_mm512_set1_epi32(int32_t(uint32_t(sr[b]) << 23))));
+  return true;
+}
+
+// Panel rows k < R (row r + k of w at pw + k * sh.words, sc + k * sh.scales), tokens
+// t0 .. t0+T-1.
+template <int R, int T>
+DSV4_BF16_TARGET void panel_rows(const WeightView& w, const PanelShape& sh, const uint16_t* pw, const float* sc,
+                                 const uint16_t* xb, int64_t ldxb, int64_t t0, float* y, int64_t r) {
+  __m512 acc[R][T];
+  for (int k = 0; k < R; ++k)
+    for (int t = 0; t < T; ++t) acc[k][t] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < sh.groups; ++g) {
+    const int nv = g + 1 == sh.groups ? sh.last_vecs : 4;
+    __m512 p[R][T];
+    for (int v = 0; v < nv; ++v) {
+      __m512bh x[T];
+      for (int t = 0; t < T; ++t) x[t] = load_bh(xb + (t0 + t) * ldxb + g * 128 + 32 * v);
+      for (int k = 0; k < R; ++k) {
+        const __m512bh wv = load_bh(pw + k * sh.words + g * 128 + 32 * v);
+        for (int t = 0; t < T; ++t) p[k][t] = _mm512_dpbf16_ps(v == 0 ? _mm512_setzero_ps() : p[k][t], wv, x[t]);
+      }
+    }
+    for (int k = 0; k < R; ++k) {
+      const __m512 s = _mm512_load_ps(sc + k * sh.scales + g * 16);
+      for (int t = 0; t < T; ++t) acc[k][t] = _mm512_fmadd_ps(p[k][t], s, acc[k][t]);
+    }
+  }
+  for (int k = 0; k < R; ++k)
+    for (int t = 0; t < T; ++t) y[(t0 + t) * w.n_out + r + k] = hsum(acc[k][t]);
+}
+
+// One token tile over the decoded rows [b0, b1) (ok[i]: row b0 + i is in the panel),
+// pairs of rows where both are (each activation load then serves two rows).
+template <int T>
+DSV4_BF16_TARGET void panel_tile(const WeightView& w, const PanelShape& sh, const uint16_t* pw, const float* sc,
+                                 const uint8_t* ok, const uint16_t* xb, int64_t ldxb, int64_t t0, float* y,
+                                 int64_t b0, int64_t b1) {
+  for (int64_t r = b0; r < b1; ++r) {
+    const int64_t i = r - b0;
+    if (!ok[i]) continue;
+    if (r + 1 < b1 && ok[i + 1]) {
+      panel_rows<2, T>(w, sh, pw + i * sh.words, sc + i * sh.scales, xb, ldxb, t0, y, r);
+      ++r;
+    } else {
+      panel_rows<1, T>(w, sh, pw + i * sh.words, sc + i * sh.scales, xb, ldxb, t0, y, r);
+    }
+  }
+}
+
+// 64-byte aligned scratch of the calling thread.
+template <class E>
+E* aligned_scratch(std::vector<E>& v, int64_t n) {
+  const int64_t pad = 64 / int64_t(sizeof(E));
+  if (int64_t(v.size()) < n + pad) v.resize(size_t(n + pad));
+  return reinterpret_cast<E*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
+}
+
+// Rows [r0, r1) of an FP8 product with many tokens, block by block through panels.
+DSV4_BF16_TARGET void fp8_rows_from_panels(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr,
+                                           int64_t n_tok, float* y, int64_t r0, int64_t r1) {
+  const PanelShape sh(w);
+  const int64_t row_bytes = sh.words * 2 + sh.scales * 4;
+  const int64_t rb = std::clamp<int64_t>(kPanelBytes / row_bytes / 2 * 2, 2, std::max<int64_t>(2, r1 - r0));
+  thread_local std::vector<uint16_t> words_tl;
+  thread_local std::vector<float> scales_tl;
+  thread_local std::vector<uint8_t> ok_tl;
+  uint16_t* pw = aligned_scratch(words_tl, rb * sh.words);
+  float* sc = aligned_scratch(scales_tl, rb * sh.scales);
+  if (int64_t(ok_tl.size()) < rb) ok_tl.resize(size_t(rb));
+  uint8_t* ok = ok_tl.data();
+  for (int64_t b0 = r0; b0 < r1; b0 += rb) {
+    const int64_t b1 = std::min(r1, b0 + rb);
+    for (int64_t r = b0; r < b1; ++r) {
+      const int64_t i = r - b0;
+      ok[i] = decode_fp8_row(w, r, pw + i * sh.words, sc + i * sh.scales);
+      if (!ok[i]) exact_scalar_row(w, r, xr, 0, n_tok, y);  // scales the vector paths do not take
+    }
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
+      switch (std::min<int64_t>(kTokTile, n_tok - t0)) {
+        case 1: panel_tile<1>(w, sh, pw, sc, ok, xb, ldxb, t0, y, b0, b1); break;
+        case 2: panel_tile<2>(w, sh, pw, sc, ok, xb, ldxb, t0, y, b0, b1); break;
+        case 3: panel_tile<3>(w, sh, pw, sc, ok, xb, ldxb, t0, y, b0, b1); break;
+        default: panel_tile<4>(w, sh, pw, sc, ok, xb, ldxb, t0, y, b0, b1); break;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 bool available() {
@@ -332,6 +465,8 @@ void prep(const WeightView& w, const float* x, uint16_t* xb) {
 
 DSV4_BF16_TARGET void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t n_tok,
                            float* y, int64_t r0, int64_t r1) {
+  if (n_tok > kTokTile && w.format == WeightFormat::FP8_BLOCK128)
+    return fp8_rows_from_panels(w, xb, ldxb, xr, n_tok, y, r0, r1);
   // Row blocks of ~64 KiB of weights stay in cache while the token tiles pass over them.
   const int64_t rb = std::max<int64_t>(1, (int64_t(64) << 10) / std::max<int64_t>(1, w.row_bytes()));
   for (int64_t b0 = r0; b0 < r1; b0 += rb) {

@@ -281,6 +281,7 @@ TEST(CpuMatmul, Fp8RowOffsetViews) {
   CpuOps single(1);
   for_each_isa([&](const std::string& isa) {
     check_matmul(ops, mid, 1, 13);
+    check_matmul(ops, mid, 9, 15);  // many tokens: panel rows across the scale-block boundary
     const std::vector<float> x = random_x(2 * mid.n_in, 14);
     std::vector<float> y2(size_t(2 * mid.n_out)), y1(size_t(mid.n_out));
     single.matmul(mid, x.data(), 2, y2.data());
@@ -323,6 +324,9 @@ TEST(CpuMatmul, SpecialScalesAndNaNCodes) {
     check_matmul(ops, fp8.view, 4, 26);
     check_matmul(ops, fp8c.view, 1, 31);
     check_matmul(ops, fp8c.view, 3, 32);
+    // Many tokens: the FP8 panel path (decoded once per row block) meets the same rows.
+    check_matmul(ops, fp8b.view, 9, 33);
+    check_matmul(ops, fp8c.view, 9, 34);
   });
   }
 }
@@ -340,7 +344,7 @@ TEST(CpuMatmul, BatchInvariantEveryIsa) {
     uint32_t seed = 500;
     for (const Shape& sh : shapes) {
       const OwnedWeight w = random_weight(sh.f, sh.n_out, sh.n_in, seed++);
-      const int64_t n_tok = 6;
+      const int64_t n_tok = 11;  // token tiles of 4, 4 and 3 (FP8: the panel path)
       const std::vector<float> x = random_x(n_tok * sh.n_in, seed++);
       std::vector<float> yb(static_cast<size_t>(n_tok * sh.n_out)), y1(static_cast<size_t>(sh.n_out));
       batched.matmul(w.view, x.data(), n_tok, yb.data());
