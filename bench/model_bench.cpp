@@ -34,8 +34,10 @@ class CountingOps : public backend::ForwardingOps {
     inner().matmul(w, x, n_tok, y);
     const double dt = now_seconds() - t0;
     weight_bytes += double(w.total_bytes());
-    flops += 2.0 * double(n_tok) * double(w.n_out) * double(w.n_in);
-    account(w.name == "head.weight" ? "head " + format_name(w.format) : format_name(w.format), double(w.total_bytes()), dt);
+    const double f = 2.0 * double(n_tok) * double(w.n_out) * double(w.n_in);
+    flops += f;
+    account(w.name == "head.weight" ? "head " + format_name(w.format) : format_name(w.format), double(w.total_bytes()),
+            f, dt);
     if (w.name == "head.weight") head_seconds += dt;
     matmul_seconds += dt;
   }
@@ -45,17 +47,16 @@ class CountingOps : public backend::ForwardingOps {
     const double dt = now_seconds() - t0;
     matmul_seconds += dt;
     std::string label;  // the formats of the group, e.g. "fp4+fp8" (routed + shared expert)
-    double bytes = 0;
+    double bytes = 0, group_flops = 0;
     for (int64_t i = 0; i < n_jobs; ++i) {
       const std::string f = format_name(jobs[i].w->format);
       if (label.find(f) == std::string::npos) label += (label.empty() ? "" : "+") + f;
       bytes += double(jobs[i].w->total_bytes());
+      group_flops += 2.0 * double(jobs[i].n_tok) * double(jobs[i].w->n_out) * double(jobs[i].w->n_in);
     }
-    account("group " + label, bytes, dt);
-    for (int64_t i = 0; i < n_jobs; ++i) {
-      weight_bytes += double(jobs[i].w->total_bytes());
-      flops += 2.0 * double(jobs[i].n_tok) * double(jobs[i].w->n_out) * double(jobs[i].w->n_in);
-    }
+    account("group " + label, bytes, group_flops, dt);
+    weight_bytes += bytes;
+    flops += group_flops;
   }
   void attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink, int64_t n_head,
                  int64_t head_dim, float scale, float* out) override {
@@ -78,10 +79,10 @@ class CountingOps : public backend::ForwardingOps {
     by_kind.clear();
   }
 
-  // Weight products by kind: calls, bytes and seconds (the decode profile).
+  // Weight products by kind: calls, bytes, FLOP and seconds (the decode and prefill profiles).
   struct Kind {
     int64_t calls = 0;
-    double bytes = 0, seconds = 0;
+    double bytes = 0, flops = 0, seconds = 0;
   };
   std::map<std::string, Kind> by_kind;
 
@@ -98,10 +99,11 @@ class CountingOps : public backend::ForwardingOps {
     }
     return "?";
   }
-  void account(const std::string& kind, double bytes, double seconds) {
+  void account(const std::string& kind, double bytes, double flops, double seconds) {
     Kind& k = by_kind[kind];
     ++k.calls;
     k.bytes += bytes;
+    k.flops += flops;
     k.seconds += seconds;
   }
 };
@@ -225,6 +227,7 @@ double run_prefill(model::Model& m, CountingOps& ops, const ModelBenchOptions& o
   std::vector<int32_t> prompt(static_cast<size_t>(opt.prompt));
   for (auto& t : prompt) t = tok(rng);
   double best = 1e30, flops = 0, matmul_s = 0, attn_s = 0, index_s = 0;
+  std::map<std::string, CountingOps::Kind> profile;
   for (int round = 0; round < 2; ++round) {
     kv::SequenceState st = m.new_state();
     ops.reset();
@@ -234,6 +237,7 @@ double run_prefill(model::Model& m, CountingOps& ops, const ModelBenchOptions& o
     if (dt < best) {
       best = dt, flops = ops.flops;
       matmul_s = ops.matmul_seconds, attn_s = ops.attention_seconds, index_s = ops.index_seconds;
+      profile = ops.by_kind;
     }
   }
   const double achieved = flops / best / 1e9;
@@ -241,6 +245,10 @@ double run_prefill(model::Model& m, CountingOps& ops, const ModelBenchOptions& o
               (long long)c.n_layer, best, double(opt.prompt) / best);
   std::printf("time: weight products %.2f s, attention %.2f s, indexer %.2f s, other %.2f s\n", matmul_s, attn_s,
               index_s, best - matmul_s - attn_s - index_s);
+  std::printf("profile (weight products by kind):\n");
+  for (const auto& [kind, k] : profile)
+    std::printf("  %-14s %5lld calls %8.1f GFLOP %7.3f s %6.1f GFLOP/s\n", kind.c_str(), (long long)k.calls,
+                k.flops / 1e9, k.seconds, k.flops / k.seconds / 1e9);
   std::printf("flops: %.1f GFLOP, achieved %.1f GFLOP/s, peak %s %.1f GFLOP/s\n", flops / 1e9, achieved, peak_name,
               peak_gflops);
   return achieved / peak_gflops;

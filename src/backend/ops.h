@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -71,6 +72,14 @@ class Ops {
   virtual void index_scores(const float* q, const float* head_weight, int64_t n_head,
                             const float* keys, int64_t n_keys, int64_t dim, float* score) = 0;
 
+  // fn(begin, end) over ranges covering [0, n), possibly on several threads at once: the
+  // row-wise glue of the forward pass (mHC mixing, SwiGLU, RoPE, MoE sums), where every
+  // index writes only its own outputs, so the result does not depend on the split.
+  // Default: one call on the calling thread.
+  virtual void parallel_rows(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+    if (n > 0) fn(0, n);
+  }
+
   // Worker threads used by the kernels (n <= 0: physical cores). Backends without
   // threads ignore it and report 1.
   virtual void set_threads(int n) { (void)n; }
@@ -97,6 +106,9 @@ class ForwardingOps : public Ops {
   void index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys, int64_t n_keys,
                     int64_t dim, float* score) override {
     inner_->index_scores(q, head_weight, n_head, keys, n_keys, dim, score);
+  }
+  void parallel_rows(int64_t n, const std::function<void(int64_t, int64_t)>& fn) override {
+    inner_->parallel_rows(n, fn);
   }
   void set_threads(int n) override { inner_->set_threads(n); }
   int threads() const override { return inner_->threads(); }

@@ -59,26 +59,31 @@ void update_ring(kv::LayerState& st, const float* chunk_kv, int64_t n_tok, int64
 
 // Rotates the last rope_dim channels of each row's n_vec vectors of width dim by the row's position.
 //   v: [rows, n_vec, dim], pos: [rows]
-void rope_rows(const Rope& rope, float* v, const std::vector<int64_t>& pos, int64_t n_vec, int64_t dim, bool inverse) {
-  for (size_t t = 0; t < pos.size(); ++t)
-    for (int64_t h = 0; h < n_vec; ++h) rope.apply(v + (int64_t(t) * n_vec + h) * dim, dim, pos[t], inverse);
+void rope_rows(backend::Ops& ops, const Rope& rope, float* v, const std::vector<int64_t>& pos, int64_t n_vec,
+               int64_t dim, bool inverse) {
+  ops.parallel_rows(int64_t(pos.size()), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t h = 0; h < n_vec; ++h) rope.apply(v + (t * n_vec + h) * dim, dim, pos[size_t(t)], inverse);
+  });
 }
 
-// A compressor's value and gate projections of every row of a batch.
+// A compressor's value and gate projections of every row of a batch (scratch memory).
 struct Projection {
   int64_t width = 0;
-  std::vector<float> kv, score;  // [n_rows, coff*dim] each
-  const float* row(const std::vector<float>& m, int64_t r) const { return m.data() + r * width; }
+  float* kv = nullptr;     // [n_rows, coff*dim]
+  float* score = nullptr;  // [n_rows, coff*dim]
 };
 
-// Sizes a compressor's projections and queues their products of x (run as one group).
+// Points a compressor's projections at the scratch of its site and queues their products
+// of x (run as one group).
+template <ScratchId KvId, ScratchId ScoreId>
 void queue_compressor(const CompressorWeights& w, const float* x, int64_t n_rows, Projection& p,
                       std::vector<backend::Ops::MatmulJob>& jobs) {
   p.width = w.wkv.n_out;
-  p.kv.resize(size_t(n_rows * p.width));
-  p.score.resize(size_t(n_rows * p.width));
-  jobs.push_back({&w.wkv, x, n_rows, p.kv.data()});
-  jobs.push_back({&w.wgate, x, n_rows, p.score.data()});
+  p.kv = scratch<KvId>(n_rows * p.width);
+  p.score = scratch<ScoreId>(n_rows * p.width);
+  jobs.push_back({&w.wkv, x, n_rows, p.kv});
+  jobs.push_back({&w.wgate, x, n_rows, p.score});
 }
 
 // Grouped low-rank output: heads are split into o_groups groups; group g's concatenated
@@ -173,16 +178,17 @@ void attention_forward(backend::Ops& ops, const io::Config& c, const AttentionWe
   const int64_t IH = c.index_n_head, ID = c.index_head_dim;
   float* q_lat = scratch<ScratchId::kAttnQLatent>(n_rows * c.q_lora_rank);  // [n_rows, q_lora_rank]
   float* kv = scratch<ScratchId::kAttnKv>(n_rows * hd);                        // [n_rows, head_dim]
-  std::vector<float> iq, iw;                                 // [n_rows, IH, ID], [n_rows, IH]
+  float* iq = nullptr;  // [n_rows, IH, ID] indexer queries
+  float* iw = nullptr;  // [n_rows, IH] indexer head weights
   Projection comp, icomp;
   std::vector<backend::Ops::MatmulJob> jobs;
   jobs.push_back({&w.wq_a, x, n_rows, q_lat});
   jobs.push_back({&w.wkv, x, n_rows, kv});
-  if (w.ratio != 0) queue_compressor(w.compressor, x, n_rows, comp, jobs);
+  if (w.ratio != 0) queue_compressor<ScratchId::kCompKv, ScratchId::kCompScore>(w.compressor, x, n_rows, comp, jobs);
   if (w.ratio == 4) {
-    queue_compressor(w.index_compressor, x, n_rows, icomp, jobs);
-    iw.resize(size_t(n_rows * IH));
-    jobs.push_back({&w.index_weights_proj, x, n_rows, iw.data()});
+    queue_compressor<ScratchId::kIndexCompKv, ScratchId::kIndexCompScore>(w.index_compressor, x, n_rows, icomp, jobs);
+    iw = scratch<ScratchId::kIndexWeights>(n_rows * IH);
+    jobs.push_back({&w.index_weights_proj, x, n_rows, iw});
   }
   ops.matmul_many(jobs.data(), int64_t(jobs.size()));
 
@@ -193,32 +199,32 @@ void attention_forward(backend::Ops& ops, const io::Config& c, const AttentionWe
   jobs.clear();
   jobs.push_back({&w.wq_b, q_lat, n_rows, q});
   if (w.ratio == 4) {
-    iq.resize(size_t(n_rows * IH * ID));
-    jobs.push_back({&w.index_wq_b, q_lat, n_rows, iq.data()});
+    iq = scratch<ScratchId::kIndexQ>(n_rows * IH * ID);
+    jobs.push_back({&w.index_wq_b, q_lat, n_rows, iq});
   }
   ops.matmul_many(jobs.data(), int64_t(jobs.size()));
   ops.rms_norm(q, nullptr, n_rows * H, hd, eps, q);
-  rope_rows(rope, q, pos, H, hd, false);
+  rope_rows(ops, rope, q, pos, H, hd, false);
 
   // The single shared key/value latent of each token.
   ops.rms_norm(kv, w.kv_norm.data(), n_rows, hd, eps, kv);
-  rope_rows(rope, kv, pos, 1, hd, false);
+  rope_rows(ops, rope, kv, pos, 1, hd, false);
 
   // Compressed entries completed by a sequence's tokens become visible to its later queries.
   if (w.ratio != 0) {
     for (const SeqSlice& s : seqs)
-      compress_tokens(ops, c, w.compressor, rope, s.state->compressor, comp.row(comp.kv, s.row0),
-                      comp.row(comp.score, s.row0), s.n_tok, s.start_pos, s.state->comp_kv);
+      compress_tokens(ops, c, w.compressor, rope, s.state->compressor, comp.kv + s.row0 * comp.width,
+                      comp.score + s.row0 * comp.width, s.n_tok, s.start_pos, s.state->comp_kv);
   }
 
   // Lightning indexer (CSA): its own compressed keys, queries from the q latent, head weights from x.
   if (w.ratio == 4) {
     for (const SeqSlice& s : seqs)
-      compress_tokens(ops, c, w.index_compressor, rope, s.state->index_compressor, icomp.row(icomp.kv, s.row0),
-                      icomp.row(icomp.score, s.row0), s.n_tok, s.start_pos, s.state->index_keys);
-    rope_rows(rope, iq.data(), pos, IH, ID, false);
+      compress_tokens(ops, c, w.index_compressor, rope, s.state->index_compressor, icomp.kv + s.row0 * icomp.width,
+                      icomp.score + s.row0 * icomp.width, s.n_tok, s.start_pos, s.state->index_keys);
+    rope_rows(ops, rope, iq, pos, IH, ID, false);
     const double head_scale = 1.0 / std::sqrt(double(ID) * double(IH));
-    for (auto& v : iw) v = float(double(v) * head_scale);
+    for (int64_t i = 0; i < n_rows * IH; ++i) iw[i] = float(double(iw[i]) * head_scale);
   }
 
   float* o = scratch<ScratchId::kAttnOut>(n_rows * H * hd);  // [n_rows, n_head, head_dim]
@@ -237,7 +243,7 @@ void attention_forward(backend::Ops& ops, const io::Config& c, const AttentionWe
         const int64_t n_visible = (p + 1) / w.ratio;  // complete entries only
         if (w.ratio == 4) {
           scores.resize(size_t(n_visible));
-          ops.index_scores(iq.data() + row * IH * ID, iw.data() + row * IH, IH, st.index_keys.data(), n_visible, ID,
+          ops.index_scores(iq + row * IH * ID, iw + row * IH, IH, st.index_keys.data(), n_visible, ID,
                            scores.data());
           std::vector<int32_t> chosen = top_k_entries(scores.data(), n_visible, c.index_topk);
           for (int32_t j : chosen) keys.push_back(st.comp_kv.data() + int64_t(j) * hd);
@@ -254,7 +260,7 @@ void attention_forward(backend::Ops& ops, const io::Config& c, const AttentionWe
 
   // Values carry their keys' rotation; rotating back by the query position leaves a
   // relative-position encoding in the output.
-  rope_rows(rope, o, pos, H, hd, true);
+  rope_rows(ops, rope, o, pos, H, hd, true);
   grouped_output(ops, c, w, o, n_rows, out);
 }
 

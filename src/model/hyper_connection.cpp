@@ -72,8 +72,9 @@ void hc_pre(backend::Ops& ops, const io::Config& c, const HcWeights& w, const fl
   const std::vector<float> mixes = project_streams(ops, c, w.fn, streams, n_tok);  // [n_tok, n_mix]
   mix.post.resize(size_t(n_tok * hc));
   mix.comb.resize(size_t(n_tok * hc * hc));
+  ops.parallel_rows(n_tok, [&](int64_t t0, int64_t t1) {
   std::vector<double> pre(static_cast<size_t>(hc)), comb(size_t(hc * hc));
-  for (int64_t t = 0; t < n_tok; ++t) {
+  for (int64_t t = t0; t < t1; ++t) {
     const float* m = mixes.data() + t * n_mix;
     for (int64_t j = 0; j < hc; ++j) {
       pre[size_t(j)] = sigmoid(double(m[j]) * w.scale[0] + w.base[size_t(j)]) + c.hc_eps;
@@ -85,12 +86,14 @@ void hc_pre(backend::Ops& ops, const io::Config& c, const HcWeights& w, const fl
     for (int64_t i = 0; i < hc * hc; ++i) mix.comb[size_t(t * hc * hc + i)] = float(comb[size_t(i)]);
     collapse(pre.data(), streams + t * hc * c.n_embd, hc, c.n_embd, x + t * c.n_embd);
   }
+  });
 }
 
-void hc_post(const io::Config& c, const float* f, const float* residual, const HcMix& mix,
+void hc_post(backend::Ops& ops, const io::Config& c, const float* f, const float* residual, const HcMix& mix,
              int64_t n_tok, float* out) {
   const int64_t hc = c.hc_mult, d = c.n_embd;
-  for (int64_t t = 0; t < n_tok; ++t) {
+  ops.parallel_rows(n_tok, [&](int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; ++t) {
     const float* comb = mix.comb.data() + t * hc * hc;
     const float* res = residual + t * hc * d;
     for (int64_t k = 0; k < hc; ++k) {
@@ -103,18 +106,21 @@ void hc_post(const io::Config& c, const float* f, const float* residual, const H
       }
     }
   }
+  });
 }
 
 void hc_head(backend::Ops& ops, const io::Config& c, const HcHeadWeights& w, const float* streams,
              int64_t n_tok, float* y) {
   const int64_t hc = c.hc_mult;
   const std::vector<float> mixes = project_streams(ops, c, w.fn, streams, n_tok);  // [n_tok, hc]
-  std::vector<double> pre(static_cast<size_t>(hc));
-  for (int64_t t = 0; t < n_tok; ++t) {
-    for (int64_t j = 0; j < hc; ++j)
-      pre[size_t(j)] = sigmoid(double(mixes[size_t(t * hc + j)]) * w.scale[0] + w.base[size_t(j)]) + c.hc_eps;
-    collapse(pre.data(), streams + t * hc * c.n_embd, hc, c.n_embd, y + t * c.n_embd);
-  }
+  ops.parallel_rows(n_tok, [&](int64_t t0, int64_t t1) {
+    std::vector<double> pre(static_cast<size_t>(hc));
+    for (int64_t t = t0; t < t1; ++t) {
+      for (int64_t j = 0; j < hc; ++j)
+        pre[size_t(j)] = sigmoid(double(mixes[size_t(t * hc + j)]) * w.scale[0] + w.base[size_t(j)]) + c.hc_eps;
+      collapse(pre.data(), streams + t * hc * c.n_embd, hc, c.n_embd, y + t * c.n_embd);
+    }
+  });
 }
 
 }  // namespace dsv4::model

@@ -30,7 +30,7 @@ void hc_pre(backend::Ops& ops, const io::Config& c, const HcWeights& w, const fl
 
 // out[t,k,:] = post[t,k] * f[t,:] + sum_j comb[t,j,k] * residual[t,j,:]
 //   f: [n_tok, n_embd], residual/out: [n_tok, hc, n_embd] (out may not alias residual)
-void hc_post(const io::Config& c, const float* f, const float* residual, const HcMix& mix,
+void hc_post(backend::Ops& ops, const io::Config& c, const float* f, const float* residual, const HcMix& mix,
              int64_t n_tok, float* out);
 
 // Final head: streams [n_tok, hc, n_embd] -> y [n_tok, n_embd] with sigmoid mixing weights.

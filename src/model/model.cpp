@@ -46,7 +46,7 @@ void Model::block_forward(const BlockWeights& b, std::span<const BlockSeq> seqs,
   hc_pre(*ops_, c, b.hc_attn, streams, n_rows, x, mix);
   ops_->rms_norm(x, b.attn_norm.data(), n_rows, d, eps, x);
   attention_forward(*ops_, c, b.attn, rope_for(b.attn.ratio), slices, x, n_rows, sub);
-  hc_post(c, sub, residual, mix, n_rows, streams);
+  hc_post(*ops_, c, sub, residual, mix, n_rows, streams);
 
   std::copy_n(streams, n_rows * width, residual);
   hc_pre(*ops_, c, b.hc_ffn, streams, n_rows, x, mix);
@@ -55,7 +55,7 @@ void Model::block_forward(const BlockWeights& b, std::span<const BlockSeq> seqs,
   for (const BlockSeq& s : seqs) want_routes |= s.trace != nullptr;
   std::vector<Route> routes;
   moe_forward(*ops_, c, b.ffn, x, tokens, n_rows, sub, want_routes ? &routes : nullptr);
-  hc_post(c, sub, residual, mix, n_rows, streams);
+  hc_post(*ops_, c, sub, residual, mix, n_rows, streams);
 
   for (const BlockSeq& s : seqs) {
     if (!s.trace) continue;

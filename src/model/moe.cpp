@@ -14,13 +14,16 @@ namespace {
 // sqrt(softplus(z)); softplus returns z itself above 20 like PyTorch's default threshold.
 double sqrt_softplus(double z) { return std::sqrt(z > 20.0 ? z : std::log1p(std::exp(z))); }
 
-// The inputs of one expert: the rows routed to it and their routing weights.
+// The inputs of one expert: the rows routed to it and their routing weights. Its
+// activations are slices of per-site scratch (allocated once, reused across calls).
 struct ExpertBatch {
   const ExpertWeights* w;
   std::vector<int64_t> rows;   // [m] destination rows
   std::vector<float> weight;   // [m] routing weight (1 for the shared expert)
-  std::vector<float> x;        // [m, n_embd] gathered inputs
-  std::vector<float> gate, up, down;  // [m, n_ff], [m, n_ff], [m, n_embd]
+  const float* x = nullptr;    // [m, n_embd] gathered inputs (the shared expert: x itself)
+  float* gate = nullptr;       // [m, n_ff]
+  float* up = nullptr;         // [m, n_ff]
+  float* down = nullptr;       // [m, n_embd]
 };
 
 // h = silu(min(gate, L)) * clamp(up, -L, L) * routing weight, written over gate.
@@ -29,13 +32,13 @@ void swiglu(const io::Config& c, ExpertBatch& b) {
   const double limit = c.swiglu_limit;
   for (int64_t r = 0; r < m; ++r) {
     for (int64_t i = 0; i < n_ff; ++i) {
-      double g = b.gate[size_t(r * n_ff + i)], u = b.up[size_t(r * n_ff + i)];
+      double g = b.gate[r * n_ff + i], u = b.up[r * n_ff + i];
       if (limit > 0) {  // gate clamped from above only, up on both sides
         g = std::min(g, limit);
         u = std::clamp(u, -limit, limit);
       }
       const double silu = g / (1.0 + std::exp(-g));
-      b.gate[size_t(r * n_ff + i)] = float(silu * u * double(b.weight[size_t(r)]));  // routing weight before w2
+      b.gate[r * n_ff + i] = float(silu * u * double(b.weight[size_t(r)]));  // routing weight before w2
     }
   }
 }
@@ -43,20 +46,29 @@ void swiglu(const io::Config& c, ExpertBatch& b) {
 // Runs every expert's SwiGLU; all gate/up products form one group and all down products
 // another, so a threaded backend streams every expert's weights in one parallel region.
 void run_experts(backend::Ops& ops, const io::Config& c, std::vector<ExpertBatch>& batches) {
+  int64_t n_ff_rows = 0, n_down_rows = 0;  // elements of all batches' gate/up and down
+  for (const ExpertBatch& b : batches) {
+    n_ff_rows += int64_t(b.rows.size()) * b.w->w1.n_out;
+    n_down_rows += int64_t(b.rows.size()) * b.w->w2.n_out;
+  }
+  float* gate = scratch<ScratchId::kMoeGate>(n_ff_rows);
+  float* up = scratch<ScratchId::kMoeUp>(n_ff_rows);
+  float* down = scratch<ScratchId::kMoeDown>(n_down_rows);
   std::vector<backend::Ops::MatmulJob> jobs;
   for (ExpertBatch& b : batches) {
     const int64_t m = int64_t(b.rows.size());
-    b.gate.resize(size_t(m * b.w->w1.n_out));
-    b.up.resize(size_t(m * b.w->w3.n_out));
-    b.down.resize(size_t(m * b.w->w2.n_out));
-    jobs.push_back({&b.w->w1, b.x.data(), m, b.gate.data()});
-    jobs.push_back({&b.w->w3, b.x.data(), m, b.up.data()});
+    b.gate = gate, b.up = up, b.down = down;
+    gate += m * b.w->w1.n_out, up += m * b.w->w3.n_out, down += m * b.w->w2.n_out;
+    jobs.push_back({&b.w->w1, b.x, m, b.gate});
+    jobs.push_back({&b.w->w3, b.x, m, b.up});
   }
   ops.matmul_many(jobs.data(), int64_t(jobs.size()));
   jobs.clear();
+  ops.parallel_rows(int64_t(batches.size()), [&](int64_t b0, int64_t b1) {
+    for (int64_t i = b0; i < b1; ++i) swiglu(c, batches[size_t(i)]);
+  });
   for (ExpertBatch& b : batches) {
-    swiglu(c, b);
-    jobs.push_back({&b.w->w2, b.gate.data(), int64_t(b.rows.size()), b.down.data()});
+    jobs.push_back({&b.w->w2, b.gate, int64_t(b.rows.size()), b.down});
   }
   ops.matmul_many(jobs.data(), int64_t(jobs.size()));
 }
@@ -103,27 +115,36 @@ void moe_forward(backend::Ops& ops, const io::Config& c, const MoeWeights& w, co
   }
 
   std::vector<ExpertBatch> batches;  // ascending expert id, then the shared expert
+  int64_t n_routed_rows = 0;
+  for (const auto& [e, rows_w] : by_expert) n_routed_rows += int64_t(rows_w.size());
+  float* gathered = scratch<ScratchId::kMoeX>(n_routed_rows * d);  // [n_routed_rows, n_embd]
   for (const auto& [e, rows_w] : by_expert) {
-    ExpertBatch b{&w.experts[size_t(e)], {}, {}, {}, {}, {}, {}};
+    ExpertBatch b{&w.experts[size_t(e)], {}, {}};
+    b.x = gathered;
     for (const auto& [row, wt] : rows_w) {
       b.rows.push_back(row);
       b.weight.push_back(wt);
-      b.x.insert(b.x.end(), x + row * d, x + (row + 1) * d);
+      gathered = std::copy_n(x + row * d, d, gathered);
     }
     batches.push_back(std::move(b));
   }
   if (w.has_shared) {
-    ExpertBatch b{&w.shared, {}, std::vector<float>(size_t(n_tok), 1.0f), std::vector<float>(x, x + n_tok * d), {}, {}, {}};
+    ExpertBatch b{&w.shared, {}, std::vector<float>(size_t(n_tok), 1.0f)};
+    b.x = x;
     for (int64_t t = 0; t < n_tok; ++t) b.rows.push_back(t);
     batches.push_back(std::move(b));
   }
   run_experts(ops, c, batches);
   double* acc = scratch<ScratchId::kMoeAcc, double>(n_tok * d);  // [n_tok, n_embd]
-  std::fill_n(acc, n_tok * d, 0.0);
-  for (const ExpertBatch& b : batches)  // accumulation order: expert id ascending, shared last
-    for (size_t r = 0; r < b.rows.size(); ++r)
-      for (int64_t i = 0; i < d; ++i) acc[b.rows[r] * d + i] += double(b.down[size_t(int64_t(r) * d + i)]);
-  for (int64_t i = 0; i < n_tok * d; ++i) out[i] = float(acc[i]);
+  // Column ranges in parallel; per element the order is expert id ascending, shared last.
+  ops.parallel_rows(d, [&](int64_t i0, int64_t i1) {
+    for (int64_t t = 0; t < n_tok; ++t) std::fill(acc + t * d + i0, acc + t * d + i1, 0.0);
+    for (const ExpertBatch& b : batches)
+      for (size_t r = 0; r < b.rows.size(); ++r)
+        for (int64_t i = i0; i < i1; ++i) acc[b.rows[r] * d + i] += double(b.down[int64_t(r) * d + i]);
+    for (int64_t t = 0; t < n_tok; ++t)
+      for (int64_t i = i0; i < i1; ++i) out[t * d + i] = float(acc[t * d + i]);
+  });
 }
 
 }  // namespace dsv4::model

@@ -25,7 +25,17 @@ enum class ScratchId {
   kGroupIn,
   kGroupLatent,
   kGroupConcat,
+  kCompKv,
+  kCompScore,
+  kIndexCompKv,
+  kIndexCompScore,
+  kIndexWeights,
+  kIndexQ,
   kMoeAcc,
+  kMoeX,
+  kMoeGate,
+  kMoeUp,
+  kMoeDown,
 };
 
 template <ScratchId Id, class T = float>

@@ -123,7 +123,7 @@ void AttentionImpl(const float* q, const float* const* keys, int64_t n_keys, con
   const int64_t n_groups = (n_head + kHeads - 1) / kHeads;
   auto group = [&](int64_t g) {
     thread_local std::vector<float> logit;
-    logit.resize(size_t(kHeads * n_keys));
+    if (logit.size() < size_t(kHeads * n_keys)) logit.resize(size_t(kHeads * n_keys));  // grows only: no memset
     const int64_t h0 = g * kHeads;
     AttnHeads(q, keys, n_keys, sink, h0, int(std::min<int64_t>(kHeads, n_head - h0)), hd, scale, out,
               logit.data());
@@ -181,7 +181,7 @@ void IndexScoresImpl(const float* q, const float* head_weight, int64_t n_head, c
   const int64_t n_tiles = (n_keys + L - 1) / L;
   auto tiles = [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> kt_buf;
-    kt_buf.resize(size_t(dim * L + 16));
+    if (kt_buf.size() < size_t(dim * L + 16)) kt_buf.resize(size_t(dim * L + 16));
     float* kt = kt_buf.data();
     while (reinterpret_cast<uintptr_t>(kt) % 64 != 0) ++kt;
     for (int64_t t = t0; t < t1; ++t)

@@ -25,6 +25,18 @@ void CpuOps::attention(const float* q, const float* const* keys, int64_t n_keys,
   cpu::attention(q, keys, n_keys, sink, n_head, head_dim, scale, out, pool_.get());
 }
 
+void CpuOps::parallel_rows(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (n == 1 || pool_->n_threads() == 1) return fn(0, n);  // decode: no wake-up for one row
+  pool_->parallel_ranges(n, [&](int64_t begin, int64_t end, int) { fn(begin, end); });
+}
+
+void CpuOps::rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps, float* y) {
+  parallel_rows(n_tok, [&](int64_t t0, int64_t t1) {
+    RefOps::rms_norm(x + t0 * n, weight, t1 - t0, n, eps, y + t0 * n);
+  });
+}
+
 void CpuOps::index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys,
                           int64_t n_keys, int64_t dim, float* score) {
   cpu::index_scores(q, head_weight, n_head, keys, n_keys, dim, score, pool_.get());

@@ -774,9 +774,11 @@ void PrepX(const WeightView& w, const float* x, int64_t n_tok, float* xa) {
   }
 }
 
+// Grows only: resize() to a larger size zero-fills the new tail even within capacity,
+// and products of alternating sizes paid that memset on every call.
 template <class T>
 T* AlignedScratch(std::vector<T>& v, int64_t n) {
-  v.resize(size_t(n) + 64 / sizeof(T));
+  if (v.size() < size_t(n) + 64 / sizeof(T)) v.resize(size_t(n) + 64 / sizeof(T));
   T* p = v.data();
   while (reinterpret_cast<uintptr_t>(p) % 64 != 0) ++p;
   return p;
@@ -940,8 +942,9 @@ HWY_EXPORT(TargetNameImpl);
 namespace {
 
 // Fast numerics: the activations of a product rounded with round_bf16_ftz, into dst.
+// dst only grows (see AlignedScratch).
 const float* rounded(const float* x, int64_t n, std::vector<float>& dst) {
-  dst.resize(size_t(n));
+  if (dst.size() < size_t(n)) dst.resize(size_t(n));
   for (int64_t i = 0; i < n; ++i) dst[size_t(i)] = round_bf16_ftz(x[i]);
   return dst.data();
 }
