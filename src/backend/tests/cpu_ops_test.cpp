@@ -2,6 +2,7 @@
 // and binary can run, on odd shapes and on the real V4-Flash shapes.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -228,6 +229,32 @@ TEST(CpuOps, NameAndThreads) {
   EXPECT_EQ(ops->threads(), 1);
   EXPECT_GE(make_ops("cpu")->threads(), 1);
   EXPECT_EQ(make_ops("ref")->threads(), 1);
+}
+
+// parallel_rows hands out every index of [0, n) exactly once, in ranges, for any n
+// and thread count; the pooled RMS norm equals the reference's bit for bit.
+TEST(CpuOps, ParallelRowsCoverEachIndexOnce) {
+  for (int threads : {1, 2, 3}) {
+    CpuOps ops(threads);
+    for (int64_t n : {0, 1, 2, 5, 1000}) {
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      ops.parallel_rows(n, [&](int64_t b, int64_t e) {
+        ASSERT_LE(0, b);
+        ASSERT_LT(b, e);
+        ASSERT_LE(e, n);
+        for (int64_t i = b; i < e; ++i) hits[size_t(i)].fetch_add(1);
+      });
+      for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[size_t(i)].load(), 1) << "n " << n << " index " << i;
+    }
+  }
+  CpuOps cpu(3);
+  RefOps ref;
+  const int64_t n_tok = 7, n = 300;
+  const std::vector<float> x = random_x(n_tok * n, 41), wt = random_x(n, 42);
+  std::vector<float> y_cpu(size_t(n_tok * n)), y_ref(size_t(n_tok * n));
+  cpu.rms_norm(x.data(), wt.data(), n_tok, n, 1e-6f, y_cpu.data());
+  ref.rms_norm(x.data(), wt.data(), n_tok, n, 1e-6f, y_ref.data());
+  for (size_t i = 0; i < y_cpu.size(); ++i) ASSERT_EQ(y_cpu[i], y_ref[i]) << i;
 }
 
 // ------------------------------------------------------------------- odd shapes
