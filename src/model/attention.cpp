@@ -63,7 +63,7 @@ void rope_rows(backend::Ops& ops, const Rope& rope, float* v, const std::vector<
                int64_t dim, bool inverse) {
   ops.parallel_rows(int64_t(pos.size()), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t)
-      for (int64_t h = 0; h < n_vec; ++h) rope.apply(v + (t * n_vec + h) * dim, dim, pos[size_t(t)], inverse);
+      rope.apply_all(v + t * n_vec * dim, n_vec, dim, pos[size_t(t)], inverse);
   });
 }
 

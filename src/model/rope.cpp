@@ -33,6 +33,26 @@ Rope::Rope(const io::Config& c, double theta, bool yarn) : rope_dim_(c.rope_dim)
   }
 }
 
+void Rope::apply_all(float* x, int64_t n_vec, int64_t dim, int64_t pos, bool inverse) const {
+  const size_t n_pair = inv_freq_.size();
+  thread_local std::vector<double> cs, sn;  // [n_pair] each
+  cs.resize(n_pair);
+  sn.resize(n_pair);
+  for (size_t i = 0; i < n_pair; ++i) {
+    const double angle = double(pos) * inv_freq_[i];
+    cs[i] = std::cos(angle);
+    sn[i] = inverse ? -std::sin(angle) : std::sin(angle);
+  }
+  for (int64_t v = 0; v < n_vec; ++v) {
+    float* r = x + v * dim + (dim - rope_dim_);
+    for (size_t i = 0; i < n_pair; ++i) {
+      const double a = r[2 * i], b = r[2 * i + 1];
+      r[2 * i] = float(a * cs[i] - b * sn[i]);
+      r[2 * i + 1] = float(a * sn[i] + b * cs[i]);
+    }
+  }
+}
+
 void Rope::apply(float* x, int64_t dim, int64_t pos, bool inverse) const {
   float* r = x + (dim - rope_dim_);
   for (size_t i = 0; i < inv_freq_.size(); ++i) {

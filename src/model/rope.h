@@ -21,6 +21,9 @@ class Rope {
 
   // Rotates the last rope_dim channels of x[0..dim) by position pos (inverse: by -pos).
   void apply(float* x, int64_t dim, int64_t pos, bool inverse = false) const;
+  // The same rotation of n_vec vectors x[n_vec, dim] at one position: the cosines and
+  // sines are computed once for all of them (a query's 64 heads), same values as apply.
+  void apply_all(float* x, int64_t n_vec, int64_t dim, int64_t pos, bool inverse = false) const;
 
  private:
   int64_t rope_dim_;

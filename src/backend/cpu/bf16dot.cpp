@@ -57,6 +57,16 @@ struct Fp8Table {
 const Fp8Table kFp8Table;
 constexpr uint8_t kFp8MaxScale = 127 + 118;  // |E4M3| <= 448 < 2^9: larger scales overflow
 
+// Every cache line of [p, p + n) into L1: the FP4 scale bytes of a row some rows ahead
+// (a 4096-wide row's 128 scale bytes are two lines, a separate stream from the weights
+// that the decode kernel otherwise meets as a demand miss per row).
+constexpr int64_t kPrefetchScaleRows = 8;  // as the exact kernels (matmul.cpp)
+DSV4_BF16_TARGET inline void prefetch_lines(const uint8_t* p, int64_t n) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  for (uintptr_t l = a & ~uintptr_t(63); l < a + uintptr_t(n); l += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(l), _MM_HINT_T0);
+}
+
 // True when every byte of [p, p + n) lies in [1, kFp4MaxScale].
 DSV4_BF16_TARGET bool fp4_scales_ok(const uint8_t* p, int64_t n) {
   __mmask64 bad = 0;
@@ -98,6 +108,7 @@ DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t 
     wr[k] = w.data + (r + k) * (n / 2);
     sr[k] = w.scale + (r + k) * (n / 32);
     if (!fp4_scales_ok(sr[k], n / 32)) return false;
+    if (T == 1) prefetch_lines(sr[k] + kPrefetchScaleRows * (n / 32), n / 32);
   }
   const __m512i lut = _mm512_load_si512(kFp4Table.bits);
   const __m512i sidx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);

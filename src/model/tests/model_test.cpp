@@ -19,6 +19,7 @@
 #include "model/hyper_connection.h"
 #include "model/inventory.h"
 #include "model/model.h"
+#include "model/rope.h"
 #include "model/tiny_model.h"
 
 namespace dsv4::model {
@@ -198,6 +199,27 @@ TEST(TinyModel, UsesEveryFp4CodeAndVariedScales) {
 }
 
 TEST(TinyModel, UnknownPresetIsAnError) { EXPECT_THROW(tiny_config("huge"), Error); }
+
+// Rotating all heads of a position at once gives the per-vector rotation's bits.
+TEST(Rope, ApplyAllEqualsApplyPerVector) {
+  const io::Config cfg = tiny_config("tiny");
+  for (bool yarn : {false, true}) {
+    const Rope rope(cfg, 10000.0, yarn);
+    const int64_t n_vec = 5, dim = cfg.head_dim;
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd;
+    std::vector<float> a(size_t(n_vec * dim));
+    for (auto& v : a) v = nd(rng);
+    for (bool inverse : {false, true})
+      for (int64_t pos : {int64_t(0), int64_t(3), int64_t(70001)}) {
+        std::vector<float> one = a, all = a;
+        for (int64_t v = 0; v < n_vec; ++v) rope.apply(one.data() + v * dim, dim, pos, inverse);
+        rope.apply_all(all.data(), n_vec, dim, pos, inverse);
+        ASSERT_EQ(0, std::memcmp(one.data(), all.data(), one.size() * sizeof(float))) << pos << " " << inverse;
+        if (pos != 0) EXPECT_NE(0, std::memcmp(one.data(), a.data(), a.size() * sizeof(float)));  // it rotated
+      }
+  }
+}
 
 // --- broken checkpoints: one clear error naming the file and tensor ------------------
 
