@@ -131,13 +131,18 @@ void ensure_model(const std::string& dir, int64_t layers) {
 void fill_state(const io::Config& c, kv::SequenceState& st, int64_t ctx, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> d(0.0f, 1.0f);
-  // Capacity for the steps to come, as a real prefill leaves it (std::vector growth):
-  // otherwise the first compressed entry of every round reallocates and copies the whole
-  // cache (16 MB per CSA layer at ctx 32768) inside the timed steps.
   auto fill = [&](std::vector<float>& v, size_t n) {
-    v.reserve(2 * n + 4096);
     v.resize(n);
     for (auto& x : v) x = d(rng);
+  };
+  // Compressed entries go into chunked stores (kv::RowStore): appending during the timed
+  // steps never copies the history, as in a real decode.
+  auto fill_rows = [&](kv::RowStore& s, int64_t rows) {
+    std::vector<float> row(static_cast<size_t>(s.width()));
+    for (int64_t r = 0; r < rows; ++r) {
+      for (auto& x : row) x = d(rng);
+      s.append(row.data());
+    }
   };
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const int64_t ratio = c.compress_ratio(l);
@@ -145,10 +150,10 @@ void fill_state(const io::Config& c, kv::SequenceState& st, int64_t ctx, uint64_
     fill(ls.ring, size_t(c.sliding_window * c.head_dim));
     if (ratio == 0) continue;
     check(ctx % ratio == 0, "--ctx must be a multiple of every compress ratio (" + std::to_string(ratio) + ")");
-    fill(ls.comp_kv, size_t(ctx / ratio * c.head_dim));
+    fill_rows(ls.comp_kv, ctx / ratio);
     ls.compressor.n_entries = ctx / ratio;
     if (ratio != 4) continue;
-    fill(ls.index_keys, size_t(ctx / 4 * c.index_head_dim));
+    fill_rows(ls.index_keys, ctx / 4);
     ls.index_compressor.n_entries = ctx / 4;
   }
   st.n_past = ctx;

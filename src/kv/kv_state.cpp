@@ -21,7 +21,7 @@ static int64_t vec_bytes(const std::vector<float>& v) { return int64_t(v.capacit
 int64_t SequenceState::bytes() const {
   int64_t total = 0;
   for (const auto& l : layers) {
-    total += vec_bytes(l.ring) + vec_bytes(l.comp_kv) + vec_bytes(l.index_keys);
+    total += vec_bytes(l.ring) + l.comp_kv.bytes() + l.index_keys.bytes();
     for (const auto* c : {&l.compressor, &l.index_compressor})
       total += vec_bytes(c->cur_kv) + vec_bytes(c->cur_score) + vec_bytes(c->prev_kv) + vec_bytes(c->prev_score);
   }

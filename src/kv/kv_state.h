@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kv/row_store.h"
+
 namespace dsv4::kv {
 
 // A compressor's pending tokens. Rows are per slot in the block (slot = pos % ratio):
@@ -31,9 +33,9 @@ struct LayerState {
   int64_t head_dim = 0;
   std::vector<float> ring;           // [W, head_dim]: the token at position p lives in row p % W
   CompressorState compressor;        // ratio != 0
-  std::vector<float> comp_kv;        // [n_entries, head_dim] compressed KV entries
+  RowStore comp_kv;                  // [n_entries, head_dim] compressed KV entries
   CompressorState index_compressor;  // ratio == 4
-  std::vector<float> index_keys;     // [n_entries, index_head_dim] indexer keys
+  RowStore index_keys;               // [n_entries, index_head_dim] indexer keys
 };
 
 // State of one sequence: all main layers, then the MTP blocks.

@@ -117,8 +117,8 @@ void init_layer_state(const io::Config& c, int64_t ratio, kv::LayerState& st) {
   st.window = c.sliding_window;
   st.head_dim = c.head_dim;
   st.ring.assign(size_t(c.sliding_window * c.head_dim), 0.0f);
-  st.comp_kv.clear();
-  st.index_keys.clear();
+  st.comp_kv.clear(c.head_dim);
+  st.index_keys.clear(c.index_head_dim);
   st.compressor = {};
   st.index_compressor = {};
   if (ratio != 0) st.compressor.init(ratio, (ratio == 4 ? 2 : 1) * c.head_dim, ratio == 4);
@@ -127,7 +127,7 @@ void init_layer_state(const io::Config& c, int64_t ratio, kv::LayerState& st) {
 
 void compress_tokens(backend::Ops& ops, const io::Config& c, const CompressorWeights& w, const Rope& rope,
                      kv::CompressorState& st, const float* kv, const float* score, int64_t n_tok, int64_t start_pos,
-                     std::vector<float>& entries) {
+                     kv::RowStore& entries) {
   const int64_t width = st.row_width, ratio = w.ratio, dim = w.dim;
   std::vector<float> entry(static_cast<size_t>(dim));
   for (int64_t t = 0; t < n_tok; ++t) {
@@ -142,7 +142,7 @@ void compress_tokens(backend::Ops& ops, const io::Config& c, const CompressorWei
     pool_entry(st, dim, w.overlap, entry.data());
     ops.rms_norm(entry.data(), w.norm.data(), 1, dim, float(c.rms_norm_eps), entry.data());
     rope.apply(entry.data(), dim, ratio * j);
-    entries.insert(entries.end(), entry.begin(), entry.end());
+    entries.append(entry.data());
     st.n_entries = j + 1;
     if (w.overlap) {
       st.prev_kv = st.cur_kv;
@@ -243,13 +243,14 @@ void attention_forward(backend::Ops& ops, const io::Config& c, const AttentionWe
         const int64_t n_visible = (p + 1) / w.ratio;  // complete entries only
         if (w.ratio == 4) {
           scores.resize(size_t(n_visible));
-          ops.index_scores(iq + row * IH * ID, iw + row * IH, IH, st.index_keys.data(), n_visible, ID,
-                           scores.data());
+          st.index_keys.for_each_run(0, n_visible, [&](int64_t first, int64_t n, const float* keys_run) {
+            ops.index_scores(iq + row * IH * ID, iw + row * IH, IH, keys_run, n, ID, scores.data() + first);
+          });
           std::vector<int32_t> chosen = top_k_entries(scores.data(), n_visible, c.index_topk);
-          for (int32_t j : chosen) keys.push_back(st.comp_kv.data() + int64_t(j) * hd);
+          for (int32_t j : chosen) keys.push_back(st.comp_kv.row(j));
           if (s.trace) s.trace->index_topk[size_t(t)] = std::move(chosen);
         } else {
-          for (int64_t j = 0; j < n_visible; ++j) keys.push_back(st.comp_kv.data() + j * hd);
+          for (int64_t j = 0; j < n_visible; ++j) keys.push_back(st.comp_kv.row(j));
         }
       }
       ops.attention(q + row * H * hd, keys.data(), int64_t(keys.size()), w.sink.data(), H, hd, scale,

@@ -28,7 +28,7 @@ void init_layer_state(const io::Config& c, int64_t ratio, kv::LayerState& st);
 //   entries: [n_entries, w.dim], grows.
 void compress_tokens(backend::Ops& ops, const io::Config& c, const CompressorWeights& w, const Rope& rope,
                      kv::CompressorState& st, const float* kv, const float* score, int64_t n_tok, int64_t start_pos,
-                     std::vector<float>& entries);
+                     kv::RowStore& entries);
 
 // Indexer top-k: the k highest-scoring entries, ties to the lower index, returned sorted
 // ascending. scores: [n]. k is clamped to n.

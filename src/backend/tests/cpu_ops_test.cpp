@@ -548,6 +548,23 @@ TEST(CpuIndexScores, OddShapesEveryIsa) {
   }
 }
 
+// A key's score does not depend on the other keys of the call: the model scores chunked
+// key stores (kv::RowStore) run by run and relies on getting the one-call bits.
+TEST(CpuIndexScores, RunsEqualOneCallEveryIsa) {
+  const int64_t n_head = 64, dim = 128, n_keys = 300;
+  const std::vector<float> q = random_x(n_head * dim, 71), hw = random_x(n_head, 72), keys = random_x(n_keys * dim, 73);
+  CpuOps ops(2);
+  for_each_isa([&](const std::string& isa) {
+    std::vector<float> whole(static_cast<size_t>(n_keys)), runs(static_cast<size_t>(n_keys));
+    ops.index_scores(q.data(), hw.data(), n_head, keys.data(), n_keys, dim, whole.data());
+    const int64_t bounds[] = {0, 37, 101, 256, n_keys};  // runs of odd lengths
+    for (int i = 0; i + 1 < 5; ++i)
+      ops.index_scores(q.data(), hw.data(), n_head, keys.data() + bounds[i] * dim, bounds[i + 1] - bounds[i], dim,
+                       runs.data() + bounds[i]);
+    for (int64_t j = 0; j < n_keys; ++j) ASSERT_EQ(whole[size_t(j)], runs[size_t(j)]) << "key " << j << " isa " << isa;
+  });
+}
+
 TEST(CpuIndexScores, RealShapeEveryIsa) {
   CpuOps ops(2);
   for_each_isa([&](const std::string&) {

@@ -170,14 +170,14 @@ TEST_P(GoldenTest, PrefillLogitsHiddenRoutesAndIndexer) {
     }
     if (exists("compressed_kv_layer" + L)) {
       const std::vector<float> want = floats("compressed_kv_layer" + L);
-      const auto& got = st.layers[size_t(l)].comp_kv;
+      const std::vector<float> got = st.layers[size_t(l)].comp_kv.to_vector();
       ASSERT_EQ(got.size(), want.size()) << "compressed_kv_layer" << l;
       const ErrorStats s = compare(got.data(), want.data(), int64_t(want.size()));
       EXPECT_LE(s.rms / s.ref_rms, kCompressedRelRms) << "compressed_kv_layer" << l;
     }
     if (exists("indexer_compressed_k_layer" + L)) {
       const std::vector<float> want = floats("indexer_compressed_k_layer" + L);
-      const auto& got = st.layers[size_t(l)].index_keys;
+      const std::vector<float> got = st.layers[size_t(l)].index_keys.to_vector();
       ASSERT_EQ(got.size(), want.size()) << "indexer_compressed_k_layer" << l;
       const ErrorStats s = compare(got.data(), want.data(), int64_t(want.size()));
       EXPECT_LE(s.rms / s.ref_rms, kCompressedRelRms) << "indexer_compressed_k_layer" << l;

@@ -216,7 +216,9 @@ TEST(Rope, ApplyAllEqualsApplyPerVector) {
         for (int64_t v = 0; v < n_vec; ++v) rope.apply(one.data() + v * dim, dim, pos, inverse);
         rope.apply_all(all.data(), n_vec, dim, pos, inverse);
         ASSERT_EQ(0, std::memcmp(one.data(), all.data(), one.size() * sizeof(float))) << pos << " " << inverse;
-        if (pos != 0) EXPECT_NE(0, std::memcmp(one.data(), a.data(), a.size() * sizeof(float)));  // it rotated
+        if (pos != 0) {
+          EXPECT_NE(0, std::memcmp(one.data(), a.data(), a.size() * sizeof(float)));  // it rotated
+        }
       }
   }
 }
