@@ -66,6 +66,40 @@ void sinkhorn(double* comb, int64_t hc, int64_t iters, double eps) {
   }
 }
 
+namespace {
+
+// One token of hc_pre: its pre/post/comb mixing weights from its row of mixes, and the
+// collapsed input x_t. pre, comb: [hc], [hc * hc] scratch of the calling thread.
+void hc_pre_token(const io::Config& c, const HcWeights& w, const float* m, const float* streams_t, int64_t t,
+                  double* pre, double* comb, float* x_t, HcMix& mix) {
+  const int64_t hc = c.hc_mult;
+  for (int64_t j = 0; j < hc; ++j) {
+    pre[j] = sigmoid(double(m[j]) * w.scale[0] + w.base[size_t(j)]) + c.hc_eps;
+    mix.post[size_t(t * hc + j)] = float(2.0 * sigmoid(double(m[hc + j]) * w.scale[1] + w.base[size_t(hc + j)]));
+  }
+  for (int64_t i = 0; i < hc * hc; ++i) comb[i] = double(m[2 * hc + i]) * w.scale[2] + w.base[size_t(2 * hc + i)];
+  sinkhorn(comb, hc, c.hc_sinkhorn_iters, c.hc_eps);
+  for (int64_t i = 0; i < hc * hc; ++i) mix.comb[size_t(t * hc * hc + i)] = float(comb[i]);
+  collapse(pre, streams_t, hc, c.n_embd, x_t);
+}
+
+// One token of hc_post: out_t[k,:] = post[k] * f_t + sum_j comb[j,k] * res_t[j,:].
+void hc_post_token(const io::Config& c, const float* f_t, const float* res_t, const float* comb, const float* post,
+                   float* out_t) {
+  const int64_t hc = c.hc_mult, d = c.n_embd;
+  for (int64_t k = 0; k < hc; ++k) {
+    float* o = out_t + k * d;
+    for (int64_t i = 0; i < d; ++i) {
+      double acc = double(post[k]) * double(f_t[i]);
+      for (int64_t j = 0; j < hc; ++j) acc += double(comb[j * hc + k]) * double(res_t[j * d + i]);
+      o[i] = float(acc);
+    }
+  }
+}
+
+}  // namespace
+
+// Tokens are independent: they are split over the backend's threads (parallel_rows).
 void hc_pre(backend::Ops& ops, const io::Config& c, const HcWeights& w, const float* streams,
             int64_t n_tok, float* x, HcMix& mix) {
   const int64_t hc = c.hc_mult, n_mix = w.fn.n_out;
@@ -73,19 +107,10 @@ void hc_pre(backend::Ops& ops, const io::Config& c, const HcWeights& w, const fl
   mix.post.resize(size_t(n_tok * hc));
   mix.comb.resize(size_t(n_tok * hc * hc));
   ops.parallel_rows(n_tok, [&](int64_t t0, int64_t t1) {
-  std::vector<double> pre(static_cast<size_t>(hc)), comb(size_t(hc * hc));
-  for (int64_t t = t0; t < t1; ++t) {
-    const float* m = mixes.data() + t * n_mix;
-    for (int64_t j = 0; j < hc; ++j) {
-      pre[size_t(j)] = sigmoid(double(m[j]) * w.scale[0] + w.base[size_t(j)]) + c.hc_eps;
-      mix.post[size_t(t * hc + j)] = float(2.0 * sigmoid(double(m[hc + j]) * w.scale[1] + w.base[size_t(hc + j)]));
-    }
-    for (int64_t i = 0; i < hc * hc; ++i)
-      comb[size_t(i)] = double(m[2 * hc + i]) * w.scale[2] + w.base[size_t(2 * hc + i)];
-    sinkhorn(comb.data(), hc, c.hc_sinkhorn_iters, c.hc_eps);
-    for (int64_t i = 0; i < hc * hc; ++i) mix.comb[size_t(t * hc * hc + i)] = float(comb[size_t(i)]);
-    collapse(pre.data(), streams + t * hc * c.n_embd, hc, c.n_embd, x + t * c.n_embd);
-  }
+    std::vector<double> pre(static_cast<size_t>(hc)), comb(size_t(hc * hc));
+    for (int64_t t = t0; t < t1; ++t)
+      hc_pre_token(c, w, mixes.data() + t * n_mix, streams + t * hc * c.n_embd, t, pre.data(), comb.data(),
+                   x + t * c.n_embd, mix);
   });
 }
 
@@ -93,19 +118,9 @@ void hc_post(backend::Ops& ops, const io::Config& c, const float* f, const float
              int64_t n_tok, float* out) {
   const int64_t hc = c.hc_mult, d = c.n_embd;
   ops.parallel_rows(n_tok, [&](int64_t t0, int64_t t1) {
-  for (int64_t t = t0; t < t1; ++t) {
-    const float* comb = mix.comb.data() + t * hc * hc;
-    const float* res = residual + t * hc * d;
-    for (int64_t k = 0; k < hc; ++k) {
-      const double post = mix.post[size_t(t * hc + k)];
-      float* o = out + (t * hc + k) * d;
-      for (int64_t i = 0; i < d; ++i) {
-        double acc = post * double(f[t * d + i]);
-        for (int64_t j = 0; j < hc; ++j) acc += double(comb[j * hc + k]) * double(res[j * d + i]);
-        o[i] = float(acc);
-      }
-    }
-  }
+    for (int64_t t = t0; t < t1; ++t)
+      hc_post_token(c, f + t * d, residual + t * hc * d, mix.comb.data() + t * hc * hc, mix.post.data() + t * hc,
+                    out + t * hc * d);
   });
 }
 
