@@ -26,7 +26,7 @@ namespace dsv4::backend::cpu::bf16dot {
 namespace {
 
 constexpr int kTokTile = 4;          // tokens sharing one decode of a weight chunk
-constexpr int kDecodeRows = 4;       // BF16 rows per step when there is one token
+constexpr int kDecodeRows = 4;       // BF16 / FP8 rows per step when there is one token
 constexpr int64_t kPrefetchBytes = 16384;  // as the exact kernels (matmul.cpp)
 constexpr uint8_t kFp4MaxScale = 127 + 124;  // larger E8M0 bytes overflow some weights
 

@@ -2,10 +2,11 @@
 // activations are bfloat16 (already rounded with round_bf16_ftz), BF16, FP4 E2M1 and
 // FP8 E4M3 weights are exact in bfloat16, each product is exact and the sums are fp32.
 //
-// Compiled on its own with -mavx512bf16 (Highway 1.0 has no target with it); call
-// nothing here unless available() is true. The driver in matmul.cpp uses it on the
-// avx512 target for BF16 and FP4 weights; every other case runs the exact kernels on the
-// rounded activations, which is the same arithmetic up to the order of the fp32 sums.
+// Its functions carry AVX-512 BF16 target attributes (Highway 1.0 has no target with
+// it); call nothing here unless available() is true. The driver in matmul.cpp uses it on
+// the avx512 target for the weights handles() accepts (BF16, FP4, FP8 with VBMI); every
+// other case runs the exact kernels on the rounded activations, which is the same
+// arithmetic up to the order of the fp32 sums.
 #pragma once
 
 #include <cstdint>
@@ -36,7 +37,8 @@ void prep(const WeightView& w, const float* x, uint16_t* xb);
 //   xb [n_tok, ldxb] from prep, xr [n_tok, w.n_in] the same rounded activations as
 //   floats (for tails and for rows whose scales need the exact scalar path).
 // Each (row, token) is summed in the same order whatever n_tok and [r0, r1): batch
-// invariant like the exact kernels.
+// invariant like the exact kernels. With more than 4 tokens FP8 rows are decoded once per
+// row block into a bf16 panel whose kernel repeats the same steps (see bf16dot.cpp).
 void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t n_tok, float* y,
           int64_t r0, int64_t r1);
 
