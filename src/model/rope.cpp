@@ -53,15 +53,6 @@ void Rope::apply_all(float* x, int64_t n_vec, int64_t dim, int64_t pos, bool inv
   }
 }
 
-void Rope::apply(float* x, int64_t dim, int64_t pos, bool inverse) const {
-  float* r = x + (dim - rope_dim_);
-  for (size_t i = 0; i < inv_freq_.size(); ++i) {
-    const double angle = double(pos) * inv_freq_[i];
-    const double cs = std::cos(angle), sn = inverse ? -std::sin(angle) : std::sin(angle);
-    const double a = r[2 * i], b = r[2 * i + 1];
-    r[2 * i] = float(a * cs - b * sn);
-    r[2 * i + 1] = float(a * sn + b * cs);
-  }
-}
+void Rope::apply(float* x, int64_t dim, int64_t pos, bool inverse) const { apply_all(x, 1, dim, pos, inverse); }
 
 }  // namespace dsv4::model

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/aligned_scratch.h"
+
 namespace dsv4::model {
 
 enum class ScratchId {
@@ -41,8 +43,7 @@ enum class ScratchId {
 template <ScratchId Id, class T = float>
 T* scratch(int64_t n) {
   thread_local std::vector<T> buf;
-  if (buf.size() < size_t(n)) buf.resize(size_t(n));
-  return buf.data();
+  return aligned_scratch(buf, n);
 }
 
 }  // namespace dsv4::model

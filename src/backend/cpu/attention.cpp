@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "backend/cpu/kernels.h"
+#include "core/aligned_scratch.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace dsv4::backend::cpu {
@@ -123,10 +124,9 @@ void AttentionImpl(const float* q, const float* const* keys, int64_t n_keys, con
   const int64_t n_groups = (n_head + kHeads - 1) / kHeads;
   auto group = [&](int64_t g) {
     thread_local std::vector<float> logit;
-    if (logit.size() < size_t(kHeads * n_keys)) logit.resize(size_t(kHeads * n_keys));  // grows only: no memset
+    float* l = aligned_scratch(logit, kHeads * n_keys);
     const int64_t h0 = g * kHeads;
-    AttnHeads(q, keys, n_keys, sink, h0, int(std::min<int64_t>(kHeads, n_head - h0)), hd, scale, out,
-              logit.data());
+    AttnHeads(q, keys, n_keys, sink, h0, int(std::min<int64_t>(kHeads, n_head - h0)), hd, scale, out, l);
   };
   if (pool != nullptr && pool->n_threads() > 1 && n_groups > 1 && n_head * n_keys * hd >= (int64_t(1) << 16)) {
     pool->parallel_chunks(n_groups, 1, [&](int64_t g0, int64_t g1, int) {
@@ -181,9 +181,7 @@ void IndexScoresImpl(const float* q, const float* head_weight, int64_t n_head, c
   const int64_t n_tiles = (n_keys + L - 1) / L;
   auto tiles = [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> kt_buf;
-    if (kt_buf.size() < size_t(dim * L + 16)) kt_buf.resize(size_t(dim * L + 16));
-    float* kt = kt_buf.data();
-    while (reinterpret_cast<uintptr_t>(kt) % 64 != 0) ++kt;
+    float* kt = aligned_scratch(kt_buf, dim * L);
     for (int64_t t = t0; t < t1; ++t)
       IndexTile(q, head_weight, n_head, keys, t * L, std::min(L, n_keys - t * L), dim, kt, score);
   };

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backend/cpu/exact_row.h"
+#include "core/aligned_scratch.h"
 #include "core/dtype.h"
 
 #define DSV4_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi,fma")))
@@ -56,6 +57,32 @@ struct Fp8Table {
 };
 const Fp8Table kFp8Table;
 constexpr uint8_t kFp8MaxScale = 127 + 118;  // |E4M3| <= 448 < 2^9: larger scales overflow
+
+// True when the row's block scales [sr, sr + nb) all have a vector path.
+inline bool fp8_scales_ok(const uint8_t* sr, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b)
+    if (sr[b] < 1 || sr[b] > kFp8MaxScale) return false;
+  return true;
+}
+
+// The lookup tables in registers, and one 64-byte chunk of E4M3 codes decoded: two byte
+// permutes give the high and low bytes of 64 bf16 weights (the sign joins the high
+// byte), two byte unpacks make them words: run A holds columns 16L+i, run B columns
+// 16L+8+i (L = 128-bit lane, i < 8), matched by prep. NaN codes come out as bf16 NaN.
+struct Fp8Decoder {
+  __m512i th0, th1, tl0, tl1, sign;
+};
+DSV4_BF16_TARGET inline Fp8Decoder fp8_decoder() {
+  return {_mm512_load_si512(kFp8Table.hi), _mm512_load_si512(kFp8Table.hi + 64), _mm512_load_si512(kFp8Table.lo),
+          _mm512_load_si512(kFp8Table.lo + 64), _mm512_set1_epi8(char(0x80))};
+}
+DSV4_BF16_TARGET inline void fp8_decode(const Fp8Decoder& d, const uint8_t* p, __m512i& run_a, __m512i& run_b) {
+  const __m512i v = _mm512_loadu_si512(p);
+  const __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(d.th0, v, d.th1), v, d.sign, 0xF8);  // A | (B & C)
+  const __m512i lo = _mm512_permutex2var_epi8(d.tl0, v, d.tl1);
+  run_a = _mm512_unpacklo_epi8(lo, hi);
+  run_b = _mm512_unpackhi_epi8(lo, hi);
+}
 
 // Every cache line of [p, p + n) into L1: the FP4 scale bytes of a row some rows ahead
 // (a 4096-wide row's 128 scale bytes are two lines, a separate stream from the weights
@@ -195,10 +222,7 @@ DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t
 }
 
 // FP8 E4M3 rows r .. r+R-1 (128x128 scale blocks), tokens t0 .. t0+T-1, n_in a multiple
-// of 64. Per 64-byte chunk: two byte permutes give the high and low bytes of 64 bf16
-// weights (the sign joins the high byte), two byte unpacks make them words: run A holds
-// columns 16L+i, run B columns 16L+8+i (L = 128-bit lane, i < 8), matched by prep.
-// Per (row, token): p sums the block's dot products, then one FMA with the block scale,
+// of 64, each 64-byte chunk decoded by fp8_decode. Per (row, token): p sums the block's dot products, then one FMA with the block scale,
 // in the same order for every R and T. NaN codes come out as bf16 NaN, as in the oracle.
 // Returns false (nothing written) when a row's scales need the scalar path.
 template <int R, int T>
@@ -210,12 +234,9 @@ DSV4_BF16_TARGET bool fp8_rows(const WeightView& w, const uint16_t* xb, int64_t 
   for (int k = 0; k < R; ++k) {
     wr[k] = w.data + (r + k) * n;
     sr[k] = w.scale + ((r + k + w.row_offset) / 128) * nb;
-    for (int64_t b = 0; b < nb; ++b)
-      if (sr[k][b] < 1 || sr[k][b] > kFp8MaxScale) return false;
+    if (!fp8_scales_ok(sr[k], nb)) return false;
   }
-  const __m512i th0 = _mm512_load_si512(kFp8Table.hi), th1 = _mm512_load_si512(kFp8Table.hi + 64);
-  const __m512i tl0 = _mm512_load_si512(kFp8Table.lo), tl1 = _mm512_load_si512(kFp8Table.lo + 64);
-  const __m512i sign = _mm512_set1_epi8(char(0x80));
+  const Fp8Decoder dec = fp8_decoder();
   __m512 acc[R][T];
   for (int k = 0; k < R; ++k)
     for (int t = 0; t < T; ++t) acc[k][t] = _mm512_setzero_ps();
@@ -226,10 +247,9 @@ DSV4_BF16_TARGET bool fp8_rows(const WeightView& w, const uint16_t* xb, int64_t 
     for (int64_t c = b * 128; c < std::min(n, b * 128 + 128); c += 64) {
       for (int k = 0; k < R; ++k) {
         if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + kPrefetchBytes), _MM_HINT_NTA);
-        const __m512i v = _mm512_loadu_si512(wr[k] + c);
-        const __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(th0, v, th1), v, sign, 0xF8);  // A | (B & C)
-        const __m512i lo = _mm512_permutex2var_epi8(tl0, v, tl1);
-        const __m512bh wa = as_bh(_mm512_unpacklo_epi8(lo, hi)), wb = as_bh(_mm512_unpackhi_epi8(lo, hi));
+        __m512i run_a, run_b;
+        fp8_decode(dec, wr[k] + c, run_a, run_b);
+        const __m512bh wa = as_bh(run_a), wb = as_bh(run_b);
         for (int t = 0; t < T; ++t) {
           const uint16_t* xc = xb + (t0 + t) * ldxb + c;
           p[k][t] = _mm512_dpbf16_ps(p[k][t], wa, load_bh(xc));
@@ -324,17 +344,13 @@ DSV4_BF16_TARGET bool decode_fp8_row(const WeightView& w, int64_t r, uint16_t* p
   const int64_t n = w.n_in, nb = (n + 127) / 128;
   const uint8_t* wr = w.data + r * n;
   const uint8_t* sr = w.scale + ((r + w.row_offset) / 128) * nb;
-  for (int64_t b = 0; b < nb; ++b)
-    if (sr[b] < 1 || sr[b] > kFp8MaxScale) return false;
-  const __m512i th0 = _mm512_load_si512(kFp8Table.hi), th1 = _mm512_load_si512(kFp8Table.hi + 64);
-  const __m512i tl0 = _mm512_load_si512(kFp8Table.lo), tl1 = _mm512_load_si512(kFp8Table.lo + 64);
-  const __m512i sign = _mm512_set1_epi8(char(0x80));
+  if (!fp8_scales_ok(sr, nb)) return false;
+  const Fp8Decoder dec = fp8_decoder();
   for (int64_t c = 0; c < n; c += 64) {
-    const __m512i v = _mm512_loadu_si512(wr + c);
-    const __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(th0, v, th1), v, sign, 0xF8);
-    const __m512i lo = _mm512_permutex2var_epi8(tl0, v, tl1);
-    _mm512_store_si512(pw + c, _mm512_unpacklo_epi8(lo, hi));
-    _mm512_store_si512(pw + c + 32, _mm512_unpackhi_epi8(lo, hi));
+    __m512i run_a, run_b;
+    fp8_decode(dec, wr + c, run_a, run_b);
+    _mm512_store_si512(pw + c, run_a);
+    _mm512_store_si512(pw + c + 32, run_b);
   }
   for (int64_t b = 0; b < nb; ++b)
     _mm512_store_ps(sc + b * 16, _mm512_castsi512_ps(_mm512_set1_epi32(int32_t(uint32_t(sr[b]) << 23))));
@@ -385,14 +401,6 @@ DSV4_BF16_TARGET void panel_tile(const WeightView& w, const PanelShape& sh, cons
       panel_rows<1, T>(w, sh, pw + i * sh.words, sc + i * sh.scales, xb, ldxb, t0, y, r);
     }
   }
-}
-
-// 64-byte aligned scratch of the calling thread.
-template <class E>
-E* aligned_scratch(std::vector<E>& v, int64_t n) {
-  const int64_t pad = 64 / int64_t(sizeof(E));
-  if (int64_t(v.size()) < n + pad) v.resize(size_t(n + pad));
-  return reinterpret_cast<E*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
 }
 
 // Rows [r0, r1) of an FP8 product with many tokens, block by block through panels.

@@ -40,6 +40,7 @@
 #include "backend/cpu/bf16dot.h"
 #include "backend/cpu/exact_row.h"
 #include "backend/cpu/kernels.h"
+#include "core/aligned_scratch.h"
 #include "core/dtype.h"
 
 #ifndef DSV4_CPU_MATMUL_SHARED
@@ -774,16 +775,6 @@ void PrepX(const WeightView& w, const float* x, int64_t n_tok, float* xa) {
   }
 }
 
-// Grows only: resize() to a larger size zero-fills the new tail even within capacity,
-// and products of alternating sizes paid that memset on every call.
-template <class T>
-T* AlignedScratch(std::vector<T>& v, int64_t n) {
-  if (v.size() < size_t(n) + 64 / sizeof(T)) v.resize(size_t(n) + 64 / sizeof(T));
-  T* p = v.data();
-  while (reinterpret_cast<uintptr_t>(p) % 64 != 0) ++p;
-  return p;
-}
-
 // Rows per piece handed out by parallel_chunks: ~1 MiB of weights (one contiguous
 // stream; each new piece restarts the prefetch ramp: 256 KiB pieces measured 5-10%
 // slower on 14 expert matrices), at most an even share per thread.
@@ -814,13 +805,13 @@ void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
     // 64-byte aligned like the exact kernels' activations: a vector load that splits a
     // cache line costs as much as a weight load (fast FP4 group: 44 -> 60 GB/s).
     thread_local std::vector<uint16_t> xb_scratch;
-    uint16_t* xb = AlignedScratch(xb_scratch, n_tok * bf16dot::prep_words(w));
+    uint16_t* xb = aligned_scratch(xb_scratch, n_tok * bf16dot::prep_words(w));
     PrepXb(w, x, n_tok, xb);
     j.xb = xb;
     j.ldxb = bf16dot::prep_words(w);
   } else {
     j.ldx = PrepStride(w);
-    float* xa = AlignedScratch(scratch_x(), n_tok * j.ldx);
+    float* xa = aligned_scratch(scratch_x(), n_tok * j.ldx);
     PrepX(w, x, n_tok, xa);
     j.xp = xa;
   }
@@ -884,8 +875,8 @@ void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool
       total += m.n_tok * PrepStride(*m.w);
     }
   }
-  float* base = AlignedScratch(xs, total);
-  uint16_t* xb_base = AlignedScratch(xbs, total_xb);  // offsets are multiples of 32 words
+  float* base = aligned_scratch(xs, total);
+  uint16_t* xb_base = aligned_scratch(xbs, total_xb);  // offsets are multiples of 32 words
   int64_t work = 0, n_pieces = 0;
   const int n_threads = pool != nullptr ? pool->n_threads() : 1;
   for (int64_t i = 0; i < n_jobs; ++i) {
@@ -942,11 +933,10 @@ HWY_EXPORT(TargetNameImpl);
 namespace {
 
 // Fast numerics: the activations of a product rounded with round_bf16_ftz, into dst.
-// dst only grows (see AlignedScratch).
 const float* rounded(const float* x, int64_t n, std::vector<float>& dst) {
-  if (dst.size() < size_t(n)) dst.resize(size_t(n));
-  for (int64_t i = 0; i < n; ++i) dst[size_t(i)] = round_bf16_ftz(x[i]);
-  return dst.data();
+  float* out = aligned_scratch(dst, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = round_bf16_ftz(x[i]);
+  return out;
 }
 
 }  // namespace
