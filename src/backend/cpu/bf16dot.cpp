@@ -27,7 +27,7 @@ namespace dsv4::backend::cpu::bf16dot {
 namespace {
 
 constexpr int kTokTile = 4;          // tokens sharing one decode of a weight chunk
-constexpr int kDecodeRows = 4;       // BF16 / FP8 rows per step when there is one token
+constexpr int kDecodeRows = 4;       // rows per step when there is one token (shared activation loads)
 constexpr int64_t kPrefetchBytes = 16384;  // as the exact kernels (matmul.cpp)
 constexpr uint8_t kFp4MaxScale = 127 + 124;  // larger E8M0 bytes overflow some weights
 
@@ -123,7 +123,9 @@ DSV4_BF16_TARGET inline __m512bh load_bh(const uint16_t* p) { return as_bh(_mm51
 // after a shift, giving the bf16 weights of columns 4j+k; four dot products with the
 // matching runs of xb, then the chunk's four block scales (lane i <- block i/4) in one
 // FMA. Per (row, token) the order is the same for every R and T (batch invariance); R > 1
-// shares each activation load between rows (prefill tiles). Returns false (nothing
+// shares each activation load between rows: with one row, the four activation loads per
+// 64-byte weight chunk, not the decode, limited the kernel (one core, weights in L3:
+// 37 GB/s with one row per step, 45 GB/s with four). Returns false (nothing
 // written) when a row's scales need the scalar path.
 template <int R, int T>
 DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
@@ -288,12 +290,17 @@ DSV4_BF16_TARGET void row_tile(const WeightView& w, const uint16_t* xb, int64_t 
 }
 
 // Tokens t0 .. t0+T-1 of rows [b0, b1): pairs of rows when there are several tokens (each
-// activation load then serves two rows), four BF16/FP8 rows at a time for one token.
+// activation load then serves two rows), four rows at a time for one token.
 template <int T>
 DSV4_BF16_TARGET void tile_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
                                 float* y, int64_t b0, int64_t b1) {
   for (int64_t r = b0; r < b1; ++r) {
-    if (T == 1 && w.format != WeightFormat::FP4_BLOCK32 && r + kDecodeRows <= b1) {
+    if (T == 1 && r + kDecodeRows <= b1) {
+      if (w.format == WeightFormat::FP4_BLOCK32) {
+        row_tile<kDecodeRows, 1>(w, xb, ldxb, xr, t0, y, r);
+        r += kDecodeRows - 1;
+        continue;
+      }
       if (w.format == WeightFormat::BF16) {
         bf16_rows<kDecodeRows, 1>(w, xb, ldxb, xr, t0, y, r);
         r += kDecodeRows - 1;
