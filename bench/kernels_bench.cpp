@@ -7,7 +7,7 @@
 // for each requested SIMD target.
 //
 // usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all]
-//                      [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--no-thp] [--numerics exact|fast]
+//                      [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--numerics exact|fast]
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -131,6 +131,7 @@ double matmul_gflops(const Matrix& m, int64_t n_tok, ThreadPool& pool, int reps)
 
 int main(int argc, char** argv) {
   int threads = 0, reps = 5, n_experts = 64, n_fp8 = 16, expert_rows = 2048;
+  int64_t fp8_rows = 4096, fp8_cols = 4096;  // wq_b is [32768, 1024], wo_b [4096, 8192]
   std::string isa_arg = "all", only;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -155,10 +156,20 @@ int main(int argc, char** argv) {
     else if (a == "--reps") reps = std::atoi(val().c_str());
     else if (a == "--expert-rows") expert_rows = std::max(1, std::atoi(val().c_str()));
     else if (a == "--fp8-copies") n_fp8 = std::max(1, std::atoi(val().c_str()));
+    else if (a == "--fp8-shape") {
+      const std::string v = val();
+      const size_t x = v.find('x');
+      fp8_rows = x == std::string::npos ? 0 : std::atoll(v.substr(0, x).c_str());
+      fp8_cols = x == std::string::npos ? 0 : std::atoll(v.substr(x + 1).c_str());
+      if (fp8_rows < 1 || fp8_cols < 64 || fp8_cols % 64 != 0) {
+        std::fprintf(stderr, "kernels_bench: --fp8-shape wants ROWSxCOLS with COLS a multiple of 64, got '%s'\n", v.c_str());
+        return 2;
+      }
+    }
     else if (a == "--no-thp") g_thp = false;
     else if (a == "--experts") n_experts = std::max(1, std::atoi(val().c_str()));
     else {
-      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--no-thp] [--numerics exact|fast]\n");
+      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--numerics exact|fast]\n");
       return 2;
     }
   }
@@ -191,7 +202,7 @@ int main(int argc, char** argv) {
   if (want("fp4"))
     for (int e = 0; e < n_experts; ++e) experts.push_back(make_matrix(WeightFormat::FP4_BLOCK32, expert_rows, 4096));
   if (want("fp8"))
-    for (int e = 0; e < n_fp8; ++e) fp8s.push_back(make_matrix(WeightFormat::FP8_BLOCK128, 4096, 4096));
+    for (int e = 0; e < n_fp8; ++e) fp8s.push_back(make_matrix(WeightFormat::FP8_BLOCK128, fp8_rows, fp8_cols));
   if (want("bf16")) head.push_back(make_matrix(WeightFormat::BF16, 129280, 4096));
 
   for (const std::string& isa : isas) {
@@ -217,7 +228,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     };
     if (want("fp4")) report(("fp4 experts [" + std::to_string(expert_rows) + ",4096] x" + std::to_string(n_experts)).c_str(), experts);
-    if (want("fp8")) report(("fp8 [4096,4096] x" + std::to_string(n_fp8)).c_str(), fp8s);
+    if (want("fp8")) report(("fp8 [" + std::to_string(fp8_rows) + "," + std::to_string(fp8_cols) + "] x" + std::to_string(n_fp8)).c_str(), fp8s);
     if (want("bf16")) report("bf16 head [129280,4096]", head);
     if (want("mm")) {
       const bench::FlopsResult peak = bench::measure_peak_fma(pool);

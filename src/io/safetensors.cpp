@@ -244,6 +244,11 @@ void* map_file(int fd, uint64_t size, const std::string& path) {
 
 constexpr uint64_t kHugePage = uint64_t(2) << 20;
 
+// MADV_COLLAPSE (Linux 6.1; glibc headers before 2.37 lack the name).
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
 // Reads the whole file into anonymous memory that starts on a 2 MiB boundary and asks
 // for transparent huge pages, then makes it read-only (a stray write faults instead of
 // silently changing a weight). Returns the region to munmap and the aligned start.
@@ -265,6 +270,12 @@ std::pair<void*, uint64_t> copy_file(int fd, uint64_t size, const std::string& p
     }
     done += uint64_t(got);
   }
+  // With the checkpoint's own page cache filling memory, the fault path often finds no
+  // free 2 MiB page for the last shards read and falls back to 4 KiB pages (measured:
+  // 300 MB of a 9.3 GB copy), which stream a third slower. Collapse them now, while
+  // nothing reads the weights; an old kernel (EINVAL) or no memory to compact leaves the
+  // copy as it is.
+  ::madvise(p, size, MADV_COLLAPSE);
   ::mprotect(p, size, PROT_READ);
   *start = p;
   return {region, region_size};
