@@ -41,6 +41,16 @@ struct Fp4Table {
 };
 const Fp4Table kFp4Table;
 
+// Lane permutes picking chunk c's block scales out of four chunks' (lane i <- block i/4).
+struct Fp4ScaleIdx {
+  alignas(64) int32_t idx[4][16];
+  Fp4ScaleIdx() {
+    for (int c = 0; c < 4; ++c)
+      for (int i = 0; i < 16; ++i) idx[c][i] = 4 * c + i / 4;
+  }
+};
+const Fp4ScaleIdx kFp4ScaleIdx;
+
 // bf16 bits of the 128 E4M3 magnitudes (0x7F is NaN), split into high and low bytes: a
 // two-table byte permute (VPERMI2B reads index bits 0..6, exactly the magnitude) looks
 // up 64 weights at once. Every E4M3 value, subnormals included, is a normal bf16.
@@ -140,20 +150,26 @@ DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t 
     if (T == 1) prefetch_lines(sr[k] + kPrefetchScaleRows * (n / 32), n / 32);
   }
   const __m512i lut = _mm512_load_si512(kFp4Table.bits);
-  const __m512i sidx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-  __m512 acc[R][T];
+  __m512 acc[R][T], g[R];
   for (int k = 0; k < R; ++k)
     for (int t = 0; t < T; ++t) acc[k][t] = _mm512_setzero_ps();
   for (int64_t c = 0; c < nc; ++c) {
     __m512bh wk[R][4];
     __m512 s[R];
+    if ((c & 3) == 0) {
+      // The scales of four chunks (16 E8M0 bytes) as fp32 powers of two, once: per chunk
+      // a lane permute then picks block i/4 for lane i (the decode is ALU-bound; this
+      // saves three vector ops per chunk and row).
+      const int64_t nbytes = std::min<int64_t>(16, (nc - c) * 4);
+      const __mmask16 valid = __mmask16((1u << nbytes) - 1u);
+      for (int k = 0; k < R; ++k)
+        g[k] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, sr[k] + c * 4)), 23));
+    }
+    const __m512i sidx = _mm512_load_si512(kFp4ScaleIdx.idx[c & 3]);
     for (int k = 0; k < R; ++k) {
       if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c * 64 + kPrefetchBytes), _MM_HINT_NTA);
       const __m512i v = _mm512_loadu_si512(wr[k] + c * 64);
-      uint32_t s4;
-      std::memcpy(&s4, sr[k] + c * 4, 4);
-      s[k] = _mm512_castsi512_ps(
-          _mm512_slli_epi32(_mm512_permutexvar_epi32(sidx, _mm512_cvtepu8_epi32(_mm_cvtsi32_si128(int(s4)))), 23));
+      s[k] = _mm512_permutexvar_ps(sidx, g[k]);
       wk[k][0] = as_bh(_mm512_permutexvar_epi16(v, lut));
       wk[k][1] = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), lut));
       wk[k][2] = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16(v, 8), lut));

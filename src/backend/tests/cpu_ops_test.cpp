@@ -275,6 +275,7 @@ const Shape kOddShapes[] = {
     {WeightFormat::FP8_BLOCK128, 5, 64},    {WeightFormat::FP4_BLOCK32, 1, 32},
     {WeightFormat::FP4_BLOCK32, 7, 96},  {WeightFormat::FP4_BLOCK32, 33, 160},
     {WeightFormat::FP4_BLOCK32, 3, 4128}, {WeightFormat::FP4_BLOCK32, 5, 256},
+    {WeightFormat::FP4_BLOCK32, 6, 704},  // five 128-column chunks: a partial group of four scale words
 };
 
 constexpr Numerics kBothNumerics[] = {Numerics::kExact, Numerics::kFast};
