@@ -487,7 +487,43 @@ bool handles(const WeightView& w) {
 
 int64_t prep_words(const WeightView& w) { return (w.n_in + 31) / 32 * 32; }
 
-void prep(const WeightView& w, const float* x, uint16_t* xb) {
+namespace {
+
+// f32_to_bf16_ftz of 16 floats (the same integer steps, bit for bit), as 16 words.
+DSV4_BF16_TARGET inline __m256i bf16_words16(const float* x) {
+  const __m512i u = _mm512_loadu_si512(x);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)),
+                                                _mm512_set1_epi32(0x7F800000));
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i h = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), lsb)), 16);
+  h = _mm512_mask_mov_epi32(h, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+  const __mmask16 tiny = _mm512_testn_epi32_mask(h, _mm512_set1_epi32(0x7F80));
+  h = _mm512_mask_and_epi32(h, tiny, h, _mm512_set1_epi32(0x8000));
+  return _mm512_cvtepi32_epi16(h);
+}
+
+// 32 or 64 consecutive floats as bf16 words in one / two zmm.
+DSV4_BF16_TARGET inline __m512i bf16_words32(const float* x) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(bf16_words16(x)), bf16_words16(x + 16), 1);
+}
+
+// Word permutes of prep's layouts (see bf16dot.h), built once.
+struct PrepIdx {
+  alignas(64) uint16_t fp4[4][32];  // run k lane l <- word 4 (l % 16) + k of a 64-word half
+  alignas(64) uint16_t fp8[2][32];  // run A / B lane m <- word 16 (m / 8) + 8 B + m % 8 of 64
+  PrepIdx() {
+    for (int k = 0; k < 4; ++k)
+      for (int l = 0; l < 32; ++l) fp4[k][l] = uint16_t(4 * (l % 16) + k);
+    for (int b = 0; b < 2; ++b)
+      for (int m = 0; m < 32; ++m) fp8[b][m] = uint16_t(16 * (m / 8) + 8 * b + m % 8);
+  }
+};
+const PrepIdx kPrepIdx;
+
+}  // namespace
+
+// The layouts in scalar steps: the statement prep must match (tested).
+void prep_reference(const WeightView& w, const float* x, uint16_t* xb) {
   const int64_t n = w.n_in;
   int64_t c = 0;
   if (w.format == WeightFormat::FP4_BLOCK32)
@@ -501,6 +537,41 @@ void prep(const WeightView& w, const float* x, uint16_t* xb) {
           xb[c + 8 * lane + i] = f32_to_bf16_ftz(x[c + 16 * lane + i]);            // run A
           xb[c + 32 + 8 * lane + i] = f32_to_bf16_ftz(x[c + 16 * lane + 8 + i]);   // run B
         }
+  for (; c < n; ++c) xb[c] = f32_to_bf16_ftz(x[c]);
+  for (; c < prep_words(w); ++c) xb[c] = 0;
+}
+
+// Vector conversion and word permutes for whole chunks (this runs on the calling thread
+// for every product: [3072, 4096] FP4 activations 5.6 -> 3.3 ms); tails as the reference.
+DSV4_BF16_TARGET void prep(const WeightView& w, const float* x, uint16_t* xb) {
+  const int64_t n = w.n_in;
+  int64_t c = 0;
+  if (w.format == WeightFormat::FP4_BLOCK32) {
+    const __m512i i0 = _mm512_load_si512(kPrepIdx.fp4[0]), i1 = _mm512_load_si512(kPrepIdx.fp4[1]);
+    const __m512i i2 = _mm512_load_si512(kPrepIdx.fp4[2]), i3 = _mm512_load_si512(kPrepIdx.fp4[3]);
+    for (; c + 128 <= n; c += 128) {
+      // Words 0..63 in (lo, lo2), 64..127 in (hi, hi2); run k lane l is word 4l + k:
+      // lanes < 16 from the first pair, lanes >= 16 from the second (4 (l - 16) + k + 64).
+      const __m512i lo = bf16_words32(x + c), lo2 = bf16_words32(x + c + 32);
+      const __m512i hi = bf16_words32(x + c + 64), hi2 = bf16_words32(x + c + 96);
+      const __m512i idx[4] = {i0, i1, i2, i3};
+      for (int k = 0; k < 4; ++k) {
+        const __m512i a = _mm512_permutex2var_epi16(lo, idx[k], lo2);
+        const __m512i b = _mm512_permutex2var_epi16(hi, idx[k], hi2);
+        _mm512_storeu_si512(xb + c + 32 * k, _mm512_mask_blend_epi16(0xFFFF0000u, a, b));
+      }
+    }
+  }
+  if (w.format == WeightFormat::FP8_BLOCK128) {
+    const __m512i ia = _mm512_load_si512(kPrepIdx.fp8[0]), ib = _mm512_load_si512(kPrepIdx.fp8[1]);
+    for (; c + 64 <= n; c += 64) {
+      const __m512i lo = bf16_words32(x + c), hi = bf16_words32(x + c + 32);
+      _mm512_storeu_si512(xb + c, _mm512_permutex2var_epi16(lo, ia, hi));
+      _mm512_storeu_si512(xb + c + 32, _mm512_permutex2var_epi16(lo, ib, hi));
+    }
+  }
+  if (w.format == WeightFormat::BF16)
+    for (; c + 32 <= n; c += 32) _mm512_storeu_si512(xb + c, bf16_words32(x + c));
   for (; c < n; ++c) xb[c] = f32_to_bf16_ftz(x[c]);
   for (; c < prep_words(w); ++c) xb[c] = 0;
 }

@@ -32,6 +32,8 @@ int64_t prep_words(const WeightView& w);
 //         columns 16L + 8 + i, L < 4, i < 8 (the order of the byte unpacks).
 // Columns past the last whole chunk (FP4) stay in order; padding is zero.
 void prep(const WeightView& w, const float* x, uint16_t* xb);
+// The same layouts in plain scalar steps (the statement prep is tested against).
+void prep_reference(const WeightView& w, const float* x, uint16_t* xb);
 
 // y[t * w.n_out + r] for rows [r0, r1) and tokens [0, n_tok):
 //   xb [n_tok, ldxb] from prep, xr [n_tok, w.n_in] the same rounded activations as

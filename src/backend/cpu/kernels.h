@@ -32,6 +32,9 @@ namespace cpu {
 // AVX512_BF16 (and the avx512 target) BF16 and FP4 weights then use the BF16 dot product.
 void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool,
             Numerics numerics = Numerics::kExact);
+// out[i] = round_bf16_ftz(x[i]) for i < n (the activation rounding of fast numerics), on
+// the best SIMD target; bit-identical to the scalar function.
+void round_bf16_ftz_rows(const float* x, int64_t n, float* out);
 // Every job of a group as matmul would compute it (bit-identical), in one parallel region.
 void matmul_many(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool, Numerics numerics = Numerics::kExact);
 // Ops::attention and Ops::index_scores in fp32 (SIMD, threads over heads / key tiles).

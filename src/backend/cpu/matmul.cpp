@@ -924,6 +924,29 @@ void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool
 
 const char* TargetNameImpl() { return hwy::TargetName(HWY_TARGET); }
 
+// out[i] = round_bf16_ftz(x[i]), bit for bit (see core/dtype.h): round to nearest even on
+// the fp32 bits, NaNs quieted (0x400000) with their upper payload kept, results below the
+// smallest normal flushed to a signed zero. The scalar function is the statement.
+// Runs on the calling thread before every fast product: 12.6M floats 12 -> 4 ms.
+void RoundBf16FtzImpl(const float* x, int64_t n, float* out) {
+  const DF d;
+  const hn::RebindToUnsigned<DF> du;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const auto abs_mask = hn::Set(du, 0x7FFFFFFFu), inf = hn::Set(du, 0x7F800000u);
+  const auto hi16 = hn::Set(du, 0xFFFF0000u), quiet = hn::Set(du, 0x00400000u);
+  const auto half = hn::Set(du, 0x7FFFu), one = hn::Set(du, 1u), sign = hn::Set(du, 0x80000000u);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    const auto u = hn::BitCast(du, hn::LoadU(d, x + i));
+    const auto is_nan = hn::Gt(hn::And(u, abs_mask), inf);
+    auto r = hn::And(hn::Add(u, hn::Add(half, hn::And(hn::ShiftRight<16>(u), one))), hi16);
+    r = hn::IfThenElse(is_nan, hn::Or(hn::And(u, hi16), quiet), r);
+    r = hn::IfThenElse(hn::Eq(hn::And(r, inf), hn::Zero(du)), hn::And(r, sign), r);
+    hn::StoreU(hn::BitCast(d, r), d, out + i);
+  }
+  for (; i < n; ++i) out[i] = round_bf16_ftz(x[i]);
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace dsv4::backend::cpu
 HWY_AFTER_NAMESPACE();
@@ -935,13 +958,16 @@ namespace cpu {
 HWY_EXPORT(MatmulImpl);
 HWY_EXPORT(MatmulManyImpl);
 HWY_EXPORT(TargetNameImpl);
+HWY_EXPORT(RoundBf16FtzImpl);
+
+void round_bf16_ftz_rows(const float* x, int64_t n, float* out) { HWY_DYNAMIC_DISPATCH(RoundBf16FtzImpl)(x, n, out); }
 
 namespace {
 
 // Fast numerics: the activations of a product rounded with round_bf16_ftz, into dst.
 const float* rounded(const float* x, int64_t n, std::vector<float>& dst) {
   float* out = aligned_scratch(dst, n);
-  for (int64_t i = 0; i < n; ++i) out[i] = round_bf16_ftz(x[i]);
+  round_bf16_ftz_rows(x, n, out);
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/bf16dot.h"
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/kernels.h"
 #include "backend/ops.h"
@@ -660,6 +661,58 @@ TEST(CpuMatmul, FastRoundsActivationsToBf16) {
       EXPECT_NEAR(yf[size_t(o)], yr[size_t(o)], 1e-4 * (1.0 + std::fabs(yr[size_t(o)])));
     }
     EXPECT_GT(differ, 32) << weight_format_name(ow->view.format);
+  }
+}
+
+// Values that exercise every branch of round_bf16_ftz: NaNs with payloads in either half,
+// infinities, rounding ties (odd and even), carries into the exponent and to infinity,
+// subnormals and the smallest normals, signed zeros, plus ordinary random values.
+std::vector<float> rounding_cases(int64_t n, uint32_t seed) {
+  const uint32_t bits[] = {0x7FC00000u, 0xFFC00001u, 0x7F800001u, 0x7F810000u, 0xFFFFFFFFu, 0x7F800000u,
+                           0xFF800000u, 0x3F808000u, 0x3F818000u, 0x3F80FFFFu, 0x7F7FFFFFu, 0xFF7F8000u,
+                           0x00000001u, 0x807FFFFFu, 0x007F8000u, 0x00800000u, 0x80800000u, 0x007FFFFFu,
+                           0x00000000u, 0x80000000u, 0x3F7FFFFFu, 0xC0490FDBu, 0x00FF7FFFu, 0x0080FFFFu};
+  std::vector<float> x = random_x(n, seed);
+  std::mt19937 rng(seed + 1);
+  for (int64_t i = 0; i < n; ++i)
+    if (rng() % 3 == 0) x[size_t(i)] = std::bit_cast<float>(bits[rng() % (sizeof(bits) / sizeof(bits[0]))]);
+    else if (rng() % 5 == 0) x[size_t(i)] = std::bit_cast<float>(uint32_t(rng()));
+  return x;
+}
+
+// The vector rounding of fast numerics equals the scalar statement bit for bit, on every target.
+TEST(CpuRounding, RowsEqualScalarEveryIsa) {
+  for_each_isa([&](const std::string& isa) {
+    for (int64_t n : {1, 7, 16, 33, 4099}) {
+      const std::vector<float> x = rounding_cases(n, uint32_t(n));
+      std::vector<float> out(static_cast<size_t>(n));
+      cpu::round_bf16_ftz_rows(x.data(), n, out.data());
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(out[size_t(i)]), std::bit_cast<uint32_t>(round_bf16_ftz(x[size_t(i)])))
+            << "isa " << isa << " n " << n << " i " << i << " x bits " << std::hex << std::bit_cast<uint32_t>(x[size_t(i)]);
+    }
+  });
+}
+
+// The vectorised activation layouts of the BF16 dot-product kernels equal the scalar
+// statement word for word (chunks, tails and padding), rounded input or not.
+TEST(CpuRounding, Bf16PrepEqualsReference) {
+  if (!cpu::bf16dot::available()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  const Shape shapes[] = {{WeightFormat::BF16, 1, 1},       {WeightFormat::BF16, 1, 95},
+                          {WeightFormat::BF16, 1, 4096},    {WeightFormat::FP4_BLOCK32, 1, 32},
+                          {WeightFormat::FP4_BLOCK32, 1, 704}, {WeightFormat::FP4_BLOCK32, 1, 4096},
+                          {WeightFormat::FP8_BLOCK128, 1, 64}, {WeightFormat::FP8_BLOCK128, 1, 1472}};
+  uint32_t seed = 900;
+  for (const Shape& sh : shapes) {
+    const OwnedWeight w = random_weight(sh.f, sh.n_out, sh.n_in, seed++);
+    if (!cpu::bf16dot::handles(w.view)) continue;  // FP8 without VBMI: the exact kernels run
+    const std::vector<float> x = rounding_cases(sh.n_in, seed++);
+    const int64_t words = cpu::bf16dot::prep_words(w.view);
+    std::vector<uint16_t> got(size_t(words), 0xAAAA), want(size_t(words), 0x5555);
+    cpu::bf16dot::prep(w.view, x.data(), got.data());
+    cpu::bf16dot::prep_reference(w.view, x.data(), want.data());
+    for (int64_t i = 0; i < words; ++i)
+      ASSERT_EQ(got[size_t(i)], want[size_t(i)]) << weight_format_name(sh.f) << " n_in " << sh.n_in << " word " << i;
   }
 }
 
