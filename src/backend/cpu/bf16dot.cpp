@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backend/cpu/exact_row.h"
+#include "backend/cpu/prefetch.h"
 #include "core/aligned_scratch.h"
 #include "core/dtype.h"
 
@@ -28,7 +29,6 @@ namespace {
 
 constexpr int kTokTile = 4;          // tokens sharing one decode of a weight chunk
 constexpr int kDecodeRows = 4;       // rows per step when there is one token (shared activation loads)
-constexpr int64_t kPrefetchBytes = 16384;  // as the exact kernels (matmul.cpp)
 constexpr uint8_t kFp4MaxScale = 127 + 124;  // larger E8M0 bytes overflow some weights
 
 // bf16 bits of the 16 E2M1 codes, twice: VPERMW reads the low 5 bits of each index word,
@@ -140,7 +140,7 @@ DSV4_BF16_TARGET inline __m512bh load_bh(const uint16_t* p) { return as_bh(_mm51
 template <int R, int T>
 DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
                                float* y, int64_t r) {
-  const int64_t n = w.n_in, nc = n / 128;
+  const int64_t n = w.n_in, nc = n / 128, pf = prefetch_distance(R, n / 2);
   const uint8_t* wr[R];
   const uint8_t* sr[R];
   for (int k = 0; k < R; ++k) {
@@ -167,7 +167,7 @@ DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t 
     }
     const __m512i sidx = _mm512_load_si512(kFp4ScaleIdx.idx[c & 3]);
     for (int k = 0; k < R; ++k) {
-      if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c * 64 + kPrefetchBytes), _MM_HINT_NTA);
+      if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c * 64 + pf), _MM_HINT_NTA);
       const __m512i v = _mm512_loadu_si512(wr[k] + c * 64);
       s[k] = _mm512_permutexvar_ps(sidx, g[k]);
       wk[k][0] = as_bh(_mm512_permutexvar_epi16(v, lut));
@@ -204,7 +204,7 @@ DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t 
 template <int R, int T>
 DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
                                 float* y, int64_t r) {
-  const int64_t n = w.n_in;
+  const int64_t n = w.n_in, pf = prefetch_distance(R, 2 * n);
   const uint16_t* wr[R];
   for (int k = 0; k < R; ++k) wr[k] = reinterpret_cast<const uint16_t*>(w.data) + (r + k) * n;
   __m512 acc_a[R][T], acc_b[R][T];
@@ -213,8 +213,8 @@ DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t
   int64_t c = 0;
   for (; c + 64 <= n; c += 64) {
     for (int k = 0; k < R; ++k) {
-      if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c) + kPrefetchBytes, _MM_HINT_NTA);
-      if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + 32) + kPrefetchBytes, _MM_HINT_NTA);
+      if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c) + pf, _MM_HINT_NTA);
+      if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + 32) + pf, _MM_HINT_NTA);
       const __m512bh wa = load_bh(wr[k] + c), wb = load_bh(wr[k] + c + 32);
       for (int t = 0; t < T; ++t) {
         const uint16_t* xc = xb + (t0 + t) * ldxb + c;
@@ -246,7 +246,7 @@ DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t
 template <int R, int T>
 DSV4_BF16_TARGET bool fp8_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, int64_t t0, float* y,
                                int64_t r) {
-  const int64_t n = w.n_in, nb = (n + 127) / 128;
+  const int64_t n = w.n_in, nb = (n + 127) / 128, pf = prefetch_distance(R, n);
   const uint8_t* wr[R];
   const uint8_t* sr[R];
   for (int k = 0; k < R; ++k) {
@@ -264,7 +264,7 @@ DSV4_BF16_TARGET bool fp8_rows(const WeightView& w, const uint16_t* xb, int64_t 
       for (int t = 0; t < T; ++t) p[k][t] = _mm512_setzero_ps();
     for (int64_t c = b * 128; c < std::min(n, b * 128 + 128); c += 64) {
       for (int k = 0; k < R; ++k) {
-        if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + kPrefetchBytes), _MM_HINT_NTA);
+        if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + pf), _MM_HINT_NTA);
         __m512i run_a, run_b;
         fp8_decode(dec, wr[k] + c, run_a, run_b);
         const __m512bh wa = as_bh(run_a), wb = as_bh(run_b);

@@ -39,6 +39,7 @@
 
 #include "backend/cpu/bf16dot.h"
 #include "backend/cpu/exact_row.h"
+#include "backend/cpu/prefetch.h"
 #include "backend/cpu/kernels.h"
 #include "core/aligned_scratch.h"
 #include "core/dtype.h"
@@ -54,12 +55,8 @@ constexpr int kTokTile = 4;  // tokens sharing one decode of a weight chunk
 constexpr uint8_t kFp4MaxScale = 127 + 124;
 constexpr uint8_t kFp8MaxScale = 127 + 118;
 
-// Software prefetch of the weight stream, bytes ahead of the current load, and of the
-// FP4 scale stream, rows ahead: the hardware prefetchers alone leave the FP4 expert
-// products at half speed (kernels_bench on Zen 5, 2 threads: 18 GB/s without, 35 GB/s
-// at 8 KiB, 38-41 GB/s at 16 KiB, less at 32-64 KiB; the T0/T1 hints were no better
-// than NTA). Measurements in docs/performance.md.
-constexpr int64_t kPrefetchBytes = 16384;
+// Software prefetch: kPrefetchBytes and prefetch_distance (prefetch.h); the FP4 scale
+// stream is prefetched kPrefetchScaleRows rows ahead.
 #define DSV4_PF_HINT _MM_HINT_NTA
 constexpr int64_t kPrefetchScaleRows = 8;
 constexpr bool kUseRow2 = true;
@@ -221,6 +218,7 @@ HWY_INLINE void Row4Bf16(const Job& j, int64_t r, int64_t t0) {
   const int64_t n = j.w->n_in, row_bytes = 2 * n;
   const uint8_t* wr = j.w->data + r * row_bytes;
   const float* xt = j.xp + t0 * j.ldx;
+  const int64_t pf = prefetch_distance(R, row_bytes);
   const auto hi_mask = hn::Set(du, 0xFFFF0000u);
   decltype(hn::Zero(d)) acc[R], acc2[R];
   for (int k = 0; k < R; ++k) acc[k] = acc2[k] = hn::Zero(d);
@@ -229,10 +227,8 @@ HWY_INLINE void Row4Bf16(const Job& j, int64_t r, int64_t t0) {
     const auto xe = hn::LoadU(d, xt + c), xo = hn::LoadU(d, xt + c + L);
     for (int k = 0; k < R; ++k) {
 #if HWY_ARCH_X86
-      // Each line once, 16 KiB ahead in each of the four rows, as the fast kernel does:
-      // 1 thread 26.6 -> 29.2 GB/s, 2 threads 50 -> 55 GB/s on the LM head (kernels_bench).
-      if constexpr (kPrefetchBytes > 0)
-        if ((c * 2) % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + k * row_bytes + c * 2 + kPrefetchBytes), DSV4_PF_HINT);
+      // Each line once, a whole step of four rows ahead, as the fast kernel does.
+      if ((c * 2) % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + k * row_bytes + c * 2 + pf), DSV4_PF_HINT);
 #endif
       const auto v = hn::LoadU(du, reinterpret_cast<const uint32_t*>(wr + k * row_bytes + c * 2));
       acc[k] = hn::MulAdd(hn::BitCast(d, hn::ShiftLeft<16>(v)), xe, acc[k]);
@@ -391,6 +387,7 @@ HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0) {
     if (!scales_in_range(sr[k], nb, 1, kFp8MaxScale)) return false;
   }
   const float* xt = j.xp + t0 * j.ldx;
+  const int64_t pf = prefetch_distance(R, n);
   const __m512i mask = _mm512_set1_epi16(int16_t(0xBF80)), nan_bits = _mm512_set1_epi16(0x3F80);
   __m512i nan_acc = _mm512_setzero_si512();
   __m512 acc[R];
@@ -404,8 +401,7 @@ HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0) {
         const __m512i hw = _mm512_and_si512(
             _mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[k] + c))), 7),
             mask);
-        if constexpr (kPrefetchBytes > 0)
-          if ((c & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + kPrefetchBytes), DSV4_PF_HINT);
+        if ((c & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + pf), DSV4_PF_HINT);
         nan_acc = _mm512_max_epu16(nan_acc, _mm512_and_si512(hw, nan_bits));
         p[k] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(hw)), x0, p[k]);
         q[k] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(hw, 1)), x1, q[k]);
@@ -594,12 +590,13 @@ HWY_INLINE bool Row2Fp4(const Job& j, int64_t r, int64_t t0) {
                                     -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
   const int64_t nc = n / 128;
   Fp4Scales sc{sr, nc}, sc2{sr2, nc};
+  const int64_t pf = prefetch_distance(2, n / 2);
   __m512 acc = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps();
   PrefetchScales(sr + kPrefetchScaleRows * (n / 32), 2 * (n / 32));
   for (int64_t c = 0; c < nc; ++c) {
-    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), DSV4_PF_HINT);
+    _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + pf), DSV4_PF_HINT);
     if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
-    if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + kPrefetchBytes), DSV4_PF_HINT);
+    _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + pf), DSV4_PF_HINT);
     if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
     const __m512i v = _mm512_loadu_si512(wr + c * 64);
     const __m512i v2 = _mm512_loadu_si512(wr2 + c * 64);
