@@ -29,6 +29,11 @@ namespace {
 
 constexpr int kTokTile = 4;          // tokens sharing one decode of a weight chunk
 constexpr int kDecodeRows = 4;       // rows per step when there is one token (shared activation loads)
+// FP8 rows longer than this take two rows per decode step, not four: with wo_b's 8192
+// columns, four rows (32 KiB a step, prefetched a step ahead) plus 16 KiB of activations
+// overflow the 48 KiB L1 (kernels_bench --fp8-shape 4096x8192, 2 threads: 41-42 GB/s
+// with four rows, 48-53 with two; 4096-column rows keep four, 58 GB/s).
+constexpr int64_t kFp8LongRow = 4096;
 constexpr uint8_t kFp4MaxScale = 127 + 124;  // larger E8M0 bytes overflow some weights
 
 // bf16 bits of the 16 E2M1 codes, twice: VPERMW reads the low 5 bits of each index word,
@@ -322,8 +327,12 @@ DSV4_BF16_TARGET void tile_rows(const WeightView& w, const uint16_t* xb, int64_t
         r += kDecodeRows - 1;
         continue;
       }
-      if (fp8_rows<kDecodeRows, 1>(w, xb, ldxb, t0, y, r)) {
+      if (w.n_in <= kFp8LongRow && fp8_rows<kDecodeRows, 1>(w, xb, ldxb, t0, y, r)) {
         r += kDecodeRows - 1;
+        continue;
+      }
+      if (w.n_in > kFp8LongRow && fp8_rows<2, 1>(w, xb, ldxb, t0, y, r)) {
+        ++r;
         continue;
       }
     }

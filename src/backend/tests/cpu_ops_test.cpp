@@ -366,7 +366,8 @@ TEST(CpuMatmul, SpecialScalesAndNaNCodes) {
 TEST(CpuMatmul, BatchInvariantEveryIsa) {
   const Shape shapes[] = {{WeightFormat::F32, 9, 37},           {WeightFormat::BF16, 9, 70},
                           {WeightFormat::FP8_BLOCK128, 9, 300}, {WeightFormat::FP8_BLOCK128, 9, 256},
-                          {WeightFormat::FP4_BLOCK32, 9, 4128}, {WeightFormat::FP4_BLOCK32, 10, 512}};
+                          {WeightFormat::FP4_BLOCK32, 9, 4128}, {WeightFormat::FP4_BLOCK32, 10, 512},
+                          {WeightFormat::FP8_BLOCK128, 9, 4160}};  // long FP8 rows: two per decode step
   for (Numerics nm : kBothNumerics) {
   CpuOps batched(2, nm), single(1, nm);
   for_each_isa([&](const std::string& isa) {
@@ -606,7 +607,8 @@ const Shape kRealShapes[] = {
     {WeightFormat::FP4_BLOCK32, 4096, 2048},   // expert w2
     {WeightFormat::FP8_BLOCK128, 1024, 4096},  // wq_a (q_lora_rank 1024)
     {WeightFormat::FP8_BLOCK128, 512, 4096},   // wkv (head_dim 512)
-    {WeightFormat::FP8_BLOCK128, 4096, 1024},  // wo_b-like (1024-wide input)
+    {WeightFormat::FP8_BLOCK128, 4096, 1024},  // wq_b-like (1024-wide input)
+    {WeightFormat::FP8_BLOCK128, 512, 8192},   // wo_b rows (o_groups * o_lora_rank wide)
     {WeightFormat::BF16, 256, 4096},           // router
     {WeightFormat::BF16, 8080, 4096},          // LM head slice (129280 / 16 rows)
     {WeightFormat::F32, 24, 16384},            // mHC
