@@ -166,10 +166,13 @@ void check_no_overlap(const ParseCtx& ctx, std::vector<Span> spans, const std::v
 
 struct Parsed {
   std::vector<TensorInfo> tensors;
+  std::vector<uint64_t> offsets;  // each tensor's first byte, from the start of the file
   std::map<std::string, std::string> metadata;
 };
 
-Parsed parse_all(const uint8_t* bytes, uint64_t size, const std::string& path) {
+// bytes: the file's first `size` bytes, or (header_only) just the 8-byte length and the
+// JSON header, in which case every TensorInfo::data is left null for the caller to place.
+Parsed parse_all(const uint8_t* bytes, uint64_t size, const std::string& path, bool header_only = false) {
   const ParseCtx ctx{path};
   if (size < 8) ctx.fail("file too short for a safetensors header (" + std::to_string(size) + " bytes)");
   const uint64_t header_len = read_u64_le(bytes);
@@ -201,8 +204,9 @@ Parsed parse_all(const uint8_t* bytes, uint64_t size, const std::string& path) {
     }
     Span span{0, 0, out.tensors.size()};
     TensorInfo t = parse_tensor(ctx, name, entry, data_size, span);
-    t.data = data + span.begin;
+    t.data = header_only ? nullptr : data + span.begin;
     out.tensors.push_back(std::move(t));
+    out.offsets.push_back(8 + header_len + span.begin);
     spans.push_back(span);
   }
   check_no_overlap(ctx, std::move(spans), out.tensors);
@@ -249,35 +253,75 @@ constexpr uint64_t kHugePage = uint64_t(2) << 20;
 #define MADV_COLLAPSE 25
 #endif
 
-// Reads the whole file into anonymous memory that starts on a 2 MiB boundary and asks
-// for transparent huge pages, then makes it read-only (a stray write faults instead of
-// silently changing a weight). Returns the region to munmap and the aligned start.
-std::pair<void*, uint64_t> copy_file(int fd, uint64_t size, const std::string& path, void** start) {
-  const uint64_t region_size = size + kHugePage;
-  void* region = ::mmap(nullptr, region_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (region == MAP_FAILED) throw Error(path + ": cannot allocate " + std::to_string(size) + " bytes: " + errno_text());
-  auto* p = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(region) + kHugePage - 1) & ~(kHugePage - 1));
-  ::madvise(p, size, MADV_HUGEPAGE);  // advice only: without THP the copy still works
+// Reads exactly n bytes at offset off of fd into dst.
+void pread_full(int fd, uint8_t* dst, uint64_t n, uint64_t off, const std::string& path) {
   uint64_t done = 0;
-  while (done < size) {
-    const size_t want = size_t(std::min<uint64_t>(size - done, uint64_t(64) << 20));
-    const ssize_t got = ::pread(fd, p + done, want, off_t(done));
+  while (done < n) {
+    const size_t want = size_t(std::min<uint64_t>(n - done, uint64_t(64) << 20));
+    const ssize_t got = ::pread(fd, dst + done, want, off_t(off + done));
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) {
       const std::string why = got < 0 ? errno_text() : std::string("file shrank while reading");
-      ::munmap(region, region_size);
-      throw Error(path + ": read failed at byte " + std::to_string(done) + ": " + why);
+      throw Error(path + ": read failed at byte " + std::to_string(off + done) + ": " + why);
     }
     done += uint64_t(got);
   }
+}
+
+// The header of a file of `size` bytes, parsed (tensor data pointers left null).
+Parsed read_header(int fd, uint64_t size, const std::string& path) {
+  std::vector<uint8_t> head(size_t(std::min<uint64_t>(size, 8)));
+  pread_full(fd, head.data(), head.size(), 0, path);
+  if (head.size() == 8) {
+    const uint64_t header_len = read_u64_le(head.data());
+    // Out-of-range lengths are reported by parse_all from the first 8 bytes alone.
+    if (header_len <= kMaxHeaderBytes && header_len <= size - 8) {
+      head.resize(size_t(8 + header_len));
+      pread_full(fd, head.data() + 8, header_len, 8, path);
+    }
+  }
+  return parse_all(head.data(), size, path, /*header_only=*/true);
+}
+
+constexpr uint64_t kTensorAlign = 64;  // a cache line: a weight row's vector loads never split one
+
+// Copies every tensor of the file into anonymous memory that starts on a 2 MiB boundary
+// (transparent huge pages asked for), each tensor on its own 64-byte boundary, then makes
+// it read-only (a stray write faults instead of silently changing a weight). In the file
+// tensors start wherever the previous one ended: 8-byte aligned at best, so on the file's
+// layout half of the kernels' 64-byte weight loads straddle two cache lines (measured:
+// [4096, 8192] FP8 at 35-38 GB/s in the model against 48-53 GB/s aligned).
+// Returns the region to munmap; sets each tensor's data pointer.
+std::pair<void*, uint64_t> copy_aligned(int fd, uint64_t size, const std::string& path, Parsed& parsed) {
+  std::vector<size_t> order(parsed.tensors.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return parsed.offsets[a] < parsed.offsets[b]; });
+  std::vector<uint64_t> at(order.size());
+  uint64_t total = 0;
+  for (size_t i : order) {
+    total = (total + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
+    at[i] = total;
+    total += parsed.tensors[i].nbytes;
+  }
+  const uint64_t region_size = std::max<uint64_t>(total, 1) + kHugePage;
+  void* region = ::mmap(nullptr, region_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (region == MAP_FAILED) throw Error(path + ": cannot allocate " + std::to_string(size) + " bytes: " + errno_text());
+  auto* p = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(region) + kHugePage - 1) & ~(kHugePage - 1));
+  ::madvise(p, total, MADV_HUGEPAGE);  // advice only: without THP the copy still works
+  try {
+    for (size_t i : order) pread_full(fd, p + at[i], parsed.tensors[i].nbytes, parsed.offsets[i], path);
+  } catch (...) {
+    ::munmap(region, region_size);
+    throw;
+  }
+  for (size_t i = 0; i < order.size(); ++i) parsed.tensors[i].data = p + at[i];
   // With the checkpoint's own page cache filling memory, the fault path often finds no
   // free 2 MiB page for the last shards read and falls back to 4 KiB pages (measured:
   // 300 MB of a 9.3 GB copy), which stream a third slower. Collapse them now, while
   // nothing reads the weights; an old kernel (EINVAL) or no memory to compact leaves the
   // copy as it is.
-  ::madvise(p, size, MADV_COLLAPSE);
-  ::mprotect(p, size, PROT_READ);
-  *start = p;
+  ::madvise(p, total, MADV_COLLAPSE);
+  ::mprotect(p, total, PROT_READ);
   return {region, region_size};
 }
 
@@ -372,22 +416,24 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, 
   }
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
-  f->map_size_ = uint64_t(st.st_size);
-  if (f->map_size_ > 0) {
-    try {
-      if (residency == Residency::kCopy) {
-        std::tie(f->region_, f->region_size_) = copy_file(fd, f->map_size_, path, &f->map_);
-      } else {
-        f->map_ = f->region_ = map_file(fd, f->map_size_, path);
-        f->region_size_ = f->map_size_;
+  const uint64_t size = uint64_t(st.st_size);
+  Parsed parsed;
+  try {
+    if (residency == Residency::kCopy) {
+      parsed = read_header(fd, size, path);
+      std::tie(f->region_, f->region_size_) = copy_aligned(fd, size, path, parsed);
+    } else {
+      if (size > 0) {
+        f->region_ = map_file(fd, size, path);
+        f->region_size_ = size;
       }
-    } catch (...) {
-      ::close(fd);
-      throw;
+      parsed = parse_all(static_cast<const uint8_t*>(f->region_), size, path);
     }
+  } catch (...) {
+    ::close(fd);
+    throw;  // f's destructor releases a mapping made before a parse error
   }
   ::close(fd);  // a mapping keeps the file alive; a copy no longer needs it
-  Parsed parsed = parse_all(static_cast<const uint8_t*>(f->map_), f->map_size_, path);
   f->tensors_ = std::move(parsed.tensors);
   f->metadata_ = std::move(parsed.metadata);
   for (size_t i = 0; i < f->tensors_.size(); ++i) f->by_name_[f->tensors_[i].name] = i;

@@ -62,10 +62,10 @@ class SafetensorsFile {
  private:
   SafetensorsFile() = default;
   std::string path_;
-  void* map_ = nullptr;     // file bytes: the file mapping, or inside the copy's region
-  uint64_t map_size_ = 0;
-  void* region_ = nullptr;  // what munmap releases (the copy's region is over-allocated
-  uint64_t region_size_ = 0;  // to start on a 2 MiB boundary)
+  // What munmap releases: the file mapping, or the copy's region (over-allocated to start
+  // on a 2 MiB boundary; each tensor on a 64-byte boundary inside it).
+  void* region_ = nullptr;
+  uint64_t region_size_ = 0;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> by_name_;
   std::map<std::string, std::string> metadata_;

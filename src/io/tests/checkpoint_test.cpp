@@ -55,6 +55,7 @@ TEST_P(GoldenCheckpoint, CopyResidencyEqualsMapping) {
     ASSERT_EQ(a[i]->shape, b[i]->shape);
     ASSERT_EQ(a[i]->nbytes, b[i]->nbytes);
     EXPECT_NE(a[i]->data, b[i]->data) << a[i]->name;
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(b[i]->data) % 64, 0u) << a[i]->name;  // cache-line aligned
     EXPECT_EQ(std::memcmp(a[i]->data, b[i]->data, a[i]->nbytes), 0) << a[i]->name;
   }
   // kAuto resolves to one of the two, never stays kAuto.
