@@ -190,16 +190,22 @@ DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t 
       for (int k = 0; k < R; ++k) acc[k][t] = _mm512_fmadd_ps(p[k], s[k], acc[k][t]);
     }
   }
+  // The sums leave the registers first, in fully unrolled loops: indexing acc in the
+  // tail loops below made GCC keep a memory copy of it, stored on every chunk.
+  float out[R][T];
+#pragma GCC unroll 16
+  for (int k = 0; k < R; ++k)
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) out[k][t] = hsum(acc[k][t]);
   for (int k = 0; k < R; ++k)
     for (int t = 0; t < T; ++t) {
-      float out = hsum(acc[k][t]);
       const float* xt = xr + (t0 + t) * n;
       for (int64_t col = nc * 128; col < n; ++col) {  // whole 32-column blocks past the chunks
         const uint8_t b = wr[k][col / 2];
         const float wv = kE2M1Values[col % 2 ? b >> 4 : b & 0xF] * e8m0_to_f32(sr[k][col / 32]);
-        out = std::fma(wv, xt[col], out);
+        out[k][t] = std::fma(wv, xt[col], out[k][t]);
       }
-      y[(t0 + t) * w.n_out + r + k] = out;
+      y[(t0 + t) * w.n_out + r + k] = out[k][t];
     }
   return true;
 }
