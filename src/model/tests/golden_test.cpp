@@ -12,6 +12,7 @@
 #include <set>
 #include <tuple>
 
+#include "backend/cpu/kernels.h"
 #include "backend/ops.h"
 #include "core/dtype.h"
 #include "io/npy.h"
@@ -77,7 +78,16 @@ class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, std::
  protected:
   void SetUp() override {
     set_case(std::get<0>(GetParam()));
-    model_ = Model::load(dir_, std::get<1>(GetParam()));
+    // "cpu-avx2": the cpu backend with dispatch held to the AVX2 kernels (their own FP4,
+    // FP8 and BF16 decodes), so the golden cases cover both SIMD targets.
+    std::string backend = std::get<1>(GetParam());
+    if (backend == "cpu-avx2") {
+      if (!backend::force_isa("avx2")) GTEST_SKIP() << "this CPU or build has no AVX2 target";
+      forced_isa_ = true;
+      ASSERT_EQ(backend::current_isa(), "avx2");
+      backend = "cpu";
+    }
+    model_ = Model::load(dir_, backend);
     prompt_ = ids("prompt_ids");
     if (exists("hidden_positions")) {
       for (int64_t p : io::read_npy(path("hidden_positions")).to_i64()) positions_.push_back(p);
@@ -86,8 +96,13 @@ class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, std::
     }
   }
 
+  void TearDown() override {
+    if (forced_isa_) backend::force_isa("best");
+  }
+
   const io::Config& cfg() const { return model_->config(); }
   int64_t vocab() const { return cfg().vocab_size; }
+  bool forced_isa_ = false;
 
   // Compares the rows of `got` ([n_rows_all, width]) at positions_ with `want` ([positions, width]).
   void expect_rows_close(const std::string& what, const std::vector<float>& got, const std::vector<float>& want,
@@ -283,7 +298,7 @@ std::string case_name(const ::testing::TestParamInfo<GoldenTest::ParamType>& inf
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, GoldenTest,
-                         ::testing::Combine(::testing::ValuesIn(golden_cases()), ::testing::Values("ref", "cpu")),
+                         ::testing::Combine(::testing::ValuesIn(golden_cases()), ::testing::Values("ref", "cpu", "cpu-avx2")),
                          case_name);
 
 // ---------------------------------------------------------------------------------------
