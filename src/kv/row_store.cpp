@@ -17,7 +17,7 @@ void RowStore::clear(int64_t width) {
 void RowStore::append(const float* row) {
   check(width_ > 0, "RowStore: append to a store without a row width");
   if (rows_ % chunk_rows_ == 0) chunks_.emplace_back();
-  std::vector<float>& last = chunks_.back();
+  auto& last = chunks_.back();
   last.insert(last.end(), row, row + width_);
   ++rows_;
 }

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/aligned_allocator.h"
+
 namespace dsv4::kv {
 
 class RowStore {
@@ -52,7 +54,9 @@ class RowStore {
   int64_t width_ = 0;
   int64_t chunk_rows_ = 1;                 // rows per chunk: ~kChunkBytes, at least 1
   int64_t rows_ = 0;
-  std::vector<std::vector<float>> chunks_;  // each [<= chunk_rows_, width]
+  // Each [<= chunk_rows_, width], 64-byte aligned: rows of a multiple of 16 floats then
+  // start on cache lines for the attention and indexer kernels.
+  std::vector<std::vector<float, AlignedAllocator<float>>> chunks_;
 };
 
 }  // namespace dsv4::kv

@@ -36,6 +36,18 @@ TEST(RowStore, AppendsAcrossChunksWithoutMovingRows) {
   EXPECT_GE(s.bytes(), int64_t(n * width * sizeof(float)));
 }
 
+// Rows of a multiple of 16 floats start on cache lines (the KV kernels' vector loads),
+// in every chunk, also after the last chunk has grown (reallocated) several times.
+TEST(RowStore, RowsAreCacheLineAligned) {
+  for (int64_t width : {128, 512}) {
+    RowStore s(width);
+    const int64_t n = 3 * (RowStore::kChunkBytes / (width * 4)) + 17;
+    for (int64_t i = 0; i < n; ++i) s.append(make_row(width, i).data());
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(reinterpret_cast<uintptr_t>(s.row(i)) % 64, 0u) << "width " << width << " row " << i;
+  }
+}
+
 TEST(RowStore, RunsCoverEachRowOnceAndAreContiguous) {
   const int64_t width = 100000;
   RowStore s(width);
