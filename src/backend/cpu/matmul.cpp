@@ -159,6 +159,47 @@ HWY_INLINE void RowF32(const Job& j, int64_t r, int64_t t0) {
   }
 }
 
+// R rows x T tokens of an F32 product (the mHC projections: 24 rows of 16384): each (row,
+// token) is RowF32<T>'s single accumulator chain in the same order (bit-identical), but a
+// weight vector serves T tokens and an activation vector R rows. One row at a time, the
+// 64 KiB activation rows came from L2 for every row and the one chain per row waited on
+// the FMA latency.
+#if HWY_TARGET == HWY_AVX3
+constexpr int kF32Rows = 4;  // 16 accumulators + 4 activations: 32 zmm registers
+#else
+constexpr int kF32Rows = 2;  // 16 vector registers
+#endif
+template <int R, int T>
+HWY_INLINE void RowsF32(const Job& j, int64_t r, int64_t t0) {
+  const DF d;
+  const int64_t L = int64_t(hn::Lanes(d)), n = j.w->n_in;
+  const float* wr[R];
+  for (int k = 0; k < R; ++k) wr[k] = reinterpret_cast<const float*>(j.w->data) + (r + k) * n;
+  decltype(hn::Zero(d)) acc[R][T];
+  for (int k = 0; k < R; ++k)
+    for (int t = 0; t < T; ++t) acc[k][t] = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    decltype(hn::Zero(d)) xv[T];
+    for (int t = 0; t < T; ++t) xv[t] = hn::LoadU(d, j.xp + (t0 + t) * j.ldx + i);
+    for (int k = 0; k < R; ++k) {
+      const auto wv = hn::LoadU(d, wr[k] + i);
+      for (int t = 0; t < T; ++t) acc[k][t] = hn::MulAdd(wv, xv[t], acc[k][t]);
+    }
+  }
+  float out[R][T];
+#pragma GCC unroll 16
+  for (int k = 0; k < R; ++k)
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) out[k][t] = Sum(d, acc[k][t]);
+  for (int k = 0; k < R; ++k)
+    for (int t = 0; t < T; ++t) {
+      const float* xt = j.xp + (t0 + t) * j.ldx;
+      for (int64_t c = i; c < n; ++c) out[k][t] = std::fma(wr[k][c], xt[c], out[k][t]);
+      j.y[(t0 + t) * j.w->n_out + r + k] = out[k][t];
+    }
+}
+
 // ------------------------------------------------------------------------------ BF16
 // xp: per chunk of 2L columns, [x[2j] for j < L | x[2j+1] for j < L]; the tail is plain.
 HWY_INLINE int64_t Bf16Chunk() { return 2 * int64_t(hn::Lanes(DF())); }
@@ -742,12 +783,23 @@ HWY_NOINLINE void Rows(const Job& j, int64_t r0, int64_t r1) {
   }
   // Rows are walked in blocks of about 64 KiB of weights so that a block stays in cache
   // while all token tiles pass over it.
-  const int64_t rb = std::max<int64_t>(1, (int64_t(64) << 10) / std::max<int64_t>(1, j.w->row_bytes()));
+  // (at least kF32Rows rows, so that wide F32 rows still form row tiles).
+  const int64_t rb = std::max<int64_t>(kF32Rows, (int64_t(64) << 10) / std::max<int64_t>(1, j.w->row_bytes()));
   for (int64_t b0 = r0; b0 < r1; b0 += rb) {
     const int64_t b1 = std::min(r1, b0 + rb);
     for (int64_t t0 = 0; t0 < j.n_tok; t0 += kTokTile) {
       const int64_t nt = std::min<int64_t>(kTokTile, j.n_tok - t0);
       for (int64_t r = b0; r < b1; ++r) {
+        if (j.w->format == WeightFormat::F32 && r + kF32Rows <= b1) {
+          switch (nt) {
+            case 1: RowsF32<kF32Rows, 1>(j, r, t0); break;
+            case 2: RowsF32<kF32Rows, 2>(j, r, t0); break;
+            case 3: RowsF32<kF32Rows, 3>(j, r, t0); break;
+            default: RowsF32<kF32Rows, 4>(j, r, t0); break;
+          }
+          r += kF32Rows - 1;
+          continue;
+        }
         if (nt == 1 && j.w->format == WeightFormat::BF16 && r + 3 < b1) {
           Row4Bf16(j, r, t0);
           r += 3;
