@@ -16,9 +16,11 @@ namespace dsv4::io {
 
 // Where a checkpoint's bytes live once opened.
 //   kMap:  the read-only file mapping (zero copy, instant start; page-cache pages are
-//          4 KiB, which costs decode about a third of its weight-streaming rate).
+//          4 KiB, which costs decode about a third of its weight-streaming rate, and
+//          tensors keep the file's alignment, 8 bytes at best).
 //   kCopy: read once into private anonymous memory backed by transparent huge pages
-//          (2 MiB pages: fewer TLB misses, the streaming rate of plain memory).
+//          (2 MiB pages: fewer TLB misses, the streaming rate of plain memory), each
+//          tensor on a 64-byte boundary (no vector load of a weight row splits a line).
 //   kAuto: kCopy when the whole checkpoint fits in half of the available memory
 //          (MemAvailable, capped by the memory cgroup's headroom), else kMap.
 // See docs/performance.md ("Weight residency") for the measurements.
