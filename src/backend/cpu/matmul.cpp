@@ -59,7 +59,6 @@ constexpr uint8_t kFp8MaxScale = 127 + 118;
 // stream is prefetched kPrefetchScaleRows rows ahead.
 #define DSV4_PF_HINT _MM_HINT_NTA
 constexpr int64_t kPrefetchScaleRows = 8;
-constexpr bool kUseRow2 = true;
 constexpr int64_t kPrefetchL1Bytes = 0;  // optional second prefetch into L1 (off: no gain measured)
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -619,6 +618,7 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
 // Two rows, one token: every activation vector loaded from L1 serves both rows (the x
 // loads, 8 per 64 weight bytes, otherwise compete with the weight stream). Returns false
 // (nothing written) when a scale of either row needs the exact path.
+template <int T>
 HWY_INLINE bool Row2Fp4(const Job& j, int64_t r, int64_t t0) {
   const WeightView& w = *j.w;
   const int64_t n = w.n_in;
@@ -631,42 +631,52 @@ HWY_INLINE bool Row2Fp4(const Job& j, int64_t r, int64_t t0) {
   const int64_t nc = n / 128;
   Fp4Scales sc{sr, nc}, sc2{sr2, nc};
   const int64_t pf = prefetch_distance(2, n / 2);
-  __m512 acc = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps();
-  PrefetchScales(sr + kPrefetchScaleRows * (n / 32), 2 * (n / 32));
+  __m512 acc[T], acc2[T];
+  for (int t = 0; t < T; ++t) acc[t] = acc2[t] = _mm512_setzero_ps();
+  if (T == 1) PrefetchScales(sr + kPrefetchScaleRows * (n / 32), 2 * (n / 32));
   for (int64_t c = 0; c < nc; ++c) {
-    _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + pf), DSV4_PF_HINT);
-    if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + pf), DSV4_PF_HINT);
-    if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
+    if (T == 1) {  // decode streams from memory; a prefill tile's rows are in cache
+      _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + pf), DSV4_PF_HINT);
+      _mm_prefetch(reinterpret_cast<const char*>(wr2 + c * 64 + pf), DSV4_PF_HINT);
+    }
     const __m512i v = _mm512_loadu_si512(wr + c * 64);
     const __m512i v2 = _mm512_loadu_si512(wr2 + c * 64);
     const __m512 s = sc.get(c), s2 = sc2.get(c);
     const float* xc = j.xp + t0 * j.ldx + c * 128;
-#define DSV4_NIBV(u, k) _mm512_permutexvar_ps((k) == 0 ? (u) : _mm512_srli_epi32((u), 4 * (k)), lut)
-    __m512 xk = _mm512_load_ps(xc);
-    __m512 pa = _mm512_mul_ps(DSV4_NIBV(v, 0), xk);
-    __m512 pb = _mm512_mul_ps(DSV4_NIBV(v2, 0), xk);
-#define DSV4_STEP2(k)                                       \
-  xk = _mm512_load_ps(xc + 16 * (k));                       \
-  pa = _mm512_fmadd_ps(DSV4_NIBV(v, k), xk, pa);            \
-  pb = _mm512_fmadd_ps(DSV4_NIBV(v2, k), xk, pb);
-    DSV4_STEP2(1) DSV4_STEP2(2) DSV4_STEP2(3) DSV4_STEP2(4) DSV4_STEP2(5) DSV4_STEP2(6)
-    DSV4_STEP2(7)
-#undef DSV4_STEP2
-#undef DSV4_NIBV
-    acc = _mm512_fmadd_ps(pa, s, acc);
-    acc2 = _mm512_fmadd_ps(pb, s2, acc2);
+    __m512 pa[T], pb[T];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) {
+      const __m512 wa = _mm512_permutexvar_ps(k == 0 ? v : _mm512_srli_epi32(v, 4 * k), lut);
+      const __m512 wb = _mm512_permutexvar_ps(k == 0 ? v2 : _mm512_srli_epi32(v2, 4 * k), lut);
+      for (int t = 0; t < T; ++t) {
+        const __m512 xk = _mm512_load_ps(xc + t * j.ldx + 16 * k);
+        pa[t] = k == 0 ? _mm512_mul_ps(wa, xk) : _mm512_fmadd_ps(wa, xk, pa[t]);
+        pb[t] = k == 0 ? _mm512_mul_ps(wb, xk) : _mm512_fmadd_ps(wb, xk, pb[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      acc[t] = _mm512_fmadd_ps(pa[t], s, acc[t]);
+      acc2[t] = _mm512_fmadd_ps(pb[t], s2, acc2[t]);
+    }
   }
   if ((sc.bad | sc2.bad) != 0 || !scales_in_range(sr + nc * 4, n / 32 - nc * 4, 1, kFp4MaxScale) ||
       !scales_in_range(sr2 + nc * 4, n / 32 - nc * 4, 1, kFp4MaxScale))
     return false;
-  float out[1] = {_mm512_reduce_add_ps(acc)}, out2[1] = {_mm512_reduce_add_ps(acc2)};
-  if (nc * 128 < n) {
-    Fp4Tail<1>(j, wr, sr, nc * 128, t0, out);
-    Fp4Tail<1>(j, wr2, sr2, nc * 128, t0, out2);
+  // RowFp4<T>'s reduction (its second accumulator is always zero), in unrolled loops.
+  float out[T], out2[T];
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t) {
+    out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t], _mm512_setzero_ps()));
+    out2[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc2[t], _mm512_setzero_ps()));
   }
-  j.y[t0 * w.n_out + r] = out[0];
-  j.y[t0 * w.n_out + r + 1] = out2[0];
+  if (nc * 128 < n) {
+    Fp4Tail<T>(j, wr, sr, nc * 128, t0, out);
+    Fp4Tail<T>(j, wr2, sr2, nc * 128, t0, out2);
+  }
+  for (int t = 0; t < T; ++t) {
+    j.y[(t0 + t) * w.n_out + r] = out[t];
+    j.y[(t0 + t) * w.n_out + r + 1] = out2[t];
+  }
   return true;
 }
 #define DSV4_HAVE_ROW2_FP4 1
@@ -813,8 +823,15 @@ HWY_NOINLINE void Rows(const Job& j, int64_t r0, int64_t r1) {
         }
 #endif
 #ifdef DSV4_HAVE_ROW2_FP4
-        if (kUseRow2 && nt == 1 && j.w->format == WeightFormat::FP4_BLOCK32 && r + 1 < b1) {
-          if (Row2Fp4(j, r, t0)) {
+        if (j.w->format == WeightFormat::FP4_BLOCK32 && r + 1 < b1) {
+          bool done = false;
+          switch (nt) {
+            case 1: done = Row2Fp4<1>(j, r, t0); break;
+            case 2: done = Row2Fp4<2>(j, r, t0); break;
+            case 3: done = Row2Fp4<3>(j, r, t0); break;
+            default: done = Row2Fp4<4>(j, r, t0); break;
+          }
+          if (done) {
             ++r;
             continue;
           }
