@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace dsv4::model {
 
@@ -83,16 +84,45 @@ void hc_pre_token(const io::Config& c, const HcWeights& w, const float* m, const
   collapse(pre, streams_t, hc, c.n_embd, x_t);
 }
 
-// One token of hc_post: out_t[k,:] = post[k] * f_t + sum_j comb[j,k] * res_t[j,:].
+// One token of hc_post: out_t[k,:] = post[k] * f_t + sum_j comb[j,k] * res_t[j,:], each
+// element summed in double in this order. Every column i reads its hc residual values
+// before it writes its hc outputs, so out_t may be res_t (the streams, updated in place).
+// HC: the stream count as a constant, so the per-column body is straight-line code the
+// compiler vectorises over columns (same operations, same order); hc_post_token_any: any count.
+template <int HC>
 void hc_post_token(const io::Config& c, const float* f_t, const float* res_t, const float* comb, const float* post,
                    float* out_t) {
+  const int64_t d = c.n_embd;
+  double pk[HC], cm[HC * HC];  // post weights, comb[j * HC + k]
+  for (int k = 0; k < HC; ++k) pk[k] = double(post[k]);
+  for (int i = 0; i < HC * HC; ++i) cm[i] = double(comb[i]);
+  // No dependence between columns: in place, column i is read before it is written (and
+  // r is scalarised: HC is a constant).
+#pragma GCC ivdep
+  for (int64_t i = 0; i < d; ++i) {
+    double r[HC];
+    for (int j = 0; j < HC; ++j) r[j] = double(res_t[j * d + i]);
+    const double fi = double(f_t[i]);
+    for (int k = 0; k < HC; ++k) {
+      double acc = pk[k] * fi;
+      for (int j = 0; j < HC; ++j) acc += cm[j * HC + k] * r[j];
+      out_t[k * d + i] = float(acc);
+    }
+  }
+}
+
+// The same for any stream count, column by column.
+void hc_post_token_any(const io::Config& c, const float* f_t, const float* res_t, const float* comb,
+                       const float* post, float* out_t) {
   const int64_t hc = c.hc_mult, d = c.n_embd;
-  for (int64_t k = 0; k < hc; ++k) {
-    float* o = out_t + k * d;
-    for (int64_t i = 0; i < d; ++i) {
-      double acc = double(post[k]) * double(f_t[i]);
-      for (int64_t j = 0; j < hc; ++j) acc += double(comb[j * hc + k]) * double(res_t[j * d + i]);
-      o[i] = float(acc);
+  std::vector<double> r(static_cast<size_t>(hc));  // [hc] one column's residuals
+  for (int64_t i = 0; i < d; ++i) {
+    for (int64_t j = 0; j < hc; ++j) r[size_t(j)] = double(res_t[j * d + i]);
+    const double fi = double(f_t[i]);
+    for (int64_t k = 0; k < hc; ++k) {
+      double acc = double(post[k]) * fi;
+      for (int64_t j = 0; j < hc; ++j) acc += double(comb[j * hc + k]) * r[size_t(j)];
+      out_t[k * d + i] = float(acc);
     }
   }
 }
@@ -117,10 +147,11 @@ void hc_pre(backend::Ops& ops, const io::Config& c, const HcWeights& w, const fl
 void hc_post(backend::Ops& ops, const io::Config& c, const float* f, const float* residual, const HcMix& mix,
              int64_t n_tok, float* out) {
   const int64_t hc = c.hc_mult, d = c.n_embd;
+  const auto token = hc == 4 ? hc_post_token<4> : hc_post_token_any;  // V4 models: hc_mult 4
   ops.parallel_rows(n_tok, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t)
-      hc_post_token(c, f + t * d, residual + t * hc * d, mix.comb.data() + t * hc * hc, mix.post.data() + t * hc,
-                    out + t * hc * d);
+      token(c, f + t * d, residual + t * hc * d, mix.comb.data() + t * hc * hc, mix.post.data() + t * hc,
+            out + t * hc * d);
   });
 }
 

@@ -29,7 +29,8 @@ void hc_pre(backend::Ops& ops, const io::Config& c, const HcWeights& w, const fl
             int64_t n_tok, float* x, HcMix& mix);
 
 // out[t,k,:] = post[t,k] * f[t,:] + sum_j comb[t,j,k] * residual[t,j,:]
-//   f: [n_tok, n_embd], residual/out: [n_tok, hc, n_embd] (out may not alias residual)
+//   f: [n_tok, n_embd], residual/out: [n_tok, hc, n_embd]; out may be residual (in place:
+//   each column reads its hc residual values before writing its hc outputs)
 void hc_post(backend::Ops& ops, const io::Config& c, const float* f, const float* residual, const HcMix& mix,
              int64_t n_tok, float* out);
 

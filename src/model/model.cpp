@@ -35,8 +35,6 @@ void Model::block_forward(const BlockWeights& b, std::span<const BlockSeq> seqs,
   const float eps = float(c.rms_norm_eps);
   float* x = scratch<ScratchId::kBlockX>(n_rows * d);                 // [n_rows, n_embd]
   float* sub = scratch<ScratchId::kBlockSub>(n_rows * d);             // [n_rows, n_embd]
-  float* residual = scratch<ScratchId::kBlockResidual>(n_rows * width);  // [n_rows, hc, n_embd]
-  std::copy_n(streams, n_rows * width, residual);
   HcMix mix;
 
   std::vector<SeqSlice> slices;
@@ -46,16 +44,15 @@ void Model::block_forward(const BlockWeights& b, std::span<const BlockSeq> seqs,
   hc_pre(*ops_, c, b.hc_attn, streams, n_rows, x, mix);
   ops_->rms_norm(x, b.attn_norm.data(), n_rows, d, eps, x);
   attention_forward(*ops_, c, b.attn, rope_for(b.attn.ratio), slices, x, n_rows, sub);
-  hc_post(*ops_, c, sub, residual, mix, n_rows, streams);
+  hc_post(*ops_, c, sub, streams, mix, n_rows, streams);  // in place: the streams are the residual
 
-  std::copy_n(streams, n_rows * width, residual);
   hc_pre(*ops_, c, b.hc_ffn, streams, n_rows, x, mix);
   ops_->rms_norm(x, b.ffn_norm.data(), n_rows, d, eps, x);
   bool want_routes = false;
   for (const BlockSeq& s : seqs) want_routes |= s.trace != nullptr;
   std::vector<Route> routes;
   moe_forward(*ops_, c, b.ffn, x, tokens, n_rows, sub, want_routes ? &routes : nullptr);
-  hc_post(*ops_, c, sub, residual, mix, n_rows, streams);
+  hc_post(*ops_, c, sub, streams, mix, n_rows, streams);
 
   for (const BlockSeq& s : seqs) {
     if (!s.trace) continue;

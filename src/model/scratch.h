@@ -19,7 +19,6 @@ namespace dsv4::model {
 enum class ScratchId {
   kBlockX,
   kBlockSub,
-  kBlockResidual,
   kAttnQLatent,
   kAttnKv,
   kAttnQ,

@@ -14,6 +14,7 @@
 
 #include <unistd.h>
 
+#include "backend/ops.h"
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "model/hyper_connection.h"
@@ -201,6 +202,43 @@ TEST(TinyModel, UsesEveryFp4CodeAndVariedScales) {
 TEST(TinyModel, UnknownPresetIsAnError) { EXPECT_THROW(tiny_config("huge"), Error); }
 
 // Rotating all heads of a position at once gives the per-vector rotation's bits.
+// hc_post in place (out = residual, as the block runs it) equals hc_post into another
+// buffer and the formula summed in double in the stated order, bit for bit, for the V4
+// stream count (4, the vectorised path) and others (the generic path), on 1 and 2 threads.
+TEST(HyperConnection, PostInPlaceEqualsFormula) {
+  for (int64_t hc : {4, 3, 1, 6}) {
+    for (int threads : {1, 2}) {
+      io::Config c = tiny_config("tiny");
+      c.hc_mult = hc;
+      const int64_t d = c.n_embd, n_tok = 5;
+      std::mt19937 rng(uint32_t(hc * 10 + threads));
+      std::normal_distribution<float> nd(0.0f, 1.0f);
+      std::vector<float> f(size_t(n_tok * d)), res(size_t(n_tok * hc * d));
+      for (auto& v : f) v = nd(rng);
+      for (auto& v : res) v = nd(rng);
+      HcMix mix;
+      mix.post.resize(size_t(n_tok * hc));
+      mix.comb.resize(size_t(n_tok * hc * hc));
+      for (auto& v : mix.post) v = nd(rng);
+      for (auto& v : mix.comb) v = nd(rng);
+      auto ops = backend::make_ops("cpu", backend::Numerics::kExact, threads);
+      std::vector<float> out(res.size()), inplace(res);
+      hc_post(*ops, c, f.data(), res.data(), mix, n_tok, out.data());
+      hc_post(*ops, c, f.data(), inplace.data(), mix, n_tok, inplace.data());
+      for (int64_t t = 0; t < n_tok; ++t)
+        for (int64_t k = 0; k < hc; ++k)
+          for (int64_t i = 0; i < d; ++i) {
+            double acc = double(mix.post[size_t(t * hc + k)]) * double(f[size_t(t * d + i)]);
+            for (int64_t j = 0; j < hc; ++j)
+              acc += double(mix.comb[size_t(t * hc * hc + j * hc + k)]) * double(res[size_t((t * hc + j) * d + i)]);
+            const size_t at = size_t((t * hc + k) * d + i);
+            ASSERT_EQ(out[at], float(acc)) << "hc " << hc << " t " << t << " k " << k << " i " << i;
+            ASSERT_EQ(inplace[at], out[at]) << "hc " << hc << " in place, t " << t << " k " << k << " i " << i;
+          }
+    }
+  }
+}
+
 TEST(Rope, ApplyAllEqualsApplyPerVector) {
   const io::Config cfg = tiny_config("tiny");
   for (bool yarn : {false, true}) {
