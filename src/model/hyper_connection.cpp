@@ -111,17 +111,16 @@ void hc_post_token(const io::Config& c, const float* f_t, const float* res_t, co
   }
 }
 
-// The same for any stream count, column by column.
+// The same for any stream count, column by column; r: [hc] room for one column's residuals.
 void hc_post_token_any(const io::Config& c, const float* f_t, const float* res_t, const float* comb,
-                       const float* post, float* out_t) {
+                       const float* post, double* r, float* out_t) {
   const int64_t hc = c.hc_mult, d = c.n_embd;
-  std::vector<double> r(static_cast<size_t>(hc));  // [hc] one column's residuals
   for (int64_t i = 0; i < d; ++i) {
-    for (int64_t j = 0; j < hc; ++j) r[size_t(j)] = double(res_t[j * d + i]);
+    for (int64_t j = 0; j < hc; ++j) r[j] = double(res_t[j * d + i]);
     const double fi = double(f_t[i]);
     for (int64_t k = 0; k < hc; ++k) {
       double acc = double(post[k]) * fi;
-      for (int64_t j = 0; j < hc; ++j) acc += double(comb[j * hc + k]) * r[size_t(j)];
+      for (int64_t j = 0; j < hc; ++j) acc += double(comb[j * hc + k]) * r[j];
       out_t[k * d + i] = float(acc);
     }
   }
@@ -147,11 +146,17 @@ void hc_pre(backend::Ops& ops, const io::Config& c, const HcWeights& w, const fl
 void hc_post(backend::Ops& ops, const io::Config& c, const float* f, const float* residual, const HcMix& mix,
              int64_t n_tok, float* out) {
   const int64_t hc = c.hc_mult, d = c.n_embd;
-  const auto token = hc == 4 ? hc_post_token<4> : hc_post_token_any;  // V4 models: hc_mult 4
   ops.parallel_rows(n_tok, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t)
-      token(c, f + t * d, residual + t * hc * d, mix.comb.data() + t * hc * hc, mix.post.data() + t * hc,
-            out + t * hc * d);
+    std::vector<double> r(hc == 4 ? 0 : static_cast<size_t>(hc));  // generic path: one column
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* res_t = residual + t * hc * d;
+      const float* comb = mix.comb.data() + t * hc * hc;
+      const float* post = mix.post.data() + t * hc;
+      if (hc == 4)  // V4 models: hc_mult 4
+        hc_post_token<4>(c, f + t * d, res_t, comb, post, out + t * hc * d);
+      else
+        hc_post_token_any(c, f + t * d, res_t, comb, post, r.data(), out + t * hc * d);
+    }
   });
 }
 

@@ -135,34 +135,11 @@ HWY_INLINE float Sum(D d, V v) {
 }
 
 // ------------------------------------------------------------------------------- F32
-template <int T>
-HWY_INLINE void RowF32(const Job& j, int64_t r, int64_t t0) {
-  const DF d;
-  const size_t L = hn::Lanes(d);
-  const int64_t n = j.w->n_in;
-  const float* wr = reinterpret_cast<const float*>(j.w->data) + r * n;
-  // One accumulator per token and the same order for every n_tok: results do not
-  // depend on the batch size (batch invariance; the model tests rely on it).
-  decltype(hn::Zero(d)) acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = hn::Zero(d);
-  int64_t i = 0;
-  for (; i + int64_t(L) <= n; i += int64_t(L)) {
-    const auto wv = hn::LoadU(d, wr + i);
-    for (int t = 0; t < T; ++t) acc[t] = hn::MulAdd(wv, hn::LoadU(d, j.xp + (t0 + t) * j.ldx + i), acc[t]);
-  }
-  for (int t = 0; t < T; ++t) {
-    float s = Sum(d, acc[t]);
-    const float* xt = j.xp + (t0 + t) * j.ldx;
-    for (int64_t k = i; k < n; ++k) s = std::fma(wr[k], xt[k], s);
-    j.y[(t0 + t) * j.w->n_out + r] = s;
-  }
-}
-
-// R rows x T tokens of an F32 product (the mHC projections: 24 rows of 16384): each (row,
-// token) is RowF32<T>'s single accumulator chain in the same order (bit-identical), but a
-// weight vector serves T tokens and an activation vector R rows. One row at a time, the
-// 64 KiB activation rows came from L2 for every row and the one chain per row waited on
-// the FMA latency.
+// R rows x T tokens of an F32 product (the mHC projections: 24 rows of 16384): one
+// accumulator chain per (row, token), in the same order for every R and T (batch
+// invariance); a weight vector serves T tokens and an activation vector R rows. One row at
+// a time, the 64 KiB activation rows came from L2 for every row and the one chain per row
+// waited on the FMA latency.
 #if HWY_TARGET == HWY_AVX3
 constexpr int kF32Rows = 4;  // 16 accumulators + 4 activations: 32 zmm registers
 #else
@@ -793,7 +770,7 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
 template <int T>
 HWY_INLINE void RowT(const Job& j, int64_t r, int64_t t0) {
   switch (j.w->format) {
-    case WeightFormat::F32: RowF32<T>(j, r, t0); return;
+    case WeightFormat::F32: RowsF32<1, T>(j, r, t0); return;
     case WeightFormat::BF16: RowBf16<T>(j, r, t0); return;
     case WeightFormat::FP8_BLOCK128: RowFp8<T>(j, r, t0); return;
     case WeightFormat::FP4_BLOCK32: RowFp4<T>(j, r, t0); return;
