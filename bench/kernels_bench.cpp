@@ -4,10 +4,13 @@
 //       FP4 experts [2048, 4096] (many of them, far more than the L3), FP8 [4096, 4096]
 //       (several copies), BF16 LM head [129280, 4096],
 //   (c) peak fp32 FMA FLOP/s and the matrix-matrix (n_tok = 512) FLOP/s fraction,
+//   (d) `moe`: the FP4 experts of (b) multiplied with 12 and 24 tokens each, as a routed
+//       expert sees a 512-token prefill: weights cold (each expert once, from memory)
+//       against warm (one expert again and again),
 // for each requested SIMD target.
 //
 // usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all]
-//                      [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--numerics exact|fast]
+//                      [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--numerics exact|fast]
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -169,7 +172,7 @@ int main(int argc, char** argv) {
     else if (a == "--no-thp") g_thp = false;
     else if (a == "--experts") n_experts = std::max(1, std::atoi(val().c_str()));
     else {
-      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--numerics exact|fast]\n");
+      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--numerics exact|fast]\n");
       return 2;
     }
   }
@@ -199,7 +202,7 @@ int main(int argc, char** argv) {
   // Weights for (b), made once. Experts: 64 x [2048, 4096] FP4 = 285 MB; FP8: 16 copies
   // of [4096, 4096] = 269 MB; BF16 head 1.06 GB.
   std::vector<Matrix> experts, fp8s, head;
-  if (want("fp4"))
+  if (want("fp4") || want("moe"))
     for (int e = 0; e < n_experts; ++e) experts.push_back(make_matrix(WeightFormat::FP4_BLOCK32, expert_rows, 4096));
   if (want("fp8"))
     for (int e = 0; e < n_fp8; ++e) fp8s.push_back(make_matrix(WeightFormat::FP8_BLOCK128, fp8_rows, fp8_cols));
@@ -230,6 +233,27 @@ int main(int argc, char** argv) {
     if (want("fp4")) report(("fp4 experts [" + std::to_string(expert_rows) + ",4096] x" + std::to_string(n_experts)).c_str(), experts);
     if (want("fp8")) report(("fp8 [" + std::to_string(fp8_rows) + "," + std::to_string(fp8_cols) + "] x" + std::to_string(n_fp8)).c_str(), fp8s);
     if (want("bf16")) report("bf16 head [129280,4096]", head);
+    if (want("moe")) {
+      for (const int64_t n_tok : {12, 24}) {
+        std::vector<float> x(size_t(n_tok * 4096)), y(size_t(n_tok * expert_rows));
+        for (auto& v : x) v = float(int(next_u64() % 2001) - 1000) * 1e-3f;
+        const double flops = 2.0 * double(expert_rows) * 4096.0 * double(n_tok) * double(experts.size());
+        double cold = 0, warm = 0;
+        for (int r = 0; r < reps; ++r) {
+          double t0 = now_seconds();
+          for (const Matrix& m : experts) backend::cpu::matmul(m.view, x.data(), n_tok, y.data(), &pool, g_numerics);
+          cold = std::max(cold, flops / (now_seconds() - t0) * 1e-9);
+          t0 = now_seconds();
+          for (size_t e = 0; e < experts.size(); ++e)
+            backend::cpu::matmul(experts[0].view, x.data(), n_tok, y.data(), &pool, g_numerics);
+          warm = std::max(warm, flops / (now_seconds() - t0) * 1e-9);
+        }
+        std::printf("isa %-6s threads %d  matmul n_tok=%lld fp4 experts [%d,4096] x%zu: cold %.1f GFLOP/s, "
+                    "warm (one expert) %.1f GFLOP/s\n",
+                    cur.c_str(), T, (long long)n_tok, expert_rows, experts.size(), cold, warm);
+        std::fflush(stdout);
+      }
+    }
     if (want("mm")) {
       const bench::FlopsResult peak = bench::measure_peak_fma(pool);
       std::printf("isa %-6s threads %d  peak fp32 FMA %.1f GFLOP/s (probe target %s)\n", cur.c_str(),

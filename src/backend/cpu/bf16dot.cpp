@@ -318,10 +318,13 @@ DSV4_BF16_TARGET void row_tile(const WeightView& w, const uint16_t* xb, int64_t 
 
 // Tokens t0 .. t0+T-1 of rows [b0, b1): pairs of rows when there are several tokens (each
 // activation load then serves two rows), four rows at a time for one token.
+// pf: the block's first multi-token tile prefetches the rows ahead (RowPrefetcher); null
+// in the later tiles and for one token (the decode kernels prefetch in their loops).
 template <int T>
 DSV4_BF16_TARGET void tile_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
-                                float* y, int64_t b0, int64_t b1) {
+                                float* y, int64_t b0, int64_t b1, RowPrefetcher* pf) {
   for (int64_t r = b0; r < b1; ++r) {
+    if (T > 1 && pf != nullptr) pf->before(r + 1);
     if (T == 1 && r + kDecodeRows <= b1) {
       if (w.format == WeightFormat::FP4_BLOCK32) {
         row_tile<kDecodeRows, 1>(w, xb, ldxb, xr, t0, y, r);
@@ -454,10 +457,12 @@ DSV4_BF16_TARGET void fp8_rows_from_panels(const WeightView& w, const uint16_t* 
   float* sc = aligned_scratch(scales_tl, rb * sh.scales);
   if (int64_t(ok_tl.size()) < rb) ok_tl.resize(size_t(rb));
   uint8_t* ok = ok_tl.data();
+  RowPrefetcher prefetcher(w, r0, r1);
   for (int64_t b0 = r0; b0 < r1; b0 += rb) {
     const int64_t b1 = std::min(r1, b0 + rb);
     for (int64_t r = b0; r < b1; ++r) {
       const int64_t i = r - b0;
+      prefetcher.before(r);
       ok[i] = decode_fp8_row(w, r, pw + i * sh.words, sc + i * sh.scales);
       if (!ok[i]) exact_scalar_row(w, r, xr, 0, n_tok, y);  // scales the vector paths do not take
     }
@@ -597,15 +602,17 @@ DSV4_BF16_TARGET void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb
     return fp8_rows_from_panels(w, xb, ldxb, xr, n_tok, y, r0, r1);
   // Row blocks of ~64 KiB of weights stay in cache while the token tiles pass over them.
   const int64_t rb = std::max<int64_t>(1, (int64_t(64) << 10) / std::max<int64_t>(1, w.row_bytes()));
+  RowPrefetcher prefetcher(w, r0, r1);
   for (int64_t b0 = r0; b0 < r1; b0 += rb) {
     const int64_t b1 = std::min(r1, b0 + rb);
     for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
       const int64_t nt = std::min<int64_t>(kTokTile, n_tok - t0);
+      RowPrefetcher* pf = t0 == 0 ? &prefetcher : nullptr;
       switch (nt) {
-        case 1: tile_rows<1>(w, xb, ldxb, xr, t0, y, b0, b1); break;
-        case 2: tile_rows<2>(w, xb, ldxb, xr, t0, y, b0, b1); break;
-        case 3: tile_rows<3>(w, xb, ldxb, xr, t0, y, b0, b1); break;
-        default: tile_rows<4>(w, xb, ldxb, xr, t0, y, b0, b1); break;
+        case 1: tile_rows<1>(w, xb, ldxb, xr, t0, y, b0, b1, pf); break;
+        case 2: tile_rows<2>(w, xb, ldxb, xr, t0, y, b0, b1, pf); break;
+        case 3: tile_rows<3>(w, xb, ldxb, xr, t0, y, b0, b1, pf); break;
+        default: tile_rows<4>(w, xb, ldxb, xr, t0, y, b0, b1, pf); break;
       }
     }
   }

@@ -787,11 +787,14 @@ HWY_NOINLINE void Rows(const Job& j, int64_t r0, int64_t r1) {
   // while all token tiles pass over it.
   // (at least kF32Rows rows, so that wide F32 rows still form row tiles).
   const int64_t rb = std::max<int64_t>(kF32Rows, (int64_t(64) << 10) / std::max<int64_t>(1, j.w->row_bytes()));
+  RowPrefetcher prefetcher(*j.w, r0, r1);  // the first multi-token tile of each block
   for (int64_t b0 = r0; b0 < r1; b0 += rb) {
     const int64_t b1 = std::min(r1, b0 + rb);
     for (int64_t t0 = 0; t0 < j.n_tok; t0 += kTokTile) {
       const int64_t nt = std::min<int64_t>(kTokTile, j.n_tok - t0);
+      const bool cold = t0 == 0 && nt > 1;
       for (int64_t r = b0; r < b1; ++r) {
+        if (cold) prefetcher.before(r + kF32Rows);
         if (j.w->format == WeightFormat::F32 && r + kF32Rows <= b1) {
           switch (nt) {
             case 1: RowsF32<kF32Rows, 1>(j, r, t0); break;

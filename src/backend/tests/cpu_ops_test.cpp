@@ -12,6 +12,7 @@
 #include "backend/cpu/bf16dot.h"
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/prefetch.h"
 #include "backend/ops.h"
 #include "backend/ref/ref_ops.h"
 #include "core/dtype.h"
@@ -716,6 +717,37 @@ TEST(CpuRounding, Bf16PrepEqualsReference) {
     for (int64_t i = 0; i < words; ++i)
       ASSERT_EQ(got[size_t(i)], want[size_t(i)]) << weight_format_name(sh.f) << " n_in " << sh.n_in << " word " << i;
   }
+}
+
+// The first multi-token tile prefetches kPrefetchBytes of rows ahead of the row it is at,
+// each row once, and never past the end of its row range (the rows beyond belong to
+// another thread's piece, or to no tensor at all).
+TEST(CpuPrefetch, RowsAheadOnceAndWithinRange) {
+  std::vector<uint8_t> bytes(100 * 2048), scales(100 * 128);
+  WeightView w;
+  w.format = WeightFormat::FP4_BLOCK32;
+  w.n_out = 100;
+  w.n_in = 4096;  // 2048 bytes a row: 8 rows make kPrefetchBytes
+  w.data = bytes.data();
+  w.scale = scales.data();
+  ASSERT_EQ(backend::cpu::kPrefetchBytes, 8 * 2048);
+  backend::cpu::RowPrefetcher pf(w, 10, 40);
+  EXPECT_EQ(pf.prefetched_until(), 10);
+  pf.before(10);
+  EXPECT_EQ(pf.prefetched_until(), 19);  // row 10 and the 8 after it
+  pf.before(12);
+  EXPECT_EQ(pf.prefetched_until(), 21);
+  pf.before(11);  // behind: nothing new
+  EXPECT_EQ(pf.prefetched_until(), 21);
+  pf.before(35);
+  EXPECT_EQ(pf.prefetched_until(), 40);  // capped at the range end
+  pf.before(39);
+  EXPECT_EQ(pf.prefetched_until(), 40);
+
+  w.format = WeightFormat::BF16;  // 8192-byte rows: two rows make kPrefetchBytes
+  backend::cpu::RowPrefetcher wide(w, 0, 3);
+  wide.before(0);
+  EXPECT_EQ(wide.prefetched_until(), 3);
 }
 
 TEST(CpuOps, NumericsNames) {
