@@ -366,54 +366,80 @@ DSV4_BF16_TARGET void tile_rows(const WeightView& w, const uint16_t* xb, int64_t
 // keeps decoding in the kernel: one 64-byte load there yields four weight vectors, and
 // loads, not permutes, limit these kernels (panel FP4 ran at 320-355 against 382-485).
 
-constexpr int64_t kPanelBytes = 128 << 10;  // one row block's panel: stays in L2
+// One row block's panel, half of a Zen 5 core's 1 MiB L2. Every block streams all
+// tokens' activations again (4 MiB at 512 tokens x 4096 columns, from L3), so a larger
+// panel reads them less often: kernels_bench (fast, 512 tokens, 2 threads) with 128 KiB
+// panels [4096, 4096] 390-400 GFLOP/s, 256 KiB 437-442, 512 KiB 451-469, 768 KiB and
+// 1 MiB 396-440.
+constexpr int64_t kPanelBytes = 512 << 10;
+
+// Token tiles pass over a row block in column slices of kSliceGroups scale groups (1024
+// columns): a slice's activations (4 tokens x 1024 columns, 8 KiB) stay in L1 while every
+// row of the block passes, where whole rows (8192 wide: 64 KiB of activations plus 32 KiB
+// of panel per row pair) streamed from L2. The panel is stored slice by slice, so that a
+// slice's rows are contiguous. With 512 KiB panels, against one slice per row:
+// [2048, 8192] 304 -> 382-411 GFLOP/s, [4096, 4096] 428-433 -> 451-461; before both
+// changes 265-294 and 393-405. [16384, 1024] (one slice) stays at 530-545.
+constexpr int64_t kSliceGroups = 8;
 
 // Panel geometry of an FP8 w (n_in % 64 == 0): 128-column blocks, the last maybe 64.
 struct PanelShape {
-  int64_t groups = 0;     // scale blocks
-  int last_vecs = 4;      // 32-word vectors in the last block (2 or 4)
-  int64_t words = 0;      // bf16 words per panel row (groups * 128)
-  int64_t scales = 0;     // floats per panel row (groups * 16)
+  int64_t groups = 0;       // scale blocks
+  int last_vecs = 4;        // 32-word vectors in the last block (2 or 4)
+  int64_t slices = 0;       // column slices of kSliceGroups blocks, the last maybe fewer
+  int64_t slice_words = 0;  // bf16 words of one row in one slice (rows' stride in a slice)
+  int64_t words = 0;        // bf16 words per panel row (slices * slice_words)
+  int64_t scales = 0;       // floats per panel row (groups * 16)
   explicit PanelShape(const WeightView& w)
       : groups((w.n_in + 127) / 128), last_vecs(int((w.n_in - (groups - 1) * 128) / 32)),
-        words(groups * 128), scales(groups * 16) {}
+        slices((groups + kSliceGroups - 1) / kSliceGroups), slice_words(std::min(groups, kSliceGroups) * 128),
+        words(slices * slice_words), scales(groups * 16) {}
 };
 
-// FP8 row r into panel words pw [groups * 128] and scale vectors sc [groups * 16]; false
-// when its scales need the scalar path.
-DSV4_BF16_TARGET bool decode_fp8_row(const WeightView& w, int64_t r, uint16_t* pw, float* sc) {
+// FP8 row r into a panel: its slice s at pw + s * slice_stride (slice_words words), its
+// scale vectors at sc [groups * 16]; false when its scales need the scalar path.
+DSV4_BF16_TARGET bool decode_fp8_row(const WeightView& w, int64_t r, uint16_t* pw, int64_t slice_stride, float* sc) {
   const int64_t n = w.n_in, nb = (n + 127) / 128;
   const uint8_t* wr = w.data + r * n;
   const uint8_t* sr = w.scale + ((r + w.row_offset) / 128) * nb;
   if (!fp8_scales_ok(sr, nb)) return false;
   const Fp8Decoder dec = fp8_decoder();
+  constexpr int64_t kSliceCols = kSliceGroups * 128;
   for (int64_t c = 0; c < n; c += 64) {
     __m512i run_a, run_b;
     fp8_decode(dec, wr + c, run_a, run_b);
-    _mm512_store_si512(pw + c, run_a);
-    _mm512_store_si512(pw + c + 32, run_b);
+    uint16_t* dst = pw + (c / kSliceCols) * slice_stride + c % kSliceCols;
+    _mm512_store_si512(dst, run_a);
+    _mm512_store_si512(dst + 32, run_b);
   }
   for (int64_t b = 0; b < nb; ++b)
     _mm512_store_ps(sc + b * 16, _mm512_castsi512_ps(_mm512_set1_epi32(int32_t(uint32_t(sr[b]) << 23))));
   return true;
 }
 
-// Panel rows k < R (row r + k of w at pw + k * sh.words, sc + k * sh.scales), tokens
-// t0 .. t0+T-1.
-template <int R, int T>
+// Panel rows k < R (row r + k: slice [g0, g1) at pw + k * sh.slice_words, scales at
+// sc + k * sh.scales), tokens t0 .. t0+T-1, scale groups [g0, g1). Between column slices the sums of a (row, token)
+// wait in park (R x T vectors of 16): the first slice starts them at zero, the last
+// writes y. Slicing by whole groups keeps every sum's order. (First and Last are compile
+// time: a runtime choice made GCC keep the sums in memory, and zeroing park with memset
+// stalled the loads that followed it.)
+template <int R, int T, bool First, bool Last>
 DSV4_BF16_TARGET void panel_rows(const WeightView& w, const PanelShape& sh, const uint16_t* pw, const float* sc,
-                                 const uint16_t* xb, int64_t ldxb, int64_t t0, float* y, int64_t r) {
+                                 const uint16_t* xb, int64_t ldxb, int64_t t0, float* y, int64_t r, int64_t g0,
+                                 int64_t g1, float* park) {
   __m512 acc[R][T];
+#pragma GCC unroll 16
   for (int k = 0; k < R; ++k)
-    for (int t = 0; t < T; ++t) acc[k][t] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < sh.groups; ++g) {
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) acc[k][t] = First ? _mm512_setzero_ps() : _mm512_load_ps(park + (k * T + t) * 16);
+  for (int64_t g = g0; g < g1; ++g) {
     const int nv = g + 1 == sh.groups ? sh.last_vecs : 4;
     __m512 p[R][T];
     for (int v = 0; v < nv; ++v) {
       __m512bh x[T];
       for (int t = 0; t < T; ++t) x[t] = load_bh(xb + (t0 + t) * ldxb + g * 128 + 32 * v);
       for (int k = 0; k < R; ++k) {
-        const __m512bh wv = load_bh(pw + k * sh.words + g * 128 + 32 * v);
+        const __m512bh wv = load_bh(pw + k * sh.slice_words + (g - g0) * 128 + 32 * v);
         for (int t = 0; t < T; ++t) p[k][t] = _mm512_dpbf16_ps(v == 0 ? _mm512_setzero_ps() : p[k][t], wv, x[t]);
       }
     }
@@ -422,25 +448,56 @@ DSV4_BF16_TARGET void panel_rows(const WeightView& w, const PanelShape& sh, cons
       for (int t = 0; t < T; ++t) acc[k][t] = _mm512_fmadd_ps(p[k][t], s, acc[k][t]);
     }
   }
+#pragma GCC unroll 16
   for (int k = 0; k < R; ++k)
-    for (int t = 0; t < T; ++t) y[(t0 + t) * w.n_out + r + k] = hsum(acc[k][t]);
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+      if (Last)
+        y[(t0 + t) * w.n_out + r + k] = hsum(acc[k][t]);
+      else
+        _mm512_store_ps(park + (k * T + t) * 16, acc[k][t]);
+    }
 }
 
-// One token tile over the decoded rows [b0, b1) (ok[i]: row b0 + i is in the panel),
-// pairs of rows where both are (each activation load then serves two rows).
-template <int T>
-DSV4_BF16_TARGET void panel_tile(const WeightView& w, const PanelShape& sh, const uint16_t* pw, const float* sc,
-                                 const uint8_t* ok, const uint16_t* xb, int64_t ldxb, int64_t t0, float* y,
-                                 int64_t b0, int64_t b1) {
+// One column slice [g0, g1) of a token tile over the decoded rows [b0, b1) (ok[i]: row
+// b0 + i is in the panel; the slice's rows start at pws, slice_words apart): pairs of
+// rows where both are (each activation load then serves two rows). Row i's sums wait at
+// park + i * T * 16.
+template <int T, bool First, bool Last>
+DSV4_BF16_TARGET void panel_slice(const WeightView& w, const PanelShape& sh, const uint16_t* pws, const float* sc,
+                                  const uint8_t* ok, const uint16_t* xb, int64_t ldxb, int64_t t0, float* y,
+                                  int64_t b0, int64_t b1, int64_t g0, int64_t g1, float* park) {
   for (int64_t r = b0; r < b1; ++r) {
     const int64_t i = r - b0;
     if (!ok[i]) continue;
+    const uint16_t* pwi = pws + i * sh.slice_words;
+    const float* sci = sc + i * sh.scales;
     if (r + 1 < b1 && ok[i + 1]) {
-      panel_rows<2, T>(w, sh, pw + i * sh.words, sc + i * sh.scales, xb, ldxb, t0, y, r);
+      panel_rows<2, T, First, Last>(w, sh, pwi, sci, xb, ldxb, t0, y, r, g0, g1, park + i * T * 16);
       ++r;
     } else {
-      panel_rows<1, T>(w, sh, pw + i * sh.words, sc + i * sh.scales, xb, ldxb, t0, y, r);
+      panel_rows<1, T, First, Last>(w, sh, pwi, sci, xb, ldxb, t0, y, r, g0, g1, park + i * T * 16);
     }
+  }
+}
+
+// One token tile over a row block whose panel holds rb rows, slice by slice.
+template <int T>
+DSV4_BF16_TARGET void panel_tile(const WeightView& w, const PanelShape& sh, const uint16_t* pw, int64_t rb,
+                                 const float* sc, const uint8_t* ok, const uint16_t* xb, int64_t ldxb, int64_t t0,
+                                 float* y, int64_t b0, int64_t b1, float* park) {
+  for (int64_t s = 0; s < sh.slices; ++s) {
+    const int64_t g0 = s * kSliceGroups, g1 = std::min(sh.groups, g0 + kSliceGroups);
+    const uint16_t* pws = pw + s * rb * sh.slice_words;
+    const bool first = s == 0, last = s + 1 == sh.slices;
+    if (first && last)
+      panel_slice<T, true, true>(w, sh, pws, sc, ok, xb, ldxb, t0, y, b0, b1, g0, g1, park);
+    else if (first)
+      panel_slice<T, true, false>(w, sh, pws, sc, ok, xb, ldxb, t0, y, b0, b1, g0, g1, park);
+    else if (last)
+      panel_slice<T, false, true>(w, sh, pws, sc, ok, xb, ldxb, t0, y, b0, b1, g0, g1, park);
+    else
+      panel_slice<T, false, false>(w, sh, pws, sc, ok, xb, ldxb, t0, y, b0, b1, g0, g1, park);
   }
 }
 
@@ -455,23 +512,25 @@ DSV4_BF16_TARGET void fp8_rows_from_panels(const WeightView& w, const uint16_t* 
   thread_local std::vector<uint8_t> ok_tl;
   uint16_t* pw = aligned_scratch(words_tl, rb * sh.words);
   float* sc = aligned_scratch(scales_tl, rb * sh.scales);
+  thread_local std::vector<float> park_tl;
   if (int64_t(ok_tl.size()) < rb) ok_tl.resize(size_t(rb));
   uint8_t* ok = ok_tl.data();
+  float* park = aligned_scratch(park_tl, rb * kTokTile * 16);
   RowPrefetcher prefetcher(w, r0, r1);
   for (int64_t b0 = r0; b0 < r1; b0 += rb) {
     const int64_t b1 = std::min(r1, b0 + rb);
     for (int64_t r = b0; r < b1; ++r) {
       const int64_t i = r - b0;
       prefetcher.before(r);
-      ok[i] = decode_fp8_row(w, r, pw + i * sh.words, sc + i * sh.scales);
+      ok[i] = decode_fp8_row(w, r, pw + i * sh.slice_words, rb * sh.slice_words, sc + i * sh.scales);
       if (!ok[i]) exact_scalar_row(w, r, xr, 0, n_tok, y);  // scales the vector paths do not take
     }
     for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
       switch (std::min<int64_t>(kTokTile, n_tok - t0)) {
-        case 1: panel_tile<1>(w, sh, pw, sc, ok, xb, ldxb, t0, y, b0, b1); break;
-        case 2: panel_tile<2>(w, sh, pw, sc, ok, xb, ldxb, t0, y, b0, b1); break;
-        case 3: panel_tile<3>(w, sh, pw, sc, ok, xb, ldxb, t0, y, b0, b1); break;
-        default: panel_tile<4>(w, sh, pw, sc, ok, xb, ldxb, t0, y, b0, b1); break;
+        case 1: panel_tile<1>(w, sh, pw, rb, sc, ok, xb, ldxb, t0, y, b0, b1, park); break;
+        case 2: panel_tile<2>(w, sh, pw, rb, sc, ok, xb, ldxb, t0, y, b0, b1, park); break;
+        case 3: panel_tile<3>(w, sh, pw, rb, sc, ok, xb, ldxb, t0, y, b0, b1, park); break;
+        default: panel_tile<4>(w, sh, pw, rb, sc, ok, xb, ldxb, t0, y, b0, b1, park); break;
       }
     }
   }
@@ -600,8 +659,12 @@ DSV4_BF16_TARGET void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb
                            float* y, int64_t r0, int64_t r1) {
   if (n_tok > kTokTile && w.format == WeightFormat::FP8_BLOCK128)
     return fp8_rows_from_panels(w, xb, ldxb, xr, n_tok, y, r0, r1);
-  // Row blocks of ~64 KiB of weights stay in cache while the token tiles pass over them.
-  const int64_t rb = std::max<int64_t>(1, (int64_t(64) << 10) / std::max<int64_t>(1, w.row_bytes()));
+  // Row blocks of ~256 KiB of weights stay in L2 while the token tiles pass over them;
+  // every block streams all tokens' activations again (4 MiB at 512 tokens x 4096), so
+  // larger blocks read them less often: kernels_bench (fast, 512 tokens, 2 threads) BF16
+  // [4096, 4096] 357 -> 398-405 GFLOP/s against 64 KiB blocks, FP4 +1-2%. (The exact
+  // kernels keep 64 KiB: their FP4 tile measured 10-15% slower with 256 KiB.)
+  const int64_t rb = std::max<int64_t>(1, (int64_t(256) << 10) / std::max<int64_t>(1, w.row_bytes()));
   RowPrefetcher prefetcher(w, r0, r1);
   for (int64_t b0 = r0; b0 < r1; b0 += rb) {
     const int64_t b1 = std::min(r1, b0 + rb);

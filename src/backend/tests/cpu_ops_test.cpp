@@ -368,7 +368,8 @@ TEST(CpuMatmul, BatchInvariantEveryIsa) {
   const Shape shapes[] = {{WeightFormat::F32, 9, 37},           {WeightFormat::BF16, 9, 70},
                           {WeightFormat::FP8_BLOCK128, 9, 300}, {WeightFormat::FP8_BLOCK128, 9, 256},
                           {WeightFormat::FP4_BLOCK32, 9, 4128}, {WeightFormat::FP4_BLOCK32, 10, 512},
-                          {WeightFormat::FP8_BLOCK128, 9, 4160}};  // long FP8 rows: two per decode step
+                          {WeightFormat::FP8_BLOCK128, 9, 4160},   // long FP8 rows: two per decode step;
+                          {WeightFormat::FP8_BLOCK128, 7, 2048}};  // prefill panels: 5 and 2 column slices
   for (Numerics nm : kBothNumerics) {
   CpuOps batched(2, nm), single(1, nm);
   for_each_isa([&](const std::string& isa) {
