@@ -22,7 +22,13 @@ inline std::string one_line(const std::string& s) {
   return out;
 }
 
-// 'name' for messages, escaped to stay on one line.
-inline std::string quoted(const std::string& s) { return "'" + one_line(s) + "'"; }
+// 'name' for messages, escaped to stay on one line. (Built by appending: GCC 12 warns,
+// wrongly, about `"'" + std::string&&` with -Wrestrict.)
+inline std::string quoted(const std::string& s) {
+  std::string out = "'";
+  out += one_line(s);
+  out += '\'';
+  return out;
+}
 
 }  // namespace dsv4::io
