@@ -418,11 +418,11 @@ DSV4_BF16_TARGET bool decode_fp8_row(const WeightView& w, int64_t r, uint16_t* p
 }
 
 // Panel rows k < R (row r + k: slice [g0, g1) at pw + k * sh.slice_words, scales at
-// sc + k * sh.scales), tokens t0 .. t0+T-1, scale groups [g0, g1). Between column slices the sums of a (row, token)
-// wait in park (R x T vectors of 16): the first slice starts them at zero, the last
-// writes y. Slicing by whole groups keeps every sum's order. (First and Last are compile
-// time: a runtime choice made GCC keep the sums in memory, and zeroing park with memset
-// stalled the loads that followed it.)
+// sc + k * sh.scales), tokens t0 .. t0+T-1, scale groups [g0, g1). Between column
+// slices the sums of a (row, token) wait in park (R x T vectors of 16): the first slice
+// starts them at zero, the last writes y. Slicing by whole groups keeps every sum's
+// order. (First and Last are compile time: a runtime choice made GCC keep the sums in
+// memory, and zeroing park with memset stalled the loads that followed it.)
 template <int R, int T, bool First, bool Last>
 DSV4_BF16_TARGET void panel_rows(const WeightView& w, const PanelShape& sh, const uint16_t* pw, const float* sc,
                                  const uint16_t* xb, int64_t ldxb, int64_t t0, float* y, int64_t r, int64_t g0,
