@@ -82,7 +82,11 @@ TEST(SafetensorsFile, CopyAlignsEveryTensor) {
   TempDir tmp;
   SafetensorsWriter w;
   uint8_t seed = 1;
-  for (int64_t n : {1, 3, 5, 64, 100, 7, 4096 + 3}) w.add("t" + std::to_string(n), DType::U8, {n}, pattern(size_t(n), seed++));
+  for (int64_t n : {1, 3, 5, 64, 100, 7, 4096 + 3}) {
+    std::string name = "t";  // appended: GCC 12 warns, wrongly, on "t" + std::string&&
+    name += std::to_string(n);
+    w.add(name, DType::U8, {n}, pattern(size_t(n), seed++));
+  }
   w.add("bf", DType::BF16, {3, 5}, pattern(30, 40));
   w.add("empty", DType::F32, {0}, {});
   const std::string path = tmp.file("odd.safetensors");
