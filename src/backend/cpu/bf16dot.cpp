@@ -109,6 +109,17 @@ DSV4_BF16_TARGET inline void prefetch_lines(const uint8_t* p, int64_t n) {
     _mm_prefetch(reinterpret_cast<const char*>(l), _MM_HINT_T0);
 }
 
+// The exact scalar path (rows whose scales the vector paths do not take) for tokens
+// [t0, t0 + nt), on their activations rounded as prep rounds them: xr may hold them
+// unrounded (rounding twice changes nothing). Rare, so the copy costs nothing that counts.
+inline void rounded_scalar_row(const WeightView& w, int64_t r, const float* xr, int64_t t0, int64_t nt, float* y) {
+  thread_local std::vector<float> xs;  // [nt, n_in]
+  xs.resize(size_t(nt * w.n_in));
+  const float* src = xr + t0 * w.n_in;
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = round_bf16_ftz(src[i]);
+  exact_scalar_row(w, r, xs.data(), 0, nt, y + t0 * w.n_out);
+}
+
 // True when every byte of [p, p + n) lies in [1, kFp4MaxScale].
 DSV4_BF16_TARGET bool fp4_scales_ok(const uint8_t* p, int64_t n) {
   __mmask64 bad = 0;
@@ -203,7 +214,7 @@ DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t 
       for (int64_t col = nc * 128; col < n; ++col) {  // whole 32-column blocks past the chunks
         const uint8_t b = wr[k][col / 2];
         const float wv = kE2M1Values[col % 2 ? b >> 4 : b & 0xF] * e8m0_to_f32(sr[k][col / 32]);
-        out[k][t] = std::fma(wv, xt[col], out[k][t]);
+        out[k][t] = std::fma(wv, round_bf16_ftz(xt[col]), out[k][t]);
       }
       y[(t0 + t) * w.n_out + r + k] = out[k][t];
     }
@@ -245,7 +256,7 @@ DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t
     for (int t = 0; t < T; ++t) {
       float out = hsum(_mm512_add_ps(acc_a[k][t], acc_b[k][t]));
       const float* xt = xr + (t0 + t) * n;
-      for (int64_t i = c; i < n; ++i) out = std::fma(bf16_to_f32(wr[k][i]), xt[i], out);
+      for (int64_t i = c; i < n; ++i) out = std::fma(bf16_to_f32(wr[k][i]), round_bf16_ftz(xt[i]), out);
       y[(t0 + t) * w.n_out + r + k] = out;
     }
 }
@@ -312,7 +323,7 @@ DSV4_BF16_TARGET void row_tile(const WeightView& w, const uint16_t* xb, int64_t 
   if constexpr (R > 1) {
     for (int k = 0; k < R; ++k) row_tile<1, T>(w, xb, ldxb, xr, t0, y, r + k);
   } else {
-    exact_scalar_row(w, r, xr, t0, T, y);  // scales the vector paths do not take
+    rounded_scalar_row(w, r, xr, t0, T, y);  // scales the vector paths do not take
   }
 }
 
@@ -523,7 +534,7 @@ DSV4_BF16_TARGET void fp8_rows_from_panels(const WeightView& w, const uint16_t* 
       const int64_t i = r - b0;
       prefetcher.before(r);
       ok[i] = decode_fp8_row(w, r, pw + i * sh.slice_words, rb * sh.slice_words, sc + i * sh.scales);
-      if (!ok[i]) exact_scalar_row(w, r, xr, 0, n_tok, y);  // scales the vector paths do not take
+      if (!ok[i]) rounded_scalar_row(w, r, xr, 0, n_tok, y);  // scales the vector paths do not take
     }
     for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
       switch (std::min<int64_t>(kTokTile, n_tok - t0)) {

@@ -23,8 +23,9 @@ bool handles(const WeightView& w);
 
 // bfloat16 words per token of the activation layout of w (a multiple of 32).
 int64_t prep_words(const WeightView& w);
-// One token's activations x [w.n_in] (already rounded; the conversion is exact) into the
-// layout of w's kernel, xb [prep_words(w)]:
+// One token's activations x [w.n_in], rounded to bf16 words as round_bf16_ftz rounds
+// (x may already be rounded: the conversion is then exact), into the layout of w's
+// kernel, xb [prep_words(w)]:
 //   BF16: columns in order;
 //   FP4:  per 128-column chunk, four runs of 32 words, run k holding columns 4j + k
 //         (the order in which a 64-byte chunk's nibbles come out of one word shift);
@@ -36,8 +37,9 @@ void prep(const WeightView& w, const float* x, uint16_t* xb);
 void prep_reference(const WeightView& w, const float* x, uint16_t* xb);
 
 // y[t * w.n_out + r] for rows [r0, r1) and tokens [0, n_tok):
-//   xb [n_tok, ldxb] from prep, xr [n_tok, w.n_in] the same rounded activations as
-//   floats (for tails and for rows whose scales need the exact scalar path).
+//   xb [n_tok, ldxb] from prep, xr [n_tok, w.n_in] the same activations as floats,
+//   rounded or not (the tails and the rows whose scales need the exact scalar path round
+//   them with round_bf16_ftz as they read them, as prep does).
 // Each (row, token) is summed in the same order whatever n_tok and [r0, r1): batch
 // invariant like the exact kernels. With more than 4 tokens FP8 rows are decoded once per
 // row block into a bf16 panel whose kernel repeats the same steps (see bf16dot.cpp).

@@ -906,9 +906,25 @@ void PrepXb(const WeightView& w, const float* x, int64_t n_tok, uint16_t* xb) {
   for (int64_t t = 0; t < n_tok; ++t) bf16dot::prep(w, x + t * w.n_in, xb + t * ld);
 }
 
-// x: in fast numerics already rounded with round_bf16_ftz (the exported wrapper does it).
+void RoundBf16FtzImpl(const float* x, int64_t n, float* out);
+
+// Fast numerics multiplies activations rounded with round_bf16_ftz. The BF16 dot-product
+// kernels take them from prep, which rounds as it lays them out; the exact kernels get a
+// rounded copy, made here: one pass on the calling thread where rounding first and then
+// laying out took two (about 3% of a fast prefill's wall time).
+const float* RoundedCopy(const float* x, int64_t n, std::vector<float>& dst) {
+  float* out = aligned_scratch(dst, n);
+  RoundBf16FtzImpl(x, n, out);
+  return out;
+}
+
+// x: the activations as given; in fast numerics rounded on the way (see RoundedCopy).
 void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool, bool fast) {
   if (w.n_out <= 0 || n_tok <= 0) return;
+  if (fast && !UseBf16Dot(fast, w)) {
+    thread_local std::vector<float> xr;
+    x = RoundedCopy(x, n_tok * w.n_in, xr);
+  }
   Job j{&w, x, nullptr, 0, n_tok, y};
   if (UseBf16Dot(fast, w)) {
     // 64-byte aligned like the exact kernels' activations: a vector load that splits a
@@ -943,7 +959,28 @@ void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
 // A group of independent products in one parallel region: the union of every job's
 // weight rows is cut into the same ~1 MiB pieces matmul uses, claimed dynamically.
 // Each row runs the same kernel as in matmul, so results are bit-identical to it.
+// Fast numerics: the jobs for the exact kernels with their x replaced by rounded copies
+// (each distinct activation array rounded once; jobs that shared an x still share one);
+// jobs on the BF16 dot product keep theirs (prep rounds it).
+const Ops::MatmulJob* RoundedJobs(const Ops::MatmulJob* jobs, int64_t n_jobs) {
+  thread_local std::vector<std::vector<float>> copies;
+  thread_local std::vector<Ops::MatmulJob> fast_jobs;
+  fast_jobs.assign(jobs, jobs + n_jobs);
+  if (copies.size() < size_t(n_jobs)) copies.resize(size_t(n_jobs));
+  for (int64_t i = 0; i < n_jobs; ++i) {
+    const Ops::MatmulJob& m = jobs[i];
+    if (m.w->n_out <= 0 || m.n_tok <= 0 || UseBf16Dot(true, *m.w)) continue;
+    int64_t same = -1;
+    for (int64_t k = 0; k < i && same < 0; ++k)
+      if (fast_jobs[size_t(k)].x != jobs[k].x && jobs[k].x == m.x && jobs[k].n_tok * jobs[k].w->n_in == m.n_tok * m.w->n_in)
+        same = k;
+    fast_jobs[size_t(i)].x = same >= 0 ? fast_jobs[size_t(same)].x : RoundedCopy(m.x, m.n_tok * m.w->n_in, copies[size_t(i)]);
+  }
+  return fast_jobs.data();
+}
+
 void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool, bool fast) {
+  if (fast) jobs = RoundedJobs(jobs, n_jobs);
   // The caller's scratch, bound by reference: a thread_local named inside the lambda
   // below would be the worker's own (empty) instance.
   thread_local std::vector<float> xs_tl;
@@ -1071,43 +1108,12 @@ HWY_EXPORT(RoundBf16FtzImpl);
 
 void round_bf16_ftz_rows(const float* x, int64_t n, float* out) { HWY_DYNAMIC_DISPATCH(RoundBf16FtzImpl)(x, n, out); }
 
-namespace {
-
-// Fast numerics: the activations of a product rounded with round_bf16_ftz, into dst.
-const float* rounded(const float* x, int64_t n, std::vector<float>& dst) {
-  float* out = aligned_scratch(dst, n);
-  round_bf16_ftz_rows(x, n, out);
-  return out;
-}
-
-}  // namespace
-
 void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool, Numerics numerics) {
-  if (numerics == Numerics::kFast) {
-    thread_local std::vector<float> xr;
-    x = rounded(x, n_tok * w.n_in, xr);
-  }
   HWY_DYNAMIC_DISPATCH(MatmulImpl)(w, x, n_tok, y, pool, numerics == Numerics::kFast);
 }
 
 void matmul_many(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool, Numerics numerics) {
-  if (numerics != Numerics::kFast) {
-    HWY_DYNAMIC_DISPATCH(MatmulManyImpl)(jobs, n_jobs, pool, false);
-    return;
-  }
-  // Each distinct activation array rounded once; jobs that shared an x still share one.
-  thread_local std::vector<std::vector<float>> copies;
-  thread_local std::vector<Ops::MatmulJob> fast_jobs;
-  fast_jobs.assign(jobs, jobs + n_jobs);
-  if (copies.size() < size_t(n_jobs)) copies.resize(size_t(n_jobs));
-  for (int64_t i = 0; i < n_jobs; ++i) {
-    int64_t same = -1;
-    for (int64_t k = 0; k < i && same < 0; ++k)
-      if (jobs[k].x == jobs[i].x && jobs[k].n_tok * jobs[k].w->n_in == jobs[i].n_tok * jobs[i].w->n_in) same = k;
-    fast_jobs[size_t(i)].x = same >= 0 ? fast_jobs[size_t(same)].x
-                                       : rounded(jobs[i].x, jobs[i].n_tok * jobs[i].w->n_in, copies[size_t(i)]);
-  }
-  HWY_DYNAMIC_DISPATCH(MatmulManyImpl)(fast_jobs.data(), n_jobs, pool, true);
+  HWY_DYNAMIC_DISPATCH(MatmulManyImpl)(jobs, n_jobs, pool, numerics == Numerics::kFast);
 }
 
 }  // namespace cpu

@@ -712,6 +712,50 @@ TEST(CpuMatmul, FastRoundsActivationsToBf16) {
   }
 }
 
+// Fast numerics multiplies round_bf16_ftz(x): the BF16 dot-product kernels round in prep,
+// their tails and scalar fallback rows as they read x, the exact kernels on a rounded
+// copy. So rounding x beforehand must change nothing, bit for bit: on column tails, on
+// rows whose special scales take the scalar path (one token, a token tile, the FP8
+// panels), on every format and target, in matmul and matmul_many.
+TEST(CpuMatmul, FastDependsOnlyOnRoundedActivationsEveryIsa) {
+  OwnedWeight fp4 = random_weight(WeightFormat::FP4_BLOCK32, 6, 256, 41);
+  fp4.scale[0 * 8 + 3] = 0;
+  fp4.scale[2 * 8 + 0] = 254;
+  OwnedWeight fp8 = random_weight(WeightFormat::FP8_BLOCK128, 300, 256, 42);
+  fp8.scale[1 * 2 + 1] = 0;
+  fp8.data[size_t(7 * 256 + 9)] = 0x7F;
+  const OwnedWeight others[] = {random_weight(WeightFormat::FP4_BLOCK32, 9, 4128, 43),
+                                random_weight(WeightFormat::BF16, 9, 70, 44),
+                                random_weight(WeightFormat::FP8_BLOCK128, 7, 300, 45),
+                                random_weight(WeightFormat::F32, 5, 37, 46)};
+  std::vector<const OwnedWeight*> ws = {&fp4, &fp8};
+  for (const OwnedWeight& o : others) ws.push_back(&o);
+  CpuOps ops(2, Numerics::kFast);
+  for_each_isa([&](const std::string& isa) {
+    uint32_t seed = 950;
+    for (const OwnedWeight* ow : ws) {
+      const WeightView& w = ow->view;
+      for (int64_t n_tok : {1, 3, 11}) {
+        const std::vector<float> x = random_x(n_tok * w.n_in, seed++);
+        std::vector<float> xr(x);
+        for (float& v : xr) v = round_bf16_ftz(v);
+        std::vector<float> y(size_t(n_tok * w.n_out)), yr(y.size()), ym(y.size()), ymr(y.size());
+        ops.matmul(w, x.data(), n_tok, y.data());
+        ops.matmul(w, xr.data(), n_tok, yr.data());
+        const Ops::MatmulJob jobs[] = {{&w, x.data(), n_tok, ym.data()}, {&w, xr.data(), n_tok, ymr.data()}};
+        ops.matmul_many(jobs, 2);
+        for (size_t i = 0; i < y.size(); ++i) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(y[i]), std::bit_cast<uint32_t>(yr[i]))
+              << weight_format_name(w.format) << " [" << w.n_out << "," << w.n_in << "] n_tok " << n_tok << " at " << i
+              << " isa " << isa;
+          ASSERT_EQ(std::bit_cast<uint32_t>(ym[i]), std::bit_cast<uint32_t>(yr[i])) << "matmul_many, at " << i;
+          ASSERT_EQ(std::bit_cast<uint32_t>(ymr[i]), std::bit_cast<uint32_t>(yr[i])) << "matmul_many, at " << i;
+        }
+      }
+    }
+  });
+}
+
 // Values that exercise every branch of round_bf16_ftz: NaNs with payloads in either half,
 // infinities, rounding ties (odd and even), carries into the exponent and to infinity,
 // subnormals and the smallest normals, signed zeros, plus ordinary random values.
