@@ -99,16 +99,6 @@ DSV4_BF16_TARGET inline void fp8_decode(const Fp8Decoder& d, const uint8_t* p, _
   run_b = _mm512_unpackhi_epi8(lo, hi);
 }
 
-// Every cache line of [p, p + n) into L1: the FP4 scale bytes of a row some rows ahead
-// (a 4096-wide row's 128 scale bytes are two lines, a separate stream from the weights
-// that the decode kernel otherwise meets as a demand miss per row).
-constexpr int64_t kPrefetchScaleRows = 8;  // as the exact kernels (matmul.cpp)
-DSV4_BF16_TARGET inline void prefetch_lines(const uint8_t* p, int64_t n) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  for (uintptr_t l = a & ~uintptr_t(63); l < a + uintptr_t(n); l += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(l), _MM_HINT_T0);
-}
-
 // The exact scalar path (rows whose scales the vector paths do not take) for tokens
 // [t0, t0 + nt), on their activations rounded as prep rounds them: xr may hold them
 // unrounded (rounding twice changes nothing). Rare, so the copy costs nothing that counts.

@@ -55,10 +55,9 @@ constexpr int kTokTile = 4;  // tokens sharing one decode of a weight chunk
 constexpr uint8_t kFp4MaxScale = 127 + 124;
 constexpr uint8_t kFp8MaxScale = 127 + 118;
 
-// Software prefetch: kPrefetchBytes and prefetch_distance (prefetch.h); the FP4 scale
-// stream is prefetched kPrefetchScaleRows rows ahead.
+// Software prefetch: kPrefetchBytes, prefetch_distance and the FP4 scale stream's
+// kPrefetchScaleRows (prefetch.h).
 #define DSV4_PF_HINT _MM_HINT_NTA
-constexpr int64_t kPrefetchScaleRows = 8;
 constexpr int64_t kPrefetchL1Bytes = 0;  // optional second prefetch into L1 (off: no gain measured)
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -499,17 +498,6 @@ HWY_INLINE void Fp4Tail(const Job& j, const uint8_t* wr, const uint8_t* sr, int6
   }
 }
 
-#if DSV4_FP4_AVX3 || DSV4_FP4_AVX2
-// Every cache line of the scale bytes of a row some rows ahead (a 4096-wide row has 128
-// scale bytes = two lines; leaving one to a demand miss stalls each row for a full DRAM
-// latency).
-HWY_INLINE void PrefetchScales(const uint8_t* p, int64_t n) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  for (uintptr_t l = a & ~uintptr_t(63); l < a + uintptr_t(n); l += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(l), _MM_HINT_T0);
-}
-#endif
-
 #if DSV4_FP4_AVX3
 // Scale vectors of an FP4 row: 16 E8M0 bytes (four chunks) are widened to dwords and
 // shifted into the fp32 exponent once, and each chunk picks its four block scales (lane
@@ -560,7 +548,7 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   for (int t = 0; t < T; ++t) acc[t] = acc2[t] = _mm512_setzero_ps();
   // Hardware prefetchers stop at 4 KiB pages; stream the weights ahead explicitly (the
   // next rows follow this one contiguously, so running past the row end is useful).
-  PrefetchScales(sr + kPrefetchScaleRows * (n / 32), n / 32);
+  prefetch_lines(sr + kPrefetchScaleRows * (n / 32), n / 32);
   for (int64_t c = 0; c < nc; ++c) {
     if constexpr (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes), DSV4_PF_HINT);
     if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
@@ -625,7 +613,7 @@ HWY_INLINE bool Row2Fp4(const Job& j, int64_t r, int64_t t0) {
   const int64_t pf = prefetch_distance(2, n / 2);
   __m512 acc[T], acc2[T];
   for (int t = 0; t < T; ++t) acc[t] = acc2[t] = _mm512_setzero_ps();
-  if (T == 1) PrefetchScales(sr + kPrefetchScaleRows * (n / 32), 2 * (n / 32));
+  if (T == 1) prefetch_lines(sr + kPrefetchScaleRows * (n / 32), 2 * (n / 32));
   for (int64_t c = 0; c < nc; ++c) {
     if (T == 1) {  // decode streams from memory; a prefill tile's rows are in cache
       _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + pf), DSV4_PF_HINT);
@@ -728,7 +716,7 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   const int64_t nc = n / 64;
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-  PrefetchScales(sr + kPrefetchScaleRows * (n / 32), n / 32);
+  prefetch_lines(sr + kPrefetchScaleRows * (n / 32), n / 32);
   __m256 g = _mm256_setzero_ps();  // 2^(e-127) of four chunks' eight scale bytes
   for (int64_t c = 0; c < nc; ++c) {
     if ((c & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 32 + kPrefetchBytes), DSV4_PF_HINT);
@@ -787,7 +775,9 @@ HWY_NOINLINE void Rows(const Job& j, int64_t r0, int64_t r1) {
   // while all token tiles pass over it.
   // (at least kF32Rows rows, so that wide F32 rows still form row tiles).
   const int64_t rb = std::max<int64_t>(kF32Rows, (int64_t(64) << 10) / std::max<int64_t>(1, j.w->row_bytes()));
-  RowPrefetcher prefetcher(*j.w, r0, r1);  // the first multi-token tile of each block
+  // The first multi-token tile of each block prefetches rows ahead of the widest step a
+  // tile below takes (kF32Rows rows).
+  RowPrefetcher prefetcher(*j.w, r0, r1);
   for (int64_t b0 = r0; b0 < r1; b0 += rb) {
     const int64_t b1 = std::min(r1, b0 + rb);
     for (int64_t t0 = 0; t0 < j.n_tok; t0 += kTokTile) {
@@ -909,9 +899,9 @@ void PrepXb(const WeightView& w, const float* x, int64_t n_tok, uint16_t* xb) {
 void RoundBf16FtzImpl(const float* x, int64_t n, float* out);
 
 // Fast numerics multiplies activations rounded with round_bf16_ftz. The BF16 dot-product
-// kernels take them from prep, which rounds as it lays them out; the exact kernels get a
-// rounded copy, made here: one pass on the calling thread where rounding first and then
-// laying out took two (about 3% of a fast prefill's wall time).
+// kernels take them from prep, which rounds as it lays them out (rounding first and then
+// laying out took two passes on the calling thread); the exact kernels get a rounded
+// copy, made here.
 const float* RoundedCopy(const float* x, int64_t n, std::vector<float>& dst) {
   float* out = aligned_scratch(dst, n);
   RoundBf16FtzImpl(x, n, out);
@@ -921,12 +911,13 @@ const float* RoundedCopy(const float* x, int64_t n, std::vector<float>& dst) {
 // x: the activations as given; in fast numerics rounded on the way (see RoundedCopy).
 void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool, bool fast) {
   if (w.n_out <= 0 || n_tok <= 0) return;
-  if (fast && !UseBf16Dot(fast, w)) {
+  const bool bf16 = UseBf16Dot(fast, w);
+  if (fast && !bf16) {
     thread_local std::vector<float> xr;
     x = RoundedCopy(x, n_tok * w.n_in, xr);
   }
   Job j{&w, x, nullptr, 0, n_tok, y};
-  if (UseBf16Dot(fast, w)) {
+  if (bf16) {
     // 64-byte aligned like the exact kernels' activations: a vector load that splits a
     // cache line costs as much as a weight load (fast FP4 group: 44 -> 60 GB/s).
     thread_local std::vector<uint16_t> xb_scratch;
@@ -956,9 +947,6 @@ void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
   }
 }
 
-// A group of independent products in one parallel region: the union of every job's
-// weight rows is cut into the same ~1 MiB pieces matmul uses, claimed dynamically.
-// Each row runs the same kernel as in matmul, so results are bit-identical to it.
 // Fast numerics: the jobs for the exact kernels with their x replaced by rounded copies
 // (each distinct activation array rounded once; jobs that shared an x still share one);
 // jobs on the BF16 dot product keep theirs (prep rounds it).
@@ -967,18 +955,22 @@ const Ops::MatmulJob* RoundedJobs(const Ops::MatmulJob* jobs, int64_t n_jobs) {
   thread_local std::vector<Ops::MatmulJob> fast_jobs;
   fast_jobs.assign(jobs, jobs + n_jobs);
   if (copies.size() < size_t(n_jobs)) copies.resize(size_t(n_jobs));
+  auto exact = [](const Ops::MatmulJob& m) { return m.w->n_out > 0 && m.n_tok > 0 && !UseBf16Dot(true, *m.w); };
   for (int64_t i = 0; i < n_jobs; ++i) {
     const Ops::MatmulJob& m = jobs[i];
-    if (m.w->n_out <= 0 || m.n_tok <= 0 || UseBf16Dot(true, *m.w)) continue;
+    if (!exact(m)) continue;
     int64_t same = -1;
     for (int64_t k = 0; k < i && same < 0; ++k)
-      if (fast_jobs[size_t(k)].x != jobs[k].x && jobs[k].x == m.x && jobs[k].n_tok * jobs[k].w->n_in == m.n_tok * m.w->n_in)
-        same = k;
-    fast_jobs[size_t(i)].x = same >= 0 ? fast_jobs[size_t(same)].x : RoundedCopy(m.x, m.n_tok * m.w->n_in, copies[size_t(i)]);
+      if (exact(jobs[k]) && jobs[k].x == m.x && jobs[k].n_tok * jobs[k].w->n_in == m.n_tok * m.w->n_in) same = k;
+    fast_jobs[size_t(i)].x =
+        same >= 0 ? fast_jobs[size_t(same)].x : RoundedCopy(m.x, m.n_tok * m.w->n_in, copies[size_t(i)]);
   }
   return fast_jobs.data();
 }
 
+// A group of independent products in one parallel region: the union of every job's
+// weight rows is cut into the same ~1 MiB pieces matmul uses, claimed dynamically.
+// Each row runs the same kernel as in matmul, so results are bit-identical to it.
 void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool, bool fast) {
   if (fast) jobs = RoundedJobs(jobs, n_jobs);
   // The caller's scratch, bound by reference: a thread_local named inside the lambda
