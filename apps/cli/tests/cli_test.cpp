@@ -14,6 +14,7 @@
 #include <fstream>
 #include <string>
 
+#include "core/tests/scratch_dir.h"
 #include "io/npy.h"
 
 namespace {
@@ -28,13 +29,7 @@ struct RunResult {
 // A scratch directory of this process: ctest runs test cases as parallel processes, so
 // nothing (captured output, generated models) may be shared between them.
 std::string scratch() {
-  static const std::string dir = [] {
-    const std::string d = testing::TempDir() + "/dsv4_cli_" + std::to_string(getpid());
-    fs::remove_all(d);
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
+  return dsv4::test::process_scratch("dsv4_cli_").path();
 }
 
 std::string slurp(const std::string& path) {

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -12,33 +11,14 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/tests/scratch_dir.h"
 
 namespace dsv4::io::test {
 
 inline std::string golden_dir(const std::string& name) { return std::string(DSV4_TEST_DATA_DIR) + "/golden/" + name; }
 
 // A directory unique to this test, removed on destruction.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = testing::TempDir();
-    if (tmpl.empty() || tmpl.back() != '/') tmpl += '/';
-    tmpl += "dsv4_io_XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (!mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = buf.data();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using TempDir = dsv4::test::ScratchDir;
 
 inline void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

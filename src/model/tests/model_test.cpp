@@ -16,6 +16,7 @@
 
 #include "backend/ops.h"
 #include "core/error.h"
+#include "core/tests/scratch_dir.h"
 #include "io/safetensors.h"
 #include "model/hyper_connection.h"
 #include "model/inventory.h"
@@ -29,7 +30,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string temp_dir(const std::string& name) {
-  const fs::path p = fs::path(testing::TempDir()) / ("dsv4_model_test_" + std::to_string(getpid()) + "_" + name);
+  const fs::path p = fs::path(test::process_scratch("dsv4_model_test_").path()) / name;
   fs::remove_all(p);
   fs::create_directories(p);
   return p.string();

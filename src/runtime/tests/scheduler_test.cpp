@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/tests/scratch_dir.h"
 #include "model/tiny_model.h"
 #include "runtime/scheduler.h"
 
@@ -29,8 +30,7 @@ model::Model& tiny(const std::string& backend = "ref") {
   static std::string dir;
   std::lock_guard lk(mu);
   if (dir.empty()) {
-    dir = (fs::path(testing::TempDir()) / ("dsv4_scheduler_test_" + std::to_string(::getpid()))).string();
-    fs::remove_all(dir);
+    dir = test::process_scratch("dsv4_scheduler_test_").file("tiny");
     model::write_tiny_model(dir, model::tiny_config("tiny"), {7, 2});
   }
   auto& m = models[backend];
@@ -630,8 +630,8 @@ TEST(Scheduler, StopTokensAndEos) {
   EXPECT_EQ(r->tokens, std::vector<int32_t>(free_run->tokens.begin(), free_run->tokens.begin() + ptrdiff_t(first)));
 
   // EOS: a copy of the tiny model whose eos id is that token.
-  const std::string dir = (fs::path(testing::TempDir()) / ("dsv4_scheduler_eos_" + std::to_string(::getpid()))).string();
-  fs::remove_all(dir);
+  const test::ScratchDir scratch("dsv4_scheduler_eos_");
+  const std::string dir = scratch.file("tiny");
   io::Config c = model::tiny_config("tiny");
   c.eos_token_id = stop;
   model::write_tiny_model(dir, c, {7, 2});
@@ -644,7 +644,6 @@ TEST(Scheduler, StopTokensAndEos) {
   pe.stop_at_eos = false;
   auto rn = run_alone(*eos_model, pe);
   EXPECT_EQ(rn->tokens, free_run->tokens);
-  fs::remove_all(dir);
 }
 
 TEST(Scheduler, ThrowingCallbackFailsOnlyThatRequest) {
