@@ -7,6 +7,16 @@ cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
 jobs="$(nproc)"
 
+# The stages need about 1 GB of disk (release ~50 MB, ASan ~550 MB, fuzz ~60 MB, npm clients,
+# test scratch files in the temp dir). Say so up front instead of dying mid-build.
+need_kb=$((1200 * 1024))
+for dir in "$PWD" "${TMPDIR:-/tmp}"; do
+  free_kb="$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')"
+  if [ -n "$free_kb" ] && [ "$free_kb" -lt "$need_kb" ]; then
+    echo "test.sh: warning: only $((free_kb / 1024)) MB free under $dir; the test stages need about $((need_kb / 1024)) MB" >&2
+  fi
+done
+
 run_preset() {
   local preset="$1"
   echo "=== [$preset] configure + build"
