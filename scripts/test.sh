@@ -11,7 +11,7 @@ jobs="$(nproc)"
 # test scratch files in the temp dir). Say so up front instead of dying mid-build.
 need_kb=$((1200 * 1024))
 for dir in "$PWD" "${TMPDIR:-/tmp}"; do
-  free_kb="$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')"
+  free_kb="$(df -Pk "$dir" 2>/dev/null | awk 'NR == 2 { print $4 }' || true)"
   if [ -n "$free_kb" ] && [ "$free_kb" -lt "$need_kb" ]; then
     echo "test.sh: warning: only $((free_kb / 1024)) MB free under $dir; the test stages need about $((need_kb / 1024)) MB" >&2
   fi
