@@ -223,43 +223,56 @@ HWY_INLINE void RowBf16(const Job& j, int64_t r, int64_t t0) {
   }
 }
 
-// Four rows, one token (decode, e.g. the LM head): four weight streams in flight and
-// each activation vector loaded once for all four rows. Per row the arithmetic is
+// R rows x T tokens. Each activation vector loaded once serves all R rows: one row per
+// step makes a multi-token tile load-bound (2T activation loads for 2T FMAs). Decode
+// (T = 1, e.g. the LM head) takes four rows: four weight streams in flight, prefetched a
+// whole step ahead as the fast kernel does. Per (row, token) the arithmetic is
 // RowBf16<1>'s in the same order, so the results are bit-identical to it.
-HWY_INLINE void Row4Bf16(const Job& j, int64_t r, int64_t t0) {
-  constexpr int R = 4;
+template <int R, int T>
+HWY_INLINE void RowsBf16(const Job& j, int64_t r, int64_t t0) {
   const DF d;
   const hn::RebindToUnsigned<DF> du;
   const int64_t L = int64_t(hn::Lanes(d)), C = 2 * L;
   const int64_t n = j.w->n_in, row_bytes = 2 * n;
   const uint8_t* wr = j.w->data + r * row_bytes;
-  const float* xt = j.xp + t0 * j.ldx;
   const int64_t pf = prefetch_distance(R, row_bytes);
   const auto hi_mask = hn::Set(du, 0xFFFF0000u);
-  decltype(hn::Zero(d)) acc[R], acc2[R];
-  for (int k = 0; k < R; ++k) acc[k] = acc2[k] = hn::Zero(d);
+  decltype(hn::Zero(d)) acc[R][T], acc2[R][T];
+  for (int k = 0; k < R; ++k)
+    for (int t = 0; t < T; ++t) acc[k][t] = acc2[k][t] = hn::Zero(d);
   int64_t c = 0;
   for (; c + C <= n; c += C) {
-    const auto xe = hn::LoadU(d, xt + c), xo = hn::LoadU(d, xt + c + L);
+    decltype(hn::Zero(d)) we[R], wo[R];
     for (int k = 0; k < R; ++k) {
 #if HWY_ARCH_X86
-      // Each line once, a whole step of four rows ahead, as the fast kernel does.
-      if ((c * 2) % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + k * row_bytes + c * 2 + pf), DSV4_PF_HINT);
+      if (T == 1 && (c * 2) % 64 == 0)  // decode streams from memory; a tile's rows are in cache
+        _mm_prefetch(reinterpret_cast<const char*>(wr + k * row_bytes + c * 2 + pf), DSV4_PF_HINT);
 #endif
       const auto v = hn::LoadU(du, reinterpret_cast<const uint32_t*>(wr + k * row_bytes + c * 2));
-      acc[k] = hn::MulAdd(hn::BitCast(d, hn::ShiftLeft<16>(v)), xe, acc[k]);
-      acc2[k] = hn::MulAdd(hn::BitCast(d, hn::And(v, hi_mask)), xo, acc2[k]);
+      we[k] = hn::BitCast(d, hn::ShiftLeft<16>(v));
+      wo[k] = hn::BitCast(d, hn::And(v, hi_mask));
+    }
+    for (int t = 0; t < T; ++t) {
+      const float* xc = j.xp + (t0 + t) * j.ldx + c;
+      const auto xe = hn::LoadU(d, xc), xo = hn::LoadU(d, xc + L);
+      for (int k = 0; k < R; ++k) {
+        acc[k][t] = hn::MulAdd(we[k], xe, acc[k][t]);
+        acc2[k][t] = hn::MulAdd(wo[k], xo, acc2[k][t]);
+      }
     }
   }
   for (int k = 0; k < R; ++k) {
-    float s = Sum(d, hn::Add(acc[k], acc2[k]));
     const uint8_t* wk = wr + k * row_bytes;
-    for (int64_t i = c; i < n; ++i) {
-      uint16_t h;
-      std::memcpy(&h, wk + 2 * i, 2);
-      s = std::fma(bf16_to_f32(h), xt[i], s);
+    for (int t = 0; t < T; ++t) {
+      const float* xt = j.xp + (t0 + t) * j.ldx;
+      float s = Sum(d, hn::Add(acc[k][t], acc2[k][t]));
+      for (int64_t i = c; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, wk + 2 * i, 2);
+        s = std::fma(bf16_to_f32(h), xt[i], s);
+      }
+      j.y[(t0 + t) * j.w->n_out + r + k] = s;
     }
-    j.y[t0 * j.w->n_out + r + k] = s;
   }
 }
 
@@ -796,8 +809,17 @@ HWY_NOINLINE void Rows(const Job& j, int64_t r0, int64_t r1) {
           continue;
         }
         if (nt == 1 && j.w->format == WeightFormat::BF16 && r + 3 < b1) {
-          Row4Bf16(j, r, t0);
+          RowsBf16<4, 1>(j, r, t0);
           r += 3;
+          continue;
+        }
+        if (nt > 1 && j.w->format == WeightFormat::BF16 && r + 1 < b1) {
+          switch (nt) {
+            case 2: RowsBf16<2, 2>(j, r, t0); break;
+            case 3: RowsBf16<2, 3>(j, r, t0); break;
+            default: RowsBf16<2, 4>(j, r, t0); break;
+          }
+          ++r;
           continue;
         }
 #ifdef DSV4_HAVE_ROWS_FP8
