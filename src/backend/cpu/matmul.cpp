@@ -241,6 +241,32 @@ HWY_INLINE void RowsBf16(const Job& j, int64_t r, int64_t t0) {
   for (int k = 0; k < R; ++k)
     for (int t = 0; t < T; ++t) acc[k][t] = acc2[k][t] = hn::Zero(d);
   int64_t c = 0;
+  if constexpr (T == 1) {
+    // Decode: 128 bytes of a row per step (an adjacent-line pair; U chunks), as bf16dot's
+    // kernel reads them; the same order per row. On AVX-512 one 64-byte chunk per step
+    // read the LM head at 52-56 GB/s, 128 bytes at 57-64, 256 or 512 at 53-54
+    // (kernels_bench --only bf16 --numerics exact, 2 threads, alternating runs).
+    constexpr int U = int(HWY_MIN(8, HWY_MAX(1, 32 / int(hn::MaxLanes(DF())))));
+    const float* xt = j.xp + t0 * j.ldx;
+    for (; c + U * C <= n; c += U * C) {
+      decltype(hn::Zero(d)) xe[U], xo[U];
+      for (int u = 0; u < U; ++u) {
+        xe[u] = hn::LoadU(d, xt + c + u * C);
+        xo[u] = hn::LoadU(d, xt + c + u * C + L);
+      }
+      for (int k = 0; k < R; ++k) {
+#if HWY_ARCH_X86
+        for (int64_t o = 0; o < U * C * 2; o += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(wr + k * row_bytes + c * 2 + o + pf), DSV4_PF_HINT);
+#endif
+        for (int u = 0; u < U; ++u) {
+          const auto v = hn::LoadU(du, reinterpret_cast<const uint32_t*>(wr + k * row_bytes + (c + u * C) * 2));
+          acc[k][0] = hn::MulAdd(hn::BitCast(d, hn::ShiftLeft<16>(v)), xe[u], acc[k][0]);
+          acc2[k][0] = hn::MulAdd(hn::BitCast(d, hn::And(v, hi_mask)), xo[u], acc2[k][0]);
+        }
+      }
+    }
+  }
   for (; c + C <= n; c += C) {
     decltype(hn::Zero(d)) we[R], wo[R];
     for (int k = 0; k < R; ++k) {
