@@ -116,6 +116,33 @@ double matvec_gbps(const std::vector<Matrix>& ms, ThreadPool& pool, int reps) {
   return best;
 }
 
+// The same, the matrices in matmul_many groups of `group` (as the MoE decode runs its
+// experts' gate and up products: one parallel region per group).
+double matvec_group_gbps(const std::vector<Matrix>& ms, int64_t group, ThreadPool& pool, int reps) {
+  const int64_t n_in = ms[0].view.n_in, n_out = ms[0].view.n_out;
+  std::vector<float> x(static_cast<size_t>(n_in)), y(static_cast<size_t>(n_out * group));
+  for (auto& v : x) v = float(int(next_u64() % 2001) - 1000) * 1e-3f;
+  double bytes = 0;
+  for (const auto& m : ms) bytes += double(m.view.total_bytes());
+  std::vector<backend::Ops::MatmulJob> jobs;
+  auto run = [&] {
+    for (size_t i = 0; i < ms.size(); i += size_t(group)) {
+      jobs.clear();
+      for (size_t k = i; k < std::min(ms.size(), i + size_t(group)); ++k)
+        jobs.push_back({&ms[k].view, x.data(), 1, y.data() + (k - i) * size_t(n_out)});
+      backend::cpu::matmul_many(jobs.data(), int64_t(jobs.size()), &pool, g_numerics);
+    }
+  };
+  run();  // warm up
+  double best = 0;
+  for (int r = 0; r < reps; ++r) {
+    const double t0 = now_seconds();
+    run();
+    best = std::max(best, bytes / (now_seconds() - t0) * 1e-9);
+  }
+  return best;
+}
+
 double matmul_gflops(const Matrix& m, int64_t n_tok, ThreadPool& pool, int reps) {
   std::vector<float> x(size_t(n_tok * m.view.n_in)), y(size_t(n_tok * m.view.n_out));
   for (auto& v : x) v = float(int(next_u64() % 2001) - 1000) * 1e-3f;
@@ -230,7 +257,14 @@ int main(int argc, char** argv) {
                   cur.c_str(), T, what, g, g / bw, rd, g / rd);
       std::fflush(stdout);
     };
-    if (want("fp4")) report(("fp4 experts [" + std::to_string(expert_rows) + ",4096] x" + std::to_string(n_experts)).c_str(), experts);
+    if (want("fp4")) {
+      report(("fp4 experts [" + std::to_string(expert_rows) + ",4096] x" + std::to_string(n_experts)).c_str(), experts);
+      // As the MoE decode streams them: six routed experts' gate and up products per group.
+      const double g = matvec_group_gbps(experts, 12, pool, reps);
+      std::printf("isa %-6s threads %d  matvec %-34s %7.1f GB/s  = %.2f of read bandwidth\n", cur.c_str(), T,
+                  "fp4 experts, groups of 12", g, g / bw);
+      std::fflush(stdout);
+    }
     if (want("fp8")) report(("fp8 [" + std::to_string(fp8_rows) + "," + std::to_string(fp8_cols) + "] x" + std::to_string(n_fp8)).c_str(), fp8s);
     if (want("bf16")) report("bf16 head [129280,4096]", head);
     if (want("moe")) {
