@@ -35,9 +35,14 @@ function pngOk(file) {
 
 test('chromium --screenshot of the page', { skip: !have && 'chromium not installed' }, () => {
   const file = path.join(OUT, 'page-empty.png');
-  execFileSync(CHROMIUM, [...flags, `--user-data-dir=${fs.mkdtempSync(path.join(os.tmpdir(), 'chr-'))}`,
-    `--screenshot=${file}`, '--window-size=1000,700', '--virtual-time-budget=3000', scripted.url + '/'],
-  { stdio: 'ignore', timeout: 60000 });
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'chr-'));
+  try {
+    execFileSync(CHROMIUM, [...flags, `--user-data-dir=${profile}`,
+      `--screenshot=${file}`, '--window-size=1000,700', '--virtual-time-budget=3000', scripted.url + '/'],
+    { stdio: 'ignore', timeout: 60000 });
+  } finally {
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
   assert.ok(pngOk(file));
   console.log('# screenshot: ' + file);
 });
