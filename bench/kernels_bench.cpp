@@ -99,36 +99,24 @@ Matrix make_matrix(WeightFormat f, int64_t n_out, int64_t n_in) {
 }
 
 // Best-of-reps GB/s of y = W x over all matrices in turn (each cold when there are enough
-// of them to exceed the caches).
-double matvec_gbps(const std::vector<Matrix>& ms, ThreadPool& pool, int reps) {
+// of them to exceed the caches): one matmul each, or with group > 0 in matmul_many groups
+// of that many (as the MoE decode runs its experts' gate and up products: one parallel
+// region per group).
+double matvec_gbps(const std::vector<Matrix>& ms, ThreadPool& pool, int reps, size_t group = 0) {
   const int64_t n_in = ms[0].view.n_in, n_out = ms[0].view.n_out;
-  std::vector<float> x(static_cast<size_t>(n_in)), y(static_cast<size_t>(n_out));
-  for (auto& v : x) v = float(int(next_u64() % 2001) - 1000) * 1e-3f;
-  double bytes = 0;
-  for (const auto& m : ms) bytes += double(m.view.total_bytes());
-  for (const auto& m : ms) backend::cpu::matmul(m.view, x.data(), 1, y.data(), &pool, g_numerics);  // warm up
-  double best = 0;
-  for (int r = 0; r < reps; ++r) {
-    const double t0 = now_seconds();
-    for (const auto& m : ms) backend::cpu::matmul(m.view, x.data(), 1, y.data(), &pool, g_numerics);
-    best = std::max(best, bytes / (now_seconds() - t0) * 1e-9);
-  }
-  return best;
-}
-
-// The same, the matrices in matmul_many groups of `group` (as the MoE decode runs its
-// experts' gate and up products: one parallel region per group).
-double matvec_group_gbps(const std::vector<Matrix>& ms, int64_t group, ThreadPool& pool, int reps) {
-  const int64_t n_in = ms[0].view.n_in, n_out = ms[0].view.n_out;
-  std::vector<float> x(static_cast<size_t>(n_in)), y(static_cast<size_t>(n_out * group));
+  std::vector<float> x(static_cast<size_t>(n_in)), y(static_cast<size_t>(n_out) * std::max<size_t>(1, group));
   for (auto& v : x) v = float(int(next_u64() % 2001) - 1000) * 1e-3f;
   double bytes = 0;
   for (const auto& m : ms) bytes += double(m.view.total_bytes());
   std::vector<backend::Ops::MatmulJob> jobs;
   auto run = [&] {
-    for (size_t i = 0; i < ms.size(); i += size_t(group)) {
+    if (group == 0) {
+      for (const auto& m : ms) backend::cpu::matmul(m.view, x.data(), 1, y.data(), &pool, g_numerics);
+      return;
+    }
+    for (size_t i = 0; i < ms.size(); i += group) {
       jobs.clear();
-      for (size_t k = i; k < std::min(ms.size(), i + size_t(group)); ++k)
+      for (size_t k = i; k < std::min(ms.size(), i + group); ++k)
         jobs.push_back({&ms[k].view, x.data(), 1, y.data() + (k - i) * size_t(n_out)});
       backend::cpu::matmul_many(jobs.data(), int64_t(jobs.size()), &pool, g_numerics);
     }
@@ -260,7 +248,7 @@ int main(int argc, char** argv) {
     if (want("fp4")) {
       report(("fp4 experts [" + std::to_string(expert_rows) + ",4096] x" + std::to_string(n_experts)).c_str(), experts);
       // As the MoE decode streams them: six routed experts' gate and up products per group.
-      const double g = matvec_group_gbps(experts, 12, pool, reps);
+      const double g = matvec_gbps(experts, pool, reps, 12);
       std::printf("isa %-6s threads %d  matvec %-34s %7.1f GB/s  = %.2f of read bandwidth\n", cur.c_str(), T,
                   "fp4 experts, groups of 12", g, g / bw);
       std::fflush(stdout);

@@ -49,15 +49,13 @@ export async function startServer(extraArgs = [], { script } = {}) {
     url, port, proc,
     log: () => log,
     async stop() {
-      if (proc.exitCode !== null) {
-        if (scriptFile) fs.rmSync(path.dirname(scriptFile), { recursive: true, force: true });
-        return;
+      if (proc.exitCode === null) {
+        const done = new Promise((r) => proc.on('exit', r));
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
+        await done;
+        clearTimeout(t);
       }
-      const done = new Promise((r) => proc.on('exit', r));
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
-      await done;
-      clearTimeout(t);
       if (scriptFile) fs.rmSync(path.dirname(scriptFile), { recursive: true, force: true });
     },
   };

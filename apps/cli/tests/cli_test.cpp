@@ -29,7 +29,7 @@ struct RunResult {
 // A scratch directory of this process: ctest runs test cases as parallel processes, so
 // nothing (captured output, generated models) may be shared between them.
 std::string scratch() {
-  return dsv4::test::process_scratch("dsv4_cli_").path();
+  return dsv4::test::process_scratch().path();
 }
 
 std::string slurp(const std::string& path) {

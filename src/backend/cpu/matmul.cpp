@@ -190,44 +190,11 @@ void PrepBf16(const float* x, int64_t n, float* xp) {
   for (; c < n; ++c) xp[c] = x[c];
 }
 
-template <int T>
-HWY_INLINE void RowBf16(const Job& j, int64_t r, int64_t t0) {
-  const DF d;
-  const hn::RebindToUnsigned<DF> du;
-  const int64_t L = int64_t(hn::Lanes(d)), C = 2 * L;
-  const int64_t n = j.w->n_in;
-  const uint8_t* wr = j.w->data + r * n * 2;
-  const auto hi_mask = hn::Set(du, 0xFFFF0000u);
-  decltype(hn::Zero(d)) acc[T], acc2[T];
-  for (int t = 0; t < T; ++t) acc[t] = acc2[t] = hn::Zero(d);
-  int64_t c = 0;
-  for (; c + C <= n; c += C) {
-    const auto v = hn::LoadU(du, reinterpret_cast<const uint32_t*>(wr + c * 2));
-    const auto we = hn::BitCast(d, hn::ShiftLeft<16>(v));
-    const auto wo = hn::BitCast(d, hn::And(v, hi_mask));
-    for (int t = 0; t < T; ++t) {
-      const float* xc = j.xp + (t0 + t) * j.ldx + c;
-      acc[t] = hn::MulAdd(we, hn::LoadU(d, xc), acc[t]);
-      acc2[t] = hn::MulAdd(wo, hn::LoadU(d, xc + L), acc2[t]);
-    }
-  }
-  for (int t = 0; t < T; ++t) {
-    float s = Sum(d, hn::Add(acc[t], acc2[t]));
-    const float* xt = j.xp + (t0 + t) * j.ldx;
-    for (int64_t k = c; k < n; ++k) {
-      uint16_t h;
-      std::memcpy(&h, wr + 2 * k, 2);
-      s = std::fma(bf16_to_f32(h), xt[k], s);
-    }
-    j.y[(t0 + t) * j.w->n_out + r] = s;
-  }
-}
-
 // R rows x T tokens. Each activation vector loaded once serves all R rows: one row per
 // step makes a multi-token tile load-bound (2T activation loads for 2T FMAs). Decode
 // (T = 1, e.g. the LM head) takes four rows: four weight streams in flight, prefetched a
-// whole step ahead as the fast kernel does. Per (row, token) the arithmetic is
-// RowBf16<1>'s in the same order, so the results are bit-identical to it.
+// whole step ahead as the fast kernel does. Per (row, token) the order is the same for
+// every R and T (one row: RowsBf16<1, T>), so the results are batch invariant.
 template <int R, int T>
 HWY_INLINE void RowsBf16(const Job& j, int64_t r, int64_t t0) {
   const DF d;
@@ -818,7 +785,7 @@ template <int T>
 HWY_INLINE void RowT(const Job& j, int64_t r, int64_t t0) {
   switch (j.w->format) {
     case WeightFormat::F32: RowsF32<1, T>(j, r, t0); return;
-    case WeightFormat::BF16: RowBf16<T>(j, r, t0); return;
+    case WeightFormat::BF16: RowsBf16<1, T>(j, r, t0); return;
     case WeightFormat::FP8_BLOCK128: RowFp8<T>(j, r, t0); return;
     case WeightFormat::FP4_BLOCK32: RowFp4<T>(j, r, t0); return;
   }

@@ -42,8 +42,8 @@ class ScratchDir {
 
 // One scratch directory for the whole test process, removed at normal exit (static
 // destruction), for fixtures shared by the test cases of one binary.
-inline const ScratchDir& process_scratch(const std::string& prefix = "dsv4_test_") {
-  static const ScratchDir dir(prefix);
+inline const ScratchDir& process_scratch() {
+  static const ScratchDir dir("dsv4_test_");
   return dir;
 }
 

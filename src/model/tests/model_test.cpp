@@ -30,7 +30,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string temp_dir(const std::string& name) {
-  const fs::path p = fs::path(test::process_scratch("dsv4_model_test_").path()) / name;
+  const fs::path p = fs::path(test::process_scratch().path()) / name;
   fs::remove_all(p);
   fs::create_directories(p);
   return p.string();

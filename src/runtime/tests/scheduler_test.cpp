@@ -30,7 +30,7 @@ model::Model& tiny(const std::string& backend = "ref") {
   static std::string dir;
   std::lock_guard lk(mu);
   if (dir.empty()) {
-    dir = test::process_scratch("dsv4_scheduler_test_").file("tiny");
+    dir = test::process_scratch().file("tiny");
     model::write_tiny_model(dir, model::tiny_config("tiny"), {7, 2});
   }
   auto& m = models[backend];
