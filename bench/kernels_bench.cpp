@@ -10,7 +10,7 @@
 // for each requested SIMD target.
 //
 // usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all]
-//                      [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--numerics exact|fast]
+//                      [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--misalign BYTES] [--numerics exact|fast]
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -39,6 +39,7 @@ uint64_t next_u64() {
 }
 
 bool g_thp = true;
+int64_t g_misalign = 0;  // --misalign: bytes added to every weight and scale pointer
 backend::Numerics g_numerics = backend::Numerics::kExact;  // --numerics
 
 // Page-aligned anonymous memory; transparent huge pages requested unless --no-thp (the
@@ -78,7 +79,7 @@ Matrix make_matrix(WeightFormat f, int64_t n_out, int64_t n_in) {
   m.view.n_out = n_out;
   m.view.n_in = n_in;
   m.view.name = "bench";
-  m.data = Buffer(size_t(m.view.row_bytes() * n_out));
+  m.data = Buffer(size_t(m.view.row_bytes() * n_out + g_misalign));
   for (size_t i = 0; i + 8 <= m.data.size(); i += 8) {
     uint64_t v = next_u64();
     if (f == WeightFormat::BF16) {
@@ -90,11 +91,11 @@ Matrix make_matrix(WeightFormat f, int64_t n_out, int64_t n_in) {
     if (f == WeightFormat::FP8_BLOCK128) v &= 0xF7F7F7F7F7F7F7F7ull;  // no 0x7F / 0xFF
     std::memcpy(m.data.data() + i, &v, 8);
   }
-  if (f == WeightFormat::FP8_BLOCK128) m.scale = Buffer(size_t(((n_out + 127) / 128) * ((n_in + 127) / 128)));
-  if (f == WeightFormat::FP4_BLOCK32) m.scale = Buffer(size_t(n_out * (n_in / 32)));
+  if (f == WeightFormat::FP8_BLOCK128) m.scale = Buffer(size_t(((n_out + 127) / 128) * ((n_in + 127) / 128) + g_misalign));
+  if (f == WeightFormat::FP4_BLOCK32) m.scale = Buffer(size_t(n_out * (n_in / 32) + g_misalign));
   for (auto& s : m.scale) s = uint8_t(120 + next_u64() % 10);
-  m.view.data = m.data.data();
-  m.view.scale = m.scale.empty() ? nullptr : m.scale.data();
+  m.view.data = m.data.data() + g_misalign;
+  m.view.scale = m.scale.empty() ? nullptr : m.scale.data() + g_misalign;
   return m;
 }
 
@@ -185,9 +186,10 @@ int main(int argc, char** argv) {
       }
     }
     else if (a == "--no-thp") g_thp = false;
+    else if (a == "--misalign") g_misalign = std::clamp<int64_t>(std::atoll(val().c_str()), 0, 63);
     else if (a == "--experts") n_experts = std::max(1, std::atoi(val().c_str()));
     else {
-      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--numerics exact|fast]\n");
+      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--misalign BYTES] [--numerics exact|fast]\n");
       return 2;
     }
   }

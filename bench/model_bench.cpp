@@ -172,6 +172,19 @@ uint64_t prefault_weights(const model::Model& m) {
   return bytes;
 }
 
+// How much of the weights sits in 2 MiB pages: a mapping left in 4 KiB page-cache pages
+// streams randomly chosen experts several times slower (see io::map_file).
+void report_page_sizes(const io::Checkpoint& ck, uint64_t weight_bytes) {
+  const std::optional<uint64_t> huge = ck.huge_page_bytes();
+  if (!huge) return;
+  std::printf("pages: %.2f of %.2f GB of the weights in 2 MiB pages\n", double(*huge) / 1e9, double(weight_bytes) / 1e9);
+  if (ck.residency() == io::Residency::kMap && *huge < weight_bytes / 2)
+    std::printf("note: the page cache holds most of this checkpoint in 4 KiB pages (it was read before without\n"
+                "      huge-page advice, or the file system or kernel keeps no large folios). Dropping its\n"
+                "      cached pages (for each shard: dd if=SHARD iflag=nocache count=0) lets the next load read\n"
+                "      it into 2 MiB pages where the kernel can.\n");
+}
+
 // Returns the achieved GB/s (best round); prints the report except the bandwidth lines.
 double run_decode(model::Model& m, CountingOps& ops, const ModelBenchOptions& opt) {
   const io::Config& c = m.config();
@@ -279,8 +292,10 @@ int run_model_bench(const ModelBenchOptions& opt) {
   ThreadPool pool(threads);
   const double t_fault = now_seconds();
   const uint64_t mapped = prefault_weights(m);
+  const io::Checkpoint& ck = *m.weights().checkpoint;
   std::printf("weights: %.2f GB (%s), touched once in %.1f s (steady state: no first-touch faults)\n",
-              double(mapped) / 1e9, io::residency_name(m.weights().checkpoint->residency()), now_seconds() - t_fault);
+              double(mapped) / 1e9, io::residency_name(ck.residency()), now_seconds() - t_fault);
+  report_page_sizes(ck, mapped);
   if (opt.mode == "decode") {
     // The bandwidth is measured before and after the decode rounds and the larger value
     // is the limit: on a shared machine a neighbour can halve the bandwidth for a while,

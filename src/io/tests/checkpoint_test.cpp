@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <optional>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -57,6 +58,12 @@ TEST_P(GoldenCheckpoint, CopyResidencyEqualsMapping) {
     EXPECT_NE(a[i]->data, b[i]->data) << a[i]->name;
     EXPECT_EQ(reinterpret_cast<uintptr_t>(b[i]->data) % 64, 0u) << a[i]->name;  // cache-line aligned
     EXPECT_EQ(std::memcmp(a[i]->data, b[i]->data, a[i]->nbytes), 0) << a[i]->name;
+  }
+  // Huge-page accounting (Linux: /proc/self/smaps): never more than the shards' memory.
+  for (const Checkpoint* ck : {mapped.get(), copied.get()}) {
+    const std::optional<uint64_t> huge = ck->huge_page_bytes();
+    ASSERT_TRUE(huge.has_value());
+    EXPECT_LE(*huge, ck->file_bytes() + 64 * ck->size() + (uint64_t(2) << 20));
   }
   // kAuto resolves to one of the two, never stays kAuto.
   EXPECT_NE(Checkpoint::open(dir, Residency::kAuto)->residency(), Residency::kAuto);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -106,6 +107,26 @@ TEST(SafetensorsFile, CopyAlignsEveryTensor) {
   }
   EXPECT_GE(misaligned_in_file, 5);  // the case is real: the file's layout is not aligned
   EXPECT_EQ(copied->metadata(), mapped->metadata());
+}
+
+// A mapping starts on a 2 MiB boundary (so that 2 MiB page-cache folios can be mapped
+// whole, see map_file); its bytes are the file's. An unaligned mmap of a small file
+// lands on any 4 KiB page.
+TEST(SafetensorsFile, MappingStartsOnHugePageBoundary) {
+  TempDir tmp;
+  for (int k = 0; k < 4; ++k) {  // several files: each mapping must be aligned on its own
+    SafetensorsWriter w;
+    w.add("a", DType::U8, {int64_t(5000 + k)}, pattern(size_t(5000 + k), uint8_t(k + 1)));
+    const std::string path = tmp.file("m" + std::to_string(k) + ".safetensors");
+    w.write(path);
+    const auto f = SafetensorsFile::open(path, Residency::kMap);
+    const auto [p, n] = f->region();
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % (uintptr_t(2) << 20), 0u) << path;
+    EXPECT_EQ(n, std::filesystem::file_size(path));
+    const TensorInfo* a = f->find("a");
+    ASSERT_NE(a, nullptr);
+    EXPECT_EQ(std::memcmp(a->data, pattern(size_t(5000 + k), uint8_t(k + 1)).data(), a->nbytes), 0);
+  }
 }
 
 TEST(SafetensorsWriter, OfficialLayout) {
