@@ -38,8 +38,9 @@ void add_model_load_options(Args& args, ModelLoadFlags flags) {
   if (flags.backend) args.option("backend", "NAME", "ref (scalar oracle) or cpu", "cpu");
   if (flags.kernel_threads) args.option("threads", "N", "kernel threads (0 = physical cores)", "0");
   args.option("load", "MODE",
-              "where weights live: auto (copy into huge pages if the checkpoint fits in half the available "
-              "memory), mmap (zero copy, 4 KiB page-cache pages), copy",
+              "where weights live: copy (into huge pages), split (copy all but the routed experts, which stay "
+              "mapped), mmap (zero copy), or auto (copy if the checkpoint fits in half the available memory, "
+              "else split if the rest fits, else mmap)",
               "auto")
       .option("numerics", "MODE",
               "weight-product arithmetic: exact (fp32 activations) or fast (bf16 activations; see docs/numerics.md)",
@@ -52,7 +53,7 @@ ModelLoadOptions model_load_options(const Args& args, ModelLoadFlags flags) {
   if (flags.kernel_threads) o.threads = int(args.get_int("threads"));
   const std::string load = args.get("load"), numerics = args.get("numerics");
   const std::optional<io::Residency> r = io::parse_residency(load);
-  check(r.has_value(), "--load must be auto, mmap or copy (got '" + load + "')");
+  check(r.has_value(), "--load must be auto, mmap, copy or split (got '" + load + "')");
   const std::optional<backend::Numerics> n = backend::parse_numerics(numerics);
   check(n.has_value(), "--numerics must be exact or fast (got '" + numerics + "')");
   o.residency = *r;

@@ -374,12 +374,17 @@ constexpr uint64_t kTensorAlign = 64;  // a cache line: a weight row's vector lo
 // tensors start wherever the previous one ended: 8-byte aligned at best, so on the file's
 // layout half of the kernels' 64-byte weight loads straddle two cache lines (measured:
 // [4096, 8192] FP8 at 35-38 GB/s in the model against 48-53 GB/s aligned).
-// Returns the region to munmap; sets each tensor's data pointer.
-std::pair<void*, uint64_t> copy_aligned(int fd, const std::string& path, Parsed& parsed) {
-  std::vector<size_t> order(parsed.tensors.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+// Only the tensors for which `copy` is true (all when it is empty) are copied; the others
+// keep their data pointers. Returns the region to munmap ({nullptr, 0} when nothing is
+// copied); sets each copied tensor's data pointer.
+std::pair<void*, uint64_t> copy_aligned(int fd, const std::string& path, Parsed& parsed,
+                                        const std::vector<bool>& copy = {}) {
+  std::vector<size_t> order;
+  for (size_t i = 0; i < parsed.tensors.size(); ++i)
+    if (copy.empty() || copy[i]) order.push_back(i);
+  if (order.empty()) return {nullptr, 0};
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return parsed.offsets[a] < parsed.offsets[b]; });
-  std::vector<uint64_t> at(order.size());
+  std::vector<uint64_t> at(parsed.tensors.size());
   uint64_t total = 0;
   for (size_t i : order) {
     total = (total + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
@@ -398,7 +403,7 @@ std::pair<void*, uint64_t> copy_aligned(int fd, const std::string& path, Parsed&
     ::munmap(region, region_size);
     throw;
   }
-  for (size_t i = 0; i < order.size(); ++i) parsed.tensors[i].data = p + at[i];
+  for (size_t i : order) parsed.tensors[i].data = p + at[i];
   // With the checkpoint's own page cache filling memory, the fault path often finds no
   // free 2 MiB page for the last shards read and falls back to 4 KiB pages (measured:
   // 300 MB of a 9.3 GB copy), which stream a third slower. Collapse them now, while
@@ -415,6 +420,7 @@ std::optional<Residency> parse_residency(const std::string& name) {
   if (name == "auto") return Residency::kAuto;
   if (name == "mmap") return Residency::kMap;
   if (name == "copy") return Residency::kCopy;
+  if (name == "split") return Residency::kSplit;
   return std::nullopt;
 }
 
@@ -423,6 +429,7 @@ const char* residency_name(Residency r) {
     case Residency::kAuto: return "auto";
     case Residency::kMap: return "mmap";
     case Residency::kCopy: return "copy";
+    case Residency::kSplit: return "split";
   }
   return "?";
 }
@@ -478,14 +485,17 @@ std::optional<uint64_t> memory_available() {
 
 }  // namespace
 
-Residency resolve_residency(Residency r, uint64_t total_bytes) {
+Residency resolve_residency(Residency r, uint64_t total_bytes, std::optional<uint64_t> split_copy_bytes) {
   if (r != Residency::kAuto) return r;
   const std::optional<uint64_t> avail = memory_available();
   if (!avail) return Residency::kMap;  // unknown memory: do not risk it
-  return total_bytes <= *avail / 2 ? Residency::kCopy : Residency::kMap;
+  if (total_bytes <= *avail / 2) return Residency::kCopy;
+  if (split_copy_bytes && *split_copy_bytes <= *avail / 2) return Residency::kSplit;
+  return Residency::kMap;
 }
 
-std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, Residency residency) {
+std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, Residency residency,
+                                                       const StreamedTensors& streamed) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(path + ": cannot open: " + errno_text());
   struct stat st {};
@@ -498,6 +508,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, 
     ::close(fd);
     throw Error(path + ": not a regular file");
   }
+  if (residency == Residency::kSplit && !streamed) residency = Residency::kCopy;
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
   const uint64_t size = uint64_t(st.st_size);
@@ -505,13 +516,18 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, 
   try {
     if (residency == Residency::kCopy) {
       parsed = read_header(fd, size, path);
-      std::tie(f->region_, f->region_size_) = copy_aligned(fd, path, parsed);
+      std::tie(f->copy_, f->copy_size_) = copy_aligned(fd, path, parsed);
     } else {
       if (size > 0) {
-        f->region_ = map_file(fd, size, path);
-        f->region_size_ = size;
+        f->map_ = map_file(fd, size, path);
+        f->map_size_ = size;
       }
-      parsed = parse_all(static_cast<const uint8_t*>(f->region_), size, path);
+      parsed = parse_all(static_cast<const uint8_t*>(f->map_), size, path);
+      if (residency == Residency::kSplit) {
+        std::vector<bool> copy(parsed.tensors.size());
+        for (size_t i = 0; i < copy.size(); ++i) copy[i] = !streamed(parsed.tensors[i].name);
+        std::tie(f->copy_, f->copy_size_) = copy_aligned(fd, path, parsed, copy);
+      }
     }
   } catch (...) {
     ::close(fd);
@@ -525,7 +541,15 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, 
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (region_) ::munmap(region_, region_size_);
+  if (map_) ::munmap(map_, map_size_);
+  if (copy_) ::munmap(copy_, copy_size_);
+}
+
+std::vector<std::pair<const void*, uint64_t>> SafetensorsFile::regions() const {
+  std::vector<std::pair<const void*, uint64_t>> r;
+  if (map_) r.emplace_back(map_, map_size_);
+  if (copy_) r.emplace_back(copy_, copy_size_);
+  return r;
 }
 
 const TensorInfo* SafetensorsFile::find(const std::string& name) const {
@@ -588,13 +612,40 @@ uint64_t file_size(const std::string& path) {
 std::optional<uint64_t> Checkpoint::huge_page_bytes() const {
   std::vector<std::pair<uintptr_t, uintptr_t>> ranges;
   for (const auto& f : files_) {
-    const auto [p, n] = f->region();
-    if (p != nullptr) ranges.emplace_back(reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(p) + n);
+    for (const auto& [p, n] : f->regions())
+      ranges.emplace_back(reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(p) + n);
   }
   return smaps_huge_bytes(ranges);
 }
 
-std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir, Residency residency) {
+namespace {
+
+// kAuto's choice for these files: kSplit is weighed only where kCopy does not fit and
+// there is a `streamed` mark, and then costs one more read of every header.
+Residency resolve_auto(Residency r, uint64_t total_bytes, const std::vector<std::string>& paths,
+                       const StreamedTensors& streamed) {
+  const Residency plain = resolve_residency(r, total_bytes);
+  if (r != Residency::kAuto || plain != Residency::kMap || !streamed) return plain;
+  uint64_t copied = 0;
+  for (const std::string& path : paths) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw Error(path + ": cannot open: " + errno_text());
+    try {
+      for (const TensorInfo& t : read_header(fd, file_size(path), path).tensors)
+        if (!streamed(t.name)) copied += t.nbytes;
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    ::close(fd);
+  }
+  return resolve_residency(r, total_bytes, copied);
+}
+
+}  // namespace
+
+std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir, Residency residency,
+                                             const StreamedTensors& streamed) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) throw Error(dir + ": cannot open checkpoint: " + errno_text());
   std::unique_ptr<Checkpoint> ck(new Checkpoint());
@@ -602,8 +653,8 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir, Residency r
   // Opens one whole file as the checkpoint (a lone .safetensors, or model.safetensors).
   auto open_single = [&](const std::string& path) {
     ck->file_bytes_ = file_size(path);
-    ck->residency_ = resolve_residency(residency, ck->file_bytes_);
-    ck->files_.push_back(SafetensorsFile::open(path, ck->residency_));
+    ck->residency_ = resolve_auto(residency, ck->file_bytes_, {path}, streamed);
+    ck->files_.push_back(SafetensorsFile::open(path, ck->residency_, streamed));
     for (const TensorInfo& t : ck->files_.back()->tensors()) ck->by_name_[t.name] = &t;
     return std::move(ck);
   };
@@ -626,9 +677,11 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir, Residency r
       shards[file] = nullptr;
       ck->file_bytes_ += file_size(shard_path);
     }
-    ck->residency_ = resolve_residency(residency, ck->file_bytes_);
+    std::vector<std::string> paths;
+    for (const auto& [file, opened] : shards) paths.push_back(dir + "/" + file);
+    ck->residency_ = resolve_auto(residency, ck->file_bytes_, paths, streamed);
     for (auto& [file, opened] : shards) {
-      ck->files_.push_back(SafetensorsFile::open(dir + "/" + file, ck->residency_));
+      ck->files_.push_back(SafetensorsFile::open(dir + "/" + file, ck->residency_, streamed));
       opened = ck->files_.back().get();
     }
     for (const auto& [name, file] : weight_map) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -16,23 +17,30 @@
 namespace dsv4::io {
 
 // Where a checkpoint's bytes live once opened.
-//   kMap:  the read-only file mapping (zero copy, instant start), 2 MiB-aligned with
-//          huge pages advised: where the kernel and file system keep large page-cache
-//          folios (ext4/XFS on recent kernels) it is mapped in 2 MiB pages; elsewhere in
-//          4 KiB pages, which stream randomly chosen experts several times slower.
-//          Tensors keep the file's alignment, 8 bytes at best.
-//   kCopy: read once into private anonymous memory backed by transparent huge pages
-//          (2 MiB pages: fewer TLB misses, the streaming rate of plain memory), each
-//          tensor on a 64-byte boundary (no vector load of a weight row splits a line).
-//   kAuto: kCopy when the whole checkpoint fits in half of the available memory
-//          (MemAvailable, capped by the memory cgroup's headroom), else kMap.
+//   kMap:   the read-only file mapping (zero copy, instant start), 2 MiB-aligned with
+//           huge pages advised: where the kernel and file system keep large page-cache
+//           folios (ext4/XFS on recent kernels) it is mapped in 2 MiB pages; elsewhere
+//           in 4 KiB pages, which stream randomly chosen experts several times slower.
+//           Tensors keep the file's alignment, 8 bytes at best.
+//   kCopy:  read once into private anonymous memory backed by transparent huge pages
+//           (2 MiB pages: fewer TLB misses, the streaming rate of plain memory), each
+//           tensor on a 64-byte boundary (no vector load of a weight row splits a line).
+//   kSplit: the tensors the caller marks as streamed (the model: routed experts, of
+//           which each token reads a few) stay in the mapping as in kMap; all others
+//           (read by every token) are copied as in kCopy. Without such a mark, kCopy.
+//   kAuto:  kCopy when the whole checkpoint fits in half of the available memory
+//           (MemAvailable, capped by the memory cgroup's headroom), else kSplit when the
+//           tensors it would copy fit there, else kMap.
 // See docs/performance.md ("Weight residency") for the measurements.
-enum class Residency { kAuto, kMap, kCopy };
-// "auto", "mmap", "copy"; nullopt for anything else.
+enum class Residency { kAuto, kMap, kCopy, kSplit };
+// "auto", "mmap", "copy", "split"; nullopt for anything else.
 std::optional<Residency> parse_residency(const std::string& name);
 const char* residency_name(Residency r);
-// What kAuto picks for a checkpoint of `total_bytes` on this machine (/proc/meminfo).
-Residency resolve_residency(Residency r, uint64_t total_bytes);
+// What kAuto picks for a checkpoint of `total_bytes` on this machine (/proc/meminfo);
+// split_copy_bytes: what kSplit would copy (nullopt: kSplit is not an option).
+Residency resolve_residency(Residency r, uint64_t total_bytes, std::optional<uint64_t> split_copy_bytes = std::nullopt);
+// Which tensors kSplit leaves in the file mapping, by name.
+using StreamedTensors = std::function<bool(const std::string& name)>;
 
 struct TensorInfo {
   std::string name;
@@ -52,8 +60,10 @@ struct TensorInfo {
 // lie outside the data area, or overlap.
 class SafetensorsFile {
  public:
-  // residency: kMap or kCopy (kAuto is resolved by the caller; here it means kMap).
-  static std::unique_ptr<SafetensorsFile> open(const std::string& path, Residency residency = Residency::kMap);
+  // residency: kMap, kCopy or kSplit (kAuto is resolved by the caller; here it means
+  // kMap); streamed: kSplit's mapped tensors (empty: none, i.e. kCopy).
+  static std::unique_ptr<SafetensorsFile> open(const std::string& path, Residency residency = Residency::kMap,
+                                               const StreamedTensors& streamed = {});
   // Parses a header already in memory (bytes = whole file). Used by open() and the fuzzer;
   // the returned tensors point into `bytes`.
   static std::vector<TensorInfo> parse(const uint8_t* bytes, uint64_t size, const std::string& path_for_errors);
@@ -63,16 +73,20 @@ class SafetensorsFile {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* find(const std::string& name) const;  // nullptr if absent
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
-  // The bytes this file's tensors occupy in memory: [begin, begin + size).
-  std::pair<const void*, uint64_t> region() const { return {region_, region_size_}; }
+  // The memory this file's tensors occupy: the mapping and/or the copy, as
+  // [begin, begin + size) ranges.
+  std::vector<std::pair<const void*, uint64_t>> regions() const;
 
  private:
   SafetensorsFile() = default;
   std::string path_;
-  // What munmap releases: the file mapping, or the copy's region (over-allocated to start
-  // on a 2 MiB boundary; each tensor on a 64-byte boundary inside it).
-  void* region_ = nullptr;
-  uint64_t region_size_ = 0;
+  // What munmap releases: the file mapping (kMap, kSplit) and the copy's region (kCopy,
+  // kSplit; over-allocated to start on a 2 MiB boundary, each tensor on a 64-byte
+  // boundary inside it).
+  void* map_ = nullptr;
+  uint64_t map_size_ = 0;
+  void* copy_ = nullptr;
+  uint64_t copy_size_ = 0;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> by_name_;
   std::map<std::string, std::string> metadata_;
@@ -84,7 +98,9 @@ class Checkpoint {
  public:
   // Throws dsv4::Error on an unreadable directory, malformed index, a shard named by
   // the index that is missing, or a tensor the index maps to a shard that lacks it.
-  static std::unique_ptr<Checkpoint> open(const std::string& dir, Residency residency = Residency::kMap);
+  // streamed: the tensors kSplit (and kAuto, when it picks kSplit) leave in the mapping.
+  static std::unique_ptr<Checkpoint> open(const std::string& dir, Residency residency = Residency::kMap,
+                                          const StreamedTensors& streamed = {});
 
   const std::string& dir() const { return dir_; }
   const TensorInfo* find(const std::string& name) const;  // nullptr if absent
@@ -92,7 +108,7 @@ class Checkpoint {
   const TensorInfo& get(const std::string& name) const;
   std::vector<const TensorInfo*> all() const;  // every tensor, sorted by name
   size_t size() const { return by_name_.size(); }
-  Residency residency() const { return residency_; }  // kMap or kCopy, as resolved
+  Residency residency() const { return residency_; }  // kMap, kCopy or kSplit, as resolved
   uint64_t file_bytes() const { return file_bytes_; }  // all shards together
   // How many bytes of the shards' memory sit in 2 MiB pages right now (anonymous huge
   // pages of a copy, PMD-mapped page-cache folios of a mapping), from /proc/self/smaps;

@@ -241,9 +241,13 @@ std::unique_ptr<ModelWeights> bind_weights(io::Config config, std::unique_ptr<io
   return mw;
 }
 
+bool is_routed_expert_tensor(const std::string& name) {
+  return name.find(".ffn.experts.") != std::string::npos;
+}
+
 std::unique_ptr<ModelWeights> load_weights(const std::string& dir, io::Residency residency) {
   io::Config config = io::load_config(dir + "/config.json");
-  return bind_weights(std::move(config), io::Checkpoint::open(dir, residency));
+  return bind_weights(std::move(config), io::Checkpoint::open(dir, residency, is_routed_expert_tensor));
 }
 
 }  // namespace dsv4::model

@@ -103,8 +103,14 @@ struct ModelWeights {
 // Throws dsv4::Error naming the file and tensor on any missing tensor, wrong dtype or shape,
 // or inconsistent config.
 // residency: where the checkpoint bytes live (io::Residency; kAuto copies a checkpoint
-// that fits comfortably in RAM into huge pages, see docs/performance.md).
+// that fits comfortably in RAM into huge pages, else copies all but the routed experts
+// if those fit, else maps the files; see docs/performance.md). kSplit leaves exactly the
+// routed experts (is_routed_expert_tensor) in the mapping.
 std::unique_ptr<ModelWeights> load_weights(const std::string& dir, io::Residency residency = io::Residency::kAuto);
+
+// A routed expert's tensor ("layers.3.ffn.experts.17.w1.weight"): each token reads only
+// the few its router picks, so kSplit streams these from the file mapping.
+bool is_routed_expert_tensor(const std::string& name);
 
 // Binds weights from an already opened checkpoint and parsed config.
 std::unique_ptr<ModelWeights> bind_weights(io::Config config, std::unique_ptr<io::Checkpoint> ckpt);

@@ -69,8 +69,40 @@ TEST_P(GoldenCheckpoint, CopyResidencyEqualsMapping) {
   EXPECT_NE(Checkpoint::open(dir, Residency::kAuto)->residency(), Residency::kAuto);
 }
 
+// kSplit: the streamed tensors stay in the file mapping (same address as kMap's would
+// be: inside the mapping), every other tensor is a 64-byte aligned copy; all bytes equal.
+TEST_P(GoldenCheckpoint, SplitResidencyCopiesAllButStreamed) {
+  const std::string dir = test::golden_dir(GetParam());
+  const auto mapped = Checkpoint::open(dir, Residency::kMap);
+  const auto streamed = [](const std::string& name) { return name.find(".ffn.experts.") != std::string::npos; };
+  const auto split = Checkpoint::open(dir, Residency::kSplit, streamed);
+  EXPECT_EQ(split->residency(), Residency::kSplit);
+  const auto a = mapped->all(), b = split->all();
+  ASSERT_EQ(a.size(), b.size());
+  int n_streamed = 0, n_copied = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i]->name, b[i]->name);
+    ASSERT_EQ(a[i]->nbytes, b[i]->nbytes);
+    EXPECT_EQ(std::memcmp(a[i]->data, b[i]->data, a[i]->nbytes), 0) << a[i]->name;
+    if (streamed(b[i]->name)) {
+      // In the split's own mapping: the file's bytes at the same offset within a page.
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(b[i]->data) % 4096, reinterpret_cast<uintptr_t>(a[i]->data) % 4096)
+          << b[i]->name;
+      ++n_streamed;
+    } else {
+      ++n_copied;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(b[i]->data) % 64, 0u) << b[i]->name;
+    }
+  }
+  EXPECT_GT(n_streamed, 0);
+  EXPECT_GT(n_copied, 0);
+  // Without a streamed mark, kSplit is kCopy: every tensor aligned.
+  for (const TensorInfo* t : Checkpoint::open(dir, Residency::kSplit)->all())
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t->data) % 64, 0u) << t->name;
+}
+
 TEST(Residency, NamesAndAutoPolicy) {
-  for (Residency r : {Residency::kAuto, Residency::kMap, Residency::kCopy})
+  for (Residency r : {Residency::kAuto, Residency::kMap, Residency::kCopy, Residency::kSplit})
     EXPECT_EQ(parse_residency(residency_name(r)), r);
   EXPECT_FALSE(parse_residency("mapped").has_value());
   EXPECT_FALSE(parse_residency("").has_value());
@@ -78,6 +110,11 @@ TEST(Residency, NamesAndAutoPolicy) {
   EXPECT_EQ(resolve_residency(Residency::kCopy, uint64_t(1) << 62), Residency::kCopy);
   EXPECT_EQ(resolve_residency(Residency::kAuto, 1), Residency::kCopy);             // tiny: copy
   EXPECT_EQ(resolve_residency(Residency::kAuto, uint64_t(1) << 62), Residency::kMap);  // 4 EiB: map
+  // Too large to copy whole: split when the copied part fits, else map.
+  EXPECT_EQ(resolve_residency(Residency::kAuto, uint64_t(1) << 62, 1), Residency::kSplit);
+  EXPECT_EQ(resolve_residency(Residency::kAuto, uint64_t(1) << 62, uint64_t(1) << 61), Residency::kMap);
+  EXPECT_EQ(resolve_residency(Residency::kAuto, 1, 1), Residency::kCopy);  // fits whole: copy
+  EXPECT_EQ(resolve_residency(Residency::kSplit, 1), Residency::kSplit);
 }
 
 TEST_P(GoldenCheckpoint, DtypesAndShapes) {

@@ -132,6 +132,34 @@ TEST_P(PresetTest, RoundTripAndDecodeEqualsPrefill) {
   EXPECT_EQ(inc.n_past, n_prompt + n_decode);
 }
 
+// is_routed_expert_tensor (kSplit's streamed tensors) marks exactly the tensors bound as
+// routed experts, with their scales, in the main blocks and the MTP blocks; a shared
+// expert or a router is read by every token and must be copied.
+TEST_P(PresetTest, RoutedExpertTensorsAreExactlyTheBoundExperts) {
+  const std::string dir = temp_dir("experts_" + GetParam());
+  const io::Config cfg = tiny_config(GetParam());
+  TinyModelOptions opt;
+  opt.n_shards = 2;
+  write_tiny_model(dir, cfg, opt);
+  const auto w = load_weights(dir, io::Residency::kSplit);
+  std::set<std::string> bound;  // ".weight" names of the routed experts' linears
+  auto add_block = [&](const BlockWeights& b) {
+    for (const ExpertWeights& e : b.ffn.experts)
+      for (const WeightView* v : {&e.w1, &e.w2, &e.w3}) bound.insert(v->name);
+  };
+  for (const BlockWeights& b : w->layers) add_block(b);
+  for (const MtpWeights& m : w->mtp) add_block(m.block);
+  ASSERT_FALSE(bound.empty());
+  int64_t marked = 0;
+  for (const io::TensorInfo* t : w->checkpoint->all()) {
+    std::string base = t->name;
+    if (base.size() > 6 && base.compare(base.size() - 6, 6, ".scale") == 0) base.replace(base.size() - 6, 6, ".weight");
+    EXPECT_EQ(is_routed_expert_tensor(t->name), bound.count(base) == 1) << t->name;
+    marked += is_routed_expert_tensor(t->name);
+  }
+  EXPECT_GE(marked, int64_t(bound.size()));
+}
+
 INSTANTIATE_TEST_SUITE_P(Presets, PresetTest, testing::ValuesIn(tiny_presets()),
                          [](const auto& info) { std::string n = info.param; for (auto& c : n) if (c == '-') c = '_'; return n; });
 
