@@ -252,6 +252,8 @@ double run_prefill(model::Model& m, CountingOps& ops, const ModelBenchOptions& o
     const double t0 = now_seconds();
     m.forward(st, prompt, model::LogitRows::kLast);
     const double dt = now_seconds() - t0;
+    // The first round also pays for the process's first touch of its scratch buffers.
+    std::printf("round %d: %.2f s%s\n", round + 1, dt, round == 0 ? " (first forward: scratch buffers cold)" : "");
     if (dt < best) {
       best = dt, flops = ops.flops;
       matmul_s = ops.matmul_seconds, attn_s = ops.attention_seconds, index_s = ops.index_seconds;

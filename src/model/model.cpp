@@ -110,12 +110,12 @@ std::vector<std::vector<float>> Model::forward_batch(std::span<const SeqInput> s
   }
   const int64_t n_rows = int64_t(tokens.size());
   // The embedding is copied into every one of the hc residual streams.
-  std::vector<float> streams(size_t(n_rows * width));  // [n_rows, hc, n_embd]
+  float* streams = scratch<ScratchId::kStreams>(n_rows * width);  // [n_rows, hc, n_embd]
   for (int64_t t = 0; t < n_rows; ++t) {
-    w_->embed.dequant_row(tokens[size_t(t)], streams.data() + t * width);
-    for (int64_t j = 1; j < hc; ++j) std::copy_n(streams.data() + t * width, d, streams.data() + t * width + j * d);
+    w_->embed.dequant_row(tokens[size_t(t)], streams + t * width);
+    for (int64_t j = 1; j < hc; ++j) std::copy_n(streams + t * width, d, streams + t * width + j * d);
   }
-  for (int64_t l = 0; l < c.n_layer; ++l) block_forward(w_->layers[size_t(l)], blocks, streams.data(), tokens.data(), n_rows);
+  for (int64_t l = 0; l < c.n_layer; ++l) block_forward(w_->layers[size_t(l)], blocks, streams, tokens.data(), n_rows);
 
   // Gather every sequence's logit rows so the LM head streams its weights once per batch.
   std::vector<float> head_in;  // [n_logit_rows, hc, n_embd]
@@ -123,7 +123,7 @@ std::vector<std::vector<float>> Model::forward_batch(std::span<const SeqInput> s
   for (size_t i = 0; i < seqs.size(); ++i) {
     const BlockSeq& b = blocks[i];
     b.state->n_past += b.n_tok;
-    const float* seq_streams = streams.data() + b.row0 * width;
+    const float* seq_streams = streams + b.row0 * width;
     if (seqs[i].final_streams) seqs[i].final_streams->assign(seq_streams, seq_streams + b.n_tok * width);
     if (b.n_tok == 0 || seqs[i].rows == LogitRows::kNone) continue;
     const int64_t first = seqs[i].rows == LogitRows::kLast ? b.n_tok - 1 : 0;

@@ -17,6 +17,7 @@
 namespace dsv4::model {
 
 enum class ScratchId {
+  kStreams,
   kBlockX,
   kBlockSub,
   kAttnQLatent,
@@ -41,7 +42,7 @@ enum class ScratchId {
 
 template <ScratchId Id, class T = float>
 T* scratch(int64_t n) {
-  thread_local std::vector<T> buf;
+  thread_local ScratchBuffer<T> buf;
   return aligned_scratch(buf, n);
 }
 

@@ -123,7 +123,7 @@ void AttentionImpl(const float* q, const float* const* keys, int64_t n_keys, con
   if (n_head <= 0 || n_keys <= 0) return;
   const int64_t n_groups = (n_head + kHeads - 1) / kHeads;
   auto group = [&](int64_t g) {
-    thread_local std::vector<float> logit;
+    thread_local ScratchBuffer<float> logit;
     float* l = aligned_scratch(logit, kHeads * n_keys);
     const int64_t h0 = g * kHeads;
     AttnHeads(q, keys, n_keys, sink, h0, int(std::min<int64_t>(kHeads, n_head - h0)), hd, scale, out, l);
@@ -180,7 +180,7 @@ void IndexScoresImpl(const float* q, const float* head_weight, int64_t n_head, c
   const int64_t L = int64_t(hn::Lanes(DFa()));
   const int64_t n_tiles = (n_keys + L - 1) / L;
   auto tiles = [&](int64_t t0, int64_t t1) {
-    thread_local std::vector<float> kt_buf;
+    thread_local ScratchBuffer<float> kt_buf;
     float* kt = aligned_scratch(kt_buf, dim * L);
     for (int64_t t = t0; t < t1; ++t)
       IndexTile(q, head_weight, n_head, keys, t * L, std::min(L, n_keys - t * L), dim, kt, score);

@@ -508,12 +508,12 @@ DSV4_BF16_TARGET void fp8_rows_from_panels(const WeightView& w, const uint16_t* 
   const PanelShape sh(w);
   const int64_t row_bytes = sh.words * 2 + sh.scales * 4;
   const int64_t rb = std::clamp<int64_t>(kPanelBytes / row_bytes / 2 * 2, 2, std::max<int64_t>(2, r1 - r0));
-  thread_local std::vector<uint16_t> words_tl;
-  thread_local std::vector<float> scales_tl;
+  thread_local ScratchBuffer<uint16_t> words_tl;
+  thread_local ScratchBuffer<float> scales_tl;
   thread_local std::vector<uint8_t> ok_tl;
   uint16_t* pw = aligned_scratch(words_tl, rb * sh.words);
   float* sc = aligned_scratch(scales_tl, rb * sh.scales);
-  thread_local std::vector<float> park_tl;
+  thread_local ScratchBuffer<float> park_tl;
   if (int64_t(ok_tl.size()) < rb) ok_tl.resize(size_t(rb));
   uint8_t* ok = ok_tl.data();
   float* park = aligned_scratch(park_tl, rb * kTokTile * 16);

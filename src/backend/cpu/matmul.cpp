@@ -63,8 +63,8 @@ constexpr int64_t kPrefetchL1Bytes = 0;  // optional second prefetch into L1 (of
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Scratch of the calling thread (activations re-ordered for the kernels).
-inline std::vector<float>& scratch_x() {
-  thread_local std::vector<float> v;
+inline ScratchBuffer<float>& scratch_x() {
+  thread_local ScratchBuffer<float> v;
   return v;
 }
 
@@ -937,7 +937,7 @@ void RoundBf16FtzImpl(const float* x, int64_t n, float* out);
 // kernels take them from prep, which rounds as it lays them out (rounding first and then
 // laying out took two passes on the calling thread); the exact kernels get a rounded
 // copy, made here.
-const float* RoundedCopy(const float* x, int64_t n, std::vector<float>& dst) {
+const float* RoundedCopy(const float* x, int64_t n, ScratchBuffer<float>& dst) {
   float* out = aligned_scratch(dst, n);
   RoundBf16FtzImpl(x, n, out);
   return out;
@@ -948,14 +948,14 @@ void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
   if (w.n_out <= 0 || n_tok <= 0) return;
   const bool bf16 = UseBf16Dot(fast, w);
   if (fast && !bf16) {
-    thread_local std::vector<float> xr;
+    thread_local ScratchBuffer<float> xr;
     x = RoundedCopy(x, n_tok * w.n_in, xr);
   }
   Job j{&w, x, nullptr, 0, n_tok, y};
   if (bf16) {
     // 64-byte aligned like the exact kernels' activations: a vector load that splits a
     // cache line costs as much as a weight load (fast FP4 group: 44 -> 60 GB/s).
-    thread_local std::vector<uint16_t> xb_scratch;
+    thread_local ScratchBuffer<uint16_t> xb_scratch;
     uint16_t* xb = aligned_scratch(xb_scratch, n_tok * bf16dot::prep_words(w));
     PrepXb(w, x, n_tok, xb);
     j.xb = xb;
@@ -986,7 +986,7 @@ void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
 // (each distinct activation array rounded once; jobs that shared an x still share one);
 // jobs on the BF16 dot product keep theirs (prep rounds it).
 const Ops::MatmulJob* RoundedJobs(const Ops::MatmulJob* jobs, int64_t n_jobs) {
-  thread_local std::vector<std::vector<float>> copies;
+  thread_local std::vector<ScratchBuffer<float>> copies;
   thread_local std::vector<Ops::MatmulJob> fast_jobs;
   fast_jobs.assign(jobs, jobs + n_jobs);
   if (copies.size() < size_t(n_jobs)) copies.resize(size_t(n_jobs));
@@ -1010,15 +1010,15 @@ void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool
   if (fast) jobs = RoundedJobs(jobs, n_jobs);
   // The caller's scratch, bound by reference: a thread_local named inside the lambda
   // below would be the worker's own (empty) instance.
-  thread_local std::vector<float> xs_tl;
+  thread_local ScratchBuffer<float> xs_tl;
   thread_local std::vector<Job> js_tl;
   thread_local std::vector<int64_t> first_tl, grains_tl;
-  thread_local std::vector<uint16_t> xb_tl;
-  std::vector<float>& xs = xs_tl;
+  thread_local ScratchBuffer<uint16_t> xb_tl;
+  ScratchBuffer<float>& xs = xs_tl;
   std::vector<Job>& js = js_tl;
   std::vector<int64_t>& first_piece = first_tl;
   std::vector<int64_t>& grains = grains_tl;
-  std::vector<uint16_t>& xbs = xb_tl;
+  ScratchBuffer<uint16_t>& xbs = xb_tl;
   js.clear();
   first_piece.clear();
   grains.clear();
