@@ -283,7 +283,7 @@ int main(int argc, char** argv) {
       std::printf("isa %-6s threads %d  peak fp32 FMA %.1f GFLOP/s (probe target %s)\n", cur.c_str(),
                   T, peak.gflops, peak.isa.c_str());
       const Matrix m4 = make_matrix(WeightFormat::FP4_BLOCK32, 2048, 4096);
-      const Matrix m8 = make_matrix(WeightFormat::FP8_BLOCK128, 4096, 4096);
+      const Matrix m8 = make_matrix(WeightFormat::FP8_BLOCK128, fp8_rows, fp8_cols);  // --fp8-shape
       const Matrix mb = make_matrix(WeightFormat::BF16, 4096, 4096);
       for (const auto* m : {&m4, &m8, &mb}) {
         const double g = matmul_gflops(*m, 512, pool, std::max(2, reps / 2));
