@@ -508,12 +508,19 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, 
     ::close(fd);
     throw Error(path + ": not a regular file");
   }
-  if (residency == Residency::kSplit && !streamed) residency = Residency::kCopy;
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
   const uint64_t size = uint64_t(st.st_size);
   Parsed parsed;
   try {
+    if (residency == Residency::kSplit) {
+      // A file without a streamed tensor is copied whole, without a mapping (whose
+      // small-folio check could drop cached pages that the copy then reads again).
+      bool any_streamed = false;
+      if (streamed)
+        for (const TensorInfo& t : read_header(fd, size, path).tensors) any_streamed = any_streamed || streamed(t.name);
+      if (!any_streamed) residency = Residency::kCopy;
+    }
     if (residency == Residency::kCopy) {
       parsed = read_header(fd, size, path);
       std::tie(f->copy_, f->copy_size_) = copy_aligned(fd, path, parsed);
