@@ -97,7 +97,8 @@ TEST_P(GoldenCheckpoint, SplitResidencyCopiesAllButStreamed) {
   EXPECT_GT(n_streamed, 0);
   EXPECT_GT(n_copied, 0);
   // Without a streamed mark, kSplit is kCopy: every tensor aligned.
-  for (const TensorInfo* t : Checkpoint::open(dir, Residency::kSplit)->all())
+  const auto unmarked = Checkpoint::open(dir, Residency::kSplit);  // alive while its tensors are read
+  for (const TensorInfo* t : unmarked->all())
     EXPECT_EQ(reinterpret_cast<uintptr_t>(t->data) % 64, 0u) << t->name;
 }
 
