@@ -178,7 +178,7 @@ void report_page_sizes(const io::Checkpoint& ck, uint64_t weight_bytes) {
   const std::optional<uint64_t> huge = ck.huge_page_bytes();
   if (!huge) return;
   std::printf("pages: %.2f of %.2f GB of the weights in 2 MiB pages\n", double(*huge) / 1e9, double(weight_bytes) / 1e9);
-  if (ck.residency() != io::Residency::kCopy && *huge < weight_bytes / 2)
+  if (ck.residency() != io::Residency::kCopy && io::Checkpoint::mostly_small_pages(*huge, weight_bytes))
     std::printf("note: the page cache holds most of this checkpoint in 4 KiB pages (it was read before without\n"
                 "      huge-page advice, or the file system or kernel keeps no large folios). Dropping its\n"
                 "      cached pages (for each shard: dd if=SHARD iflag=nocache count=0) lets the next load read\n"

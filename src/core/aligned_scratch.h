@@ -64,10 +64,4 @@ class ScratchBuffer {
   size_t n_ = 0;  // elements
 };
 
-// At least n elements of b, 64-byte aligned; contents are whatever was left there.
-template <class T>
-T* aligned_scratch(ScratchBuffer<T>& b, int64_t n) {
-  return b.get(n);
-}
-
 }  // namespace dsv4

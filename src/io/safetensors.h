@@ -114,6 +114,9 @@ class Checkpoint {
   // pages of a copy, PMD-mapped page-cache folios of a mapping), from /proc/self/smaps;
   // nullopt where that cannot be read. Only pages touched so far count.
   std::optional<uint64_t> huge_page_bytes() const;
+  // The bar both the loader (re-caching a mapped shard) and `dsv4 bench` (its hint) use:
+  // memory counts as held in small pages when under 3/4 of it maps as 2 MiB pages.
+  static bool mostly_small_pages(uint64_t huge_bytes, uint64_t bytes) { return huge_bytes < bytes / 4 * 3; }
 
  private:
   std::string dir_;

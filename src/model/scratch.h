@@ -43,7 +43,7 @@ enum class ScratchId {
 template <ScratchId Id, class T = float>
 T* scratch(int64_t n) {
   thread_local ScratchBuffer<T> buf;
-  return aligned_scratch(buf, n);
+  return buf.get(n);
 }
 
 }  // namespace dsv4::model

@@ -127,7 +127,7 @@ void AttentionImpl(const float* q, const float* const* keys, int64_t n_keys, con
   const int64_t n_groups = (n_head + kHeads - 1) / kHeads;
   auto group = [&](int64_t g) {
     thread_local ScratchBuffer<float> logit;
-    float* l = aligned_scratch(logit, kHeads * n_keys);
+    float* l = logit.get(kHeads * n_keys);
     const int64_t h0 = g * kHeads;
     AttnHeads(q, keys, n_keys, sink, h0, int(std::min<int64_t>(kHeads, n_head - h0)), hd, scale, out, l);
   };
@@ -187,7 +187,7 @@ void IndexScoresImpl(const float* q, const float* head_weight, int64_t n_head, c
   const int64_t L = int64_t(hn::Lanes(DFa()));
   const int64_t hp = (n_head + kIdxVecs * L - 1) / (kIdxVecs * L) * (kIdxVecs * L);
   thread_local ScratchBuffer<float> qt_buf;
-  float* qt = aligned_scratch(qt_buf, dim * hp);  // [dim][hp]
+  float* qt = qt_buf.get(dim * hp);  // [dim][hp]
   for (int64_t i = 0; i < dim; ++i) {
     for (int64_t h = 0; h < n_head; ++h) qt[i * hp + h] = q[h * dim + i];
     for (int64_t h = n_head; h < hp; ++h) qt[i * hp + h] = 0.0f;
@@ -196,7 +196,7 @@ void IndexScoresImpl(const float* q, const float* head_weight, int64_t n_head, c
   const int64_t n_tiles = (n_keys + kTile - 1) / kTile;
   auto tiles = [&](int64_t t0, int64_t t1) {
     thread_local ScratchBuffer<float> dots_buf;
-    float* dots = aligned_scratch(dots_buf, kIdxKeys * hp);
+    float* dots = dots_buf.get(kIdxKeys * hp);
     IndexKeys(qt, hp, head_weight, n_head, keys, t0 * kTile, std::min(n_keys, t1 * kTile), dim, dots, score);
   };
   if (pool != nullptr && pool->n_threads() > 1 && n_tiles > 1 &&

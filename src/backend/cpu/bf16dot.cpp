@@ -511,12 +511,12 @@ DSV4_BF16_TARGET void fp8_rows_from_panels(const WeightView& w, const uint16_t* 
   thread_local ScratchBuffer<uint16_t> words_tl;
   thread_local ScratchBuffer<float> scales_tl;
   thread_local std::vector<uint8_t> ok_tl;
-  uint16_t* pw = aligned_scratch(words_tl, rb * sh.words);
-  float* sc = aligned_scratch(scales_tl, rb * sh.scales);
+  uint16_t* pw = words_tl.get(rb * sh.words);
+  float* sc = scales_tl.get(rb * sh.scales);
   thread_local ScratchBuffer<float> park_tl;
   if (int64_t(ok_tl.size()) < rb) ok_tl.resize(size_t(rb));
   uint8_t* ok = ok_tl.data();
-  float* park = aligned_scratch(park_tl, rb * kTokTile * 16);
+  float* park = park_tl.get(rb * kTokTile * 16);
   RowPrefetcher prefetcher(w, r0, r1);
   for (int64_t b0 = r0; b0 < r1; b0 += rb) {
     const int64_t b1 = std::min(r1, b0 + rb);

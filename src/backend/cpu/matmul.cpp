@@ -938,7 +938,7 @@ void RoundBf16FtzImpl(const float* x, int64_t n, float* out);
 // laying out took two passes on the calling thread); the exact kernels get a rounded
 // copy, made here.
 const float* RoundedCopy(const float* x, int64_t n, ScratchBuffer<float>& dst) {
-  float* out = aligned_scratch(dst, n);
+  float* out = dst.get(n);
   RoundBf16FtzImpl(x, n, out);
   return out;
 }
@@ -956,7 +956,7 @@ void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
     // 64-byte aligned like the exact kernels' activations: a vector load that splits a
     // cache line costs as much as a weight load (fast FP4 group: 44 -> 60 GB/s).
     thread_local ScratchBuffer<uint16_t> xb_scratch;
-    uint16_t* xb = aligned_scratch(xb_scratch, n_tok * bf16dot::prep_words(w));
+    uint16_t* xb = xb_scratch.get(n_tok * bf16dot::prep_words(w));
     PrepXb(w, x, n_tok, xb);
     j.xb = xb;
     j.ldxb = bf16dot::prep_words(w);
@@ -965,7 +965,7 @@ void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
     j.xp = x;
   } else {
     j.ldx = PrepStride(w);
-    float* xa = aligned_scratch(scratch_x(), n_tok * j.ldx);
+    float* xa = scratch_x().get(n_tok * j.ldx);
     PrepX(w, x, n_tok, xa);
     j.xp = xa;
   }
@@ -1052,8 +1052,8 @@ void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool
       total += m.n_tok * PrepStride(*m.w);
     }
   }
-  float* base = aligned_scratch(xs, total);
-  uint16_t* xb_base = aligned_scratch(xbs, total_xb);  // offsets are multiples of 32 words
+  float* base = xs.get(total);
+  uint16_t* xb_base = xbs.get(total_xb);  // offsets are multiples of 32 words
   int64_t work = 0, n_pieces = 0;
   const int n_threads = pool != nullptr ? pool->n_threads() : 1;
   for (int64_t i = 0; i < n_jobs; ++i) {
