@@ -340,6 +340,57 @@ TEST(CpuMatmul, AlignedActivationsReadInPlaceEveryIsa) {
   }
 }
 
+// A mapped checkpoint (io::Residency::kMap, kSplit) leaves each tensor where the file
+// puts it: 8-byte aligned at best, and any byte offset after an odd-sized tensor (an
+// E8M0 scale tensor). The kernels then read the same bytes from other addresses; the
+// results must agree bit for bit with the weights on a 64-byte boundary, in every format
+// and for decode and prefill tiles alike.
+TEST(CpuMatmul, MisalignedWeightsEveryIsa) {
+  const Shape shapes[] = {{WeightFormat::FP4_BLOCK32, 10, 288}, {WeightFormat::FP4_BLOCK32, 9, 512},
+                          {WeightFormat::FP8_BLOCK128, 9, 384},  {WeightFormat::FP8_BLOCK128, 5, 200},
+                          {WeightFormat::BF16, 7, 200},          {WeightFormat::BF16, 9, 256},
+                          {WeightFormat::F32, 5, 72}};
+  for (Numerics nm : kBothNumerics) {
+    CpuOps ops(2, nm);
+    for_each_isa([&](const std::string& isa) {
+      uint32_t seed = 4200;
+      for (const Shape& sh : shapes) {
+        const OwnedWeight w = random_weight(sh.f, sh.n_out, sh.n_in, seed++);
+        // The same bytes (data, then the scales at an odd offset behind them) at `off`
+        // bytes from a 64-byte boundary; off = 0 is the reference.
+        std::vector<uint8_t> ref_buf(w.data.size() + w.scale.size() + 256), buf(ref_buf.size());
+        auto place = [&](std::vector<uint8_t>& b, int64_t off) {
+          uint8_t* base = b.data();
+          while (reinterpret_cast<uintptr_t>(base) % 64 != 0) ++base;
+          WeightView v = w.view;
+          v.data = base + off;
+          std::copy(w.data.begin(), w.data.end(), base + off);
+          if (!w.scale.empty()) {
+            uint8_t* sc = base + off + w.data.size() + 3;
+            std::copy(w.scale.begin(), w.scale.end(), sc);
+            v.scale = sc;
+          }
+          return v;
+        };
+        const WeightView ref = place(ref_buf, 0);
+        for (int64_t off : {1, 2, 8, 24, 56}) {
+          const WeightView v = place(buf, off);
+          for (int64_t n_tok : {1, 5}) {
+            const std::vector<float> x = random_x(n_tok * sh.n_in, seed + uint32_t(n_tok));
+            std::vector<float> yr(static_cast<size_t>(n_tok * sh.n_out)), ym(yr.size());
+            ops.matmul(ref, x.data(), n_tok, yr.data());
+            ops.matmul(v, x.data(), n_tok, ym.data());
+            for (size_t i = 0; i < yr.size(); ++i)
+              ASSERT_EQ(std::bit_cast<uint32_t>(yr[i]), std::bit_cast<uint32_t>(ym[i]))
+                  << weight_format_name(sh.f) << " [" << sh.n_out << "," << sh.n_in << "] offset " << off << " n_tok "
+                  << n_tok << " at " << i << " isa " << isa << " numerics " << numerics_name(nm);
+          }
+        }
+      }
+    });
+  }
+}
+
 // FP8 views that start mid scale block (row_offset), as one wo_a group does.
 TEST(CpuMatmul, Fp8RowOffsetViews) {
   CpuOps ops(2);
