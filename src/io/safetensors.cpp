@@ -519,23 +519,32 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, 
   const uint64_t size = uint64_t(st.st_size);
   Parsed parsed;
   try {
+    std::optional<Parsed> header;  // the header where kSplit had to read it before mapping
     if (residency == Residency::kSplit) {
       // A file without a streamed tensor is copied whole, without a mapping (whose
       // small-folio check could drop cached pages that the copy then reads again).
       bool any_streamed = false;
-      if (streamed)
-        for (const TensorInfo& t : read_header(fd, size, path).tensors) any_streamed = any_streamed || streamed(t.name);
+      if (streamed) {
+        header = read_header(fd, size, path);
+        for (const TensorInfo& t : header->tensors) any_streamed = any_streamed || streamed(t.name);
+      }
       if (!any_streamed) residency = Residency::kCopy;
     }
     if (residency == Residency::kCopy) {
-      parsed = read_header(fd, size, path);
+      parsed = header ? std::move(*header) : read_header(fd, size, path);
       std::tie(f->copy_, f->copy_size_) = copy_aligned(fd, path, parsed);
     } else {
       if (size > 0) {
         f->map_ = map_file(fd, size, path);
         f->map_size_ = size;
       }
-      parsed = parse_all(static_cast<const uint8_t*>(f->map_), size, path);
+      if (header) {  // already parsed and checked against the file's size: place it
+        parsed = std::move(*header);
+        for (size_t i = 0; i < parsed.tensors.size(); ++i)
+          parsed.tensors[i].data = static_cast<const uint8_t*>(f->map_) + parsed.offsets[i];
+      } else {
+        parsed = parse_all(static_cast<const uint8_t*>(f->map_), size, path);
+      }
       if (residency == Residency::kSplit) {
         std::vector<bool> copy(parsed.tensors.size());
         for (size_t i = 0; i < copy.size(); ++i) copy[i] = !streamed(parsed.tensors[i].name);
