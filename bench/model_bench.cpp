@@ -178,11 +178,11 @@ void report_page_sizes(const io::Checkpoint& ck, uint64_t weight_bytes) {
   const std::optional<uint64_t> huge = ck.huge_page_bytes();
   if (!huge) return;
   std::printf("pages: %.2f of %.2f GB of the weights in 2 MiB pages\n", double(*huge) / 1e9, double(weight_bytes) / 1e9);
-  if (ck.residency() != io::Residency::kCopy && io::Checkpoint::mostly_small_pages(*huge, weight_bytes))
-    std::printf("note: the page cache holds most of this checkpoint in 4 KiB pages (it was read before without\n"
-                "      huge-page advice, or the file system or kernel keeps no large folios). Dropping its\n"
-                "      cached pages (for each shard: dd if=SHARD iflag=nocache count=0) lets the next load read\n"
-                "      it into 2 MiB pages where the kernel can.\n");
+  if (ck.residency() != io::Residency::kCopy && io::Checkpoint::many_small_pages(*huge, weight_bytes))
+    std::printf("note: the page cache holds over a quarter of this checkpoint in 4 KiB pages (it was read\n"
+                "      before without huge-page advice, or the file system or kernel keeps no large folios).\n"
+                "      Dropping its cached pages (for each shard: dd if=SHARD iflag=nocache count=0) lets the\n"
+                "      next load read it into 2 MiB pages where the kernel can.\n");
 }
 
 // Returns the achieved GB/s (best round); prints the report except the bandwidth lines.

@@ -292,7 +292,7 @@ void recache_small_folios(int fd, uint8_t* m, uint64_t size) {
   if (windows.empty()) return;  // nothing cached: read-ahead fills 2 MiB folios itself
   const auto base = reinterpret_cast<uintptr_t>(m);
   const std::optional<uint64_t> before = smaps_huge_bytes({{base, base + size}});
-  if (!before || !Checkpoint::mostly_small_pages(*before, uint64_t(windows.size()) * kHugePage)) return;
+  if (!before || !Checkpoint::many_small_pages(*before, uint64_t(windows.size()) * kHugePage)) return;
   // Probe eight windows spread over the resident ones (some are likely small): drop
   // them, read them again, and see whether more of the mapping is now in 2 MiB pages.
   constexpr size_t kProbes = 8;

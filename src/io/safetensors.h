@@ -115,8 +115,8 @@ class Checkpoint {
   // nullopt where that cannot be read. Only pages touched so far count.
   std::optional<uint64_t> huge_page_bytes() const;
   // The bar both the loader (re-caching a mapped shard) and `dsv4 bench` (its hint) use:
-  // memory counts as held in small pages when under 3/4 of it maps as 2 MiB pages.
-  static bool mostly_small_pages(uint64_t huge_bytes, uint64_t bytes) { return huge_bytes < bytes / 4 * 3; }
+  // true when under 3/4 of the memory maps as 2 MiB pages (over a quarter in small ones).
+  static bool many_small_pages(uint64_t huge_bytes, uint64_t bytes) { return huge_bytes < bytes / 4 * 3; }
 
  private:
   std::string dir_;
