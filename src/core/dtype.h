@@ -6,6 +6,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,6 +26,20 @@ size_t dtype_size(DType t);
 std::string_view dtype_name(DType t);
 // Parses a safetensors dtype string; nullopt for anything unknown.
 std::optional<DType> dtype_from_name(std::string_view name);
+
+// Multi-byte elements of a weight read one at a time. A mapped tensor starts wherever the
+// file puts it (safetensors packs tensors back to back, odd-sized E8M0 scale tensors
+// included), so a BF16 or F32 element may sit at any byte; memcpy is one plain load.
+inline uint16_t load_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline float load_f32(const uint8_t* p) {
+  float v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
 
 inline float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(uint32_t(h) << 16); }
 

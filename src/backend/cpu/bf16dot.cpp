@@ -132,7 +132,7 @@ DSV4_BF16_TARGET inline float hsum(__m512 v) {
 }
 
 DSV4_BF16_TARGET inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
-DSV4_BF16_TARGET inline __m512bh load_bh(const uint16_t* p) { return as_bh(_mm512_loadu_si512(p)); }
+DSV4_BF16_TARGET inline __m512bh load_bh(const void* p) { return as_bh(_mm512_loadu_si512(p)); }
 
 // FP4 E2M1 rows r .. r+R-1, tokens t0 .. t0+T-1. Per 128-column chunk (64 bytes = 32
 // words of four nibbles): nibble k of every word is looked up with one word permute
@@ -217,17 +217,17 @@ template <int R, int T>
 DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
                                 float* y, int64_t r) {
   const int64_t n = w.n_in, pf = prefetch_distance(R, 2 * n);
-  const uint16_t* wr[R];
-  for (int k = 0; k < R; ++k) wr[k] = reinterpret_cast<const uint16_t*>(w.data) + (r + k) * n;
+  const uint8_t* wr[R];  // bytes: a mapped tensor may start at any byte
+  for (int k = 0; k < R; ++k) wr[k] = w.data + (r + k) * n * 2;
   __m512 acc_a[R][T], acc_b[R][T];
   for (int k = 0; k < R; ++k)
     for (int t = 0; t < T; ++t) acc_a[k][t] = acc_b[k][t] = _mm512_setzero_ps();
   int64_t c = 0;
   for (; c + 64 <= n; c += 64) {
     for (int k = 0; k < R; ++k) {
-      if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c) + pf, _MM_HINT_NTA);
-      if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + 32) + pf, _MM_HINT_NTA);
-      const __m512bh wa = load_bh(wr[k] + c), wb = load_bh(wr[k] + c + 32);
+      if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + 2 * c) + pf, _MM_HINT_NTA);
+      if (T == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[k] + 2 * c + 64) + pf, _MM_HINT_NTA);
+      const __m512bh wa = load_bh(wr[k] + 2 * c), wb = load_bh(wr[k] + 2 * c + 64);
       for (int t = 0; t < T; ++t) {
         const uint16_t* xc = xb + (t0 + t) * ldxb + c;
         acc_a[k][t] = _mm512_dpbf16_ps(acc_a[k][t], wa, load_bh(xc));
@@ -237,7 +237,7 @@ DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t
   }
   if (c + 32 <= n) {
     for (int k = 0; k < R; ++k) {
-      const __m512bh wa = load_bh(wr[k] + c);
+      const __m512bh wa = load_bh(wr[k] + 2 * c);
       for (int t = 0; t < T; ++t) acc_a[k][t] = _mm512_dpbf16_ps(acc_a[k][t], wa, load_bh(xb + (t0 + t) * ldxb + c));
     }
     c += 32;
@@ -246,7 +246,7 @@ DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t
     for (int t = 0; t < T; ++t) {
       float out = hsum(_mm512_add_ps(acc_a[k][t], acc_b[k][t]));
       const float* xt = xr + (t0 + t) * n;
-      for (int64_t i = c; i < n; ++i) out = std::fma(bf16_to_f32(wr[k][i]), round_bf16_ftz(xt[i]), out);
+      for (int64_t i = c; i < n; ++i) out = std::fma(bf16_to_f32(load_u16(wr[k] + 2 * i)), round_bf16_ftz(xt[i]), out);
       y[(t0 + t) * w.n_out + r + k] = out;
     }
 }

@@ -148,8 +148,10 @@ template <int R, int T>
 HWY_INLINE void RowsF32(const Job& j, int64_t r, int64_t t0) {
   const DF d;
   const int64_t L = int64_t(hn::Lanes(d)), n = j.w->n_in;
-  const float* wr[R];
-  for (int k = 0; k < R; ++k) wr[k] = reinterpret_cast<const float*>(j.w->data) + (r + k) * n;
+  // Weights as bytes: a mapped tensor may start at any byte (LoadU takes any address;
+  // the scalar tail reads with load_f32).
+  const uint8_t* wr[R];
+  for (int k = 0; k < R; ++k) wr[k] = j.w->data + (r + k) * n * 4;
   decltype(hn::Zero(d)) acc[R][T];
   for (int k = 0; k < R; ++k)
     for (int t = 0; t < T; ++t) acc[k][t] = hn::Zero(d);
@@ -158,7 +160,7 @@ HWY_INLINE void RowsF32(const Job& j, int64_t r, int64_t t0) {
     decltype(hn::Zero(d)) xv[T];
     for (int t = 0; t < T; ++t) xv[t] = hn::LoadU(d, j.xp + (t0 + t) * j.ldx + i);
     for (int k = 0; k < R; ++k) {
-      const auto wv = hn::LoadU(d, wr[k] + i);
+      const auto wv = hn::LoadU(d, reinterpret_cast<const float*>(wr[k] + 4 * i));
       for (int t = 0; t < T; ++t) acc[k][t] = hn::MulAdd(wv, xv[t], acc[k][t]);
     }
   }
@@ -170,7 +172,7 @@ HWY_INLINE void RowsF32(const Job& j, int64_t r, int64_t t0) {
   for (int k = 0; k < R; ++k)
     for (int t = 0; t < T; ++t) {
       const float* xt = j.xp + (t0 + t) * j.ldx;
-      for (int64_t c = i; c < n; ++c) out[k][t] = std::fma(wr[k][c], xt[c], out[k][t]);
+      for (int64_t c = i; c < n; ++c) out[k][t] = std::fma(load_f32(wr[k] + 4 * c), xt[c], out[k][t]);
       j.y[(t0 + t) * j.w->n_out + r + k] = out[k][t];
     }
 }
