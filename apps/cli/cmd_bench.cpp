@@ -16,7 +16,7 @@ int cmd_bench(int argc, char** argv) {
       .option("ctx", "N", "decode: context length held in the KV state", "1024")
       .option("steps", "N", "decode: timed decode steps per round", "8")
       .option("prompt", "N", "prefill: prompt tokens", "512")
-      .option("isa", "NAME", "force a SIMD target: best, avx512, avx2, sse4, scalar", "best")
+      .option("isa", "NAME", "force a SIMD target: best, avx512, avx512-nobf16 (avx512 without the BF16 dot product), avx2, sse4, scalar", "best")
       .option("model-dir", "DIR", "where to keep the generated checkpoint (default $TMPDIR/dsv4-bench-flash-K)");
   const ModelLoadFlags load_flags{.backend = false, .kernel_threads = true};  // always the cpu backend
   add_model_load_options(args, load_flags);

@@ -16,6 +16,8 @@ namespace dsv4::backend {
 
 // Restricts dynamic dispatch to one instruction set: "avx512", "avx2", "sse4", "scalar"
 // (Highway's portable emulation), or "best" (undo: every target the CPU supports).
+// "avx512-nobf16" (only on CPUs with AVX512_BF16) is avx512 with the fast numerics kept
+// off the BF16 dot product: the path of AVX-512 CPUs without it.
 // Returns false (and changes nothing) when the name is unknown or this CPU/binary cannot
 // run it. Process-wide; meant for tests and benchmarks.
 bool force_isa(const std::string& isa);

@@ -33,6 +33,7 @@
 #include "hwy/cache_control.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -61,6 +62,14 @@ constexpr uint8_t kFp8MaxScale = 127 + 118;
 constexpr int64_t kPrefetchL1Bytes = 0;  // optional second prefetch into L1 (off: no gain measured)
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Set by force_isa("avx512-nobf16"): the avx512 target keeps fast numerics off the BF16
+// dot product, as on an AVX-512 CPU without AVX512_BF16 (Skylake-SP, Ice Lake), so
+// machines that have it test and measure that path too.
+inline std::atomic<bool>& bf16dot_forced_off() {
+  static std::atomic<bool> off{false};
+  return off;
+}
 
 // Scratch of the calling thread (activations re-ordered for the kernels).
 inline ScratchBuffer<float>& scratch_x() {
@@ -924,7 +933,8 @@ int64_t RowGrain(const WeightView& w, int n_threads) {
 // kernels on the rounded activations).
 bool UseBf16Dot(bool fast, const WeightView& w) {
   static const bool cpu_has = bf16dot::available();
-  return fast && DSV4_FP4_AVX3 && cpu_has && bf16dot::handles(w);
+  return fast && DSV4_FP4_AVX3 && cpu_has && !bf16dot_forced_off().load(std::memory_order_relaxed) &&
+         bf16dot::handles(w);
 }
 
 // One token's activations per row of xb, for every token.
@@ -1169,6 +1179,15 @@ int64_t runnable_targets() {
   return mask;
 }
 
+// The avx512 target without the BF16 dot product (see bf16dot_forced_off); listed only
+// where the CPU has AVX512_BF16 (elsewhere "avx512" already is this).
+constexpr const char* kAvx512NoBf16 = "avx512-nobf16";
+
+bool avx512_nobf16_runnable() {
+  static const bool ok = (runnable_targets() & (HWY_AVX3 | HWY_AVX3_DL)) != 0 && cpu::bf16dot::available();
+  return ok;
+}
+
 }  // namespace
 
 bool force_isa(const std::string& isa) {
@@ -1176,13 +1195,18 @@ bool force_isa(const std::string& isa) {
   if (isa == "best") {
     hwy::SetSupportedTargetsForTest(0);
     hwy::GetChosenTarget().Update(hwy::SupportedTargets());
+    cpu::detail::bf16dot_forced_off() = false;
     return true;
   }
+  const bool no_bf16 = isa == kAvx512NoBf16;
+  if (no_bf16 && !avx512_nobf16_runnable()) return false;
+  const std::string target = no_bf16 ? "avx512" : isa;
   for (const IsaName& i : kIsas) {
-    if (isa != i.name) continue;
+    if (target != i.name) continue;
     if ((runnable & i.mask) == 0) return false;
     hwy::SetSupportedTargetsForTest(runnable & i.mask);
     hwy::GetChosenTarget().Update(hwy::SupportedTargets());
+    cpu::detail::bf16dot_forced_off() = no_bf16;
     return true;
   }
   return false;
@@ -1190,7 +1214,7 @@ bool force_isa(const std::string& isa) {
 
 std::string current_isa() {
   const std::string t = HWY_DYNAMIC_DISPATCH(cpu::TargetNameImpl)();
-  if (t == "AVX3" || t == "AVX3_DL") return "avx512";
+  if (t == "AVX3" || t == "AVX3_DL") return cpu::detail::bf16dot_forced_off() ? kAvx512NoBf16 : "avx512";
   if (t == "AVX2") return "avx2";
   if (t == "SSE4" || t == "SSSE3") return "sse4";
   if (t == "EMU128" || t == "SCALAR") return "scalar";
@@ -1200,8 +1224,10 @@ std::string current_isa() {
 std::vector<std::string> available_isas() {
   std::vector<std::string> out;
   const int64_t runnable = runnable_targets();
-  for (const IsaName& i : kIsas)
+  for (const IsaName& i : kIsas) {
     if (runnable & i.mask) out.push_back(i.name);
+    if (std::string(i.name) == "avx512" && avx512_nobf16_runnable()) out.push_back(kAvx512NoBf16);
+  }
   return out;
 }
 

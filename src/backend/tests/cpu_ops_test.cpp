@@ -223,6 +223,22 @@ TEST(CpuIsa, ListsAndForcesTargets) {
     EXPECT_TRUE(has_avx2);
   }
 #endif
+  // avx512-nobf16 (avx512 without the BF16 dot product) exactly where the CPU has
+  // AVX512_BF16, right after avx512, and forcing it is reported back and undone by "best".
+  const auto nobf16 = std::find(isas.begin(), isas.end(), "avx512-nobf16");
+  EXPECT_EQ(nobf16 != isas.end(), cpu::bf16dot::available() && isas.front() == "avx512");
+  if (nobf16 != isas.end()) {
+    EXPECT_EQ(*(nobf16 - 1), "avx512");
+    EXPECT_TRUE(force_isa("avx512-nobf16"));
+    EXPECT_EQ(current_isa(), "avx512-nobf16");
+    EXPECT_TRUE(force_isa("avx512"));
+    EXPECT_EQ(current_isa(), "avx512");
+    EXPECT_TRUE(force_isa("avx512-nobf16"));
+    EXPECT_TRUE(force_isa("best"));
+    EXPECT_EQ(current_isa(), "avx512");
+  } else {
+    EXPECT_FALSE(force_isa("avx512-nobf16"));
+  }
 }
 
 TEST(CpuOps, NameAndThreads) {
