@@ -12,7 +12,7 @@ namespace dsv4::backend::cpu {
 // Bytes ahead of the current load in a kernel that walks one row: the hardware
 // prefetchers alone leave the FP4 expert products at half speed (kernels_bench on Zen 5,
 // 2 threads: 18 GB/s without, 35 GB/s at 8 KiB, 38-41 GB/s at 16 KiB, less at 32-64 KiB;
-// the T0/T1 hints were no better than NTA). Measurements in docs/performance.md.
+// the T0/T1 hints were no better than NTA). Measurements in docs/performance-history.md.
 constexpr int64_t kPrefetchBytes = 16384;
 
 // Distance for a kernel that walks `rows` consecutive rows of `row_bytes` side by side
