@@ -27,7 +27,7 @@ std::string_view dtype_name(DType t);
 // Parses a safetensors dtype string; nullopt for anything unknown.
 std::optional<DType> dtype_from_name(std::string_view name);
 
-// Multi-byte elements of a weight read one at a time. A mapped tensor starts wherever the
+// Multi-byte elements of a tensor read one at a time. A mapped tensor starts wherever the
 // file puts it (safetensors packs tensors back to back, odd-sized E8M0 scale tensors
 // included), so a BF16 or F32 element may sit at any byte; memcpy is one plain load.
 inline uint16_t load_u16(const uint8_t* p) {

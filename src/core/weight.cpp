@@ -46,11 +46,7 @@ void WeightView::dequant_row(int64_t r, float* out) const {
       std::memcpy(out, row, size_t(n_in) * 4);
       return;
     case WeightFormat::BF16:
-      for (int64_t c = 0; c < n_in; ++c) {
-        uint16_t h;
-        std::memcpy(&h, row + 2 * c, 2);
-        out[c] = bf16_to_f32(h);
-      }
+      for (int64_t c = 0; c < n_in; ++c) out[c] = bf16_to_f32(load_u16(row + 2 * c));
       return;
     case WeightFormat::FP8_BLOCK128: {
       const uint8_t* srow = scale + ((r + row_offset) / 128) * ceil_div(n_in, 128);
@@ -72,8 +68,8 @@ void WeightView::dequant_row(int64_t r, float* out) const {
 float WeightView::at(int64_t r, int64_t c) const {
   const uint8_t* row = data + r * row_bytes();
   switch (format) {
-    case WeightFormat::F32: { float v; std::memcpy(&v, row + 4 * c, 4); return v; }
-    case WeightFormat::BF16: { uint16_t h; std::memcpy(&h, row + 2 * c, 2); return bf16_to_f32(h); }
+    case WeightFormat::F32: return load_f32(row + 4 * c);
+    case WeightFormat::BF16: return bf16_to_f32(load_u16(row + 2 * c));
     case WeightFormat::FP8_BLOCK128:
       return e4m3_to_f32(row[c]) * e8m0_to_f32(scale[((r + row_offset) / 128) * ceil_div(n_in, 128) + c / 128]);
     case WeightFormat::FP4_BLOCK32: {

@@ -120,9 +120,9 @@ class Binder {
 
   static float decode_float(const io::TensorInfo& t, size_t i) {
     switch (t.dtype) {
-      case DType::F32: { float v; std::memcpy(&v, t.data + 4 * i, 4); return v; }
-      case DType::BF16: { uint16_t h; std::memcpy(&h, t.data + 2 * i, 2); return bf16_to_f32(h); }
-      case DType::F16: { uint16_t h; std::memcpy(&h, t.data + 2 * i, 2); return f16_to_f32(h); }
+      case DType::F32: return load_f32(t.data + 4 * i);
+      case DType::BF16: return bf16_to_f32(load_u16(t.data + 2 * i));
+      case DType::F16: return f16_to_f32(load_u16(t.data + 2 * i));
       default:
         throw Error(t.file + ": tensor '" + t.name + "' has dtype " + std::string(dtype_name(t.dtype)) +
                     ", expected BF16, F16 or F32");

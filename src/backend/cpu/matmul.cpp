@@ -271,9 +271,7 @@ HWY_INLINE void RowsBf16(const Job& j, int64_t r, int64_t t0) {
       const float* xt = j.xp + (t0 + t) * j.ldx;
       float s = Sum(d, hn::Add(acc[k][t], acc2[k][t]));
       for (int64_t i = c; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, wk + 2 * i, 2);
-        s = std::fma(bf16_to_f32(h), xt[i], s);
+        s = std::fma(bf16_to_f32(load_u16(wk + 2 * i)), xt[i], s);
       }
       j.y[(t0 + t) * j.w->n_out + r + k] = s;
     }
@@ -1162,9 +1160,14 @@ namespace {
 struct IsaName {
   const char* name;
   int64_t mask;
+  // avx512-nobf16: the avx512 target with fast numerics kept off the BF16 dot product
+  // (see bf16dot_forced_off); offered only where the CPU has AVX512_BF16 (elsewhere
+  // "avx512" already is this path).
+  bool bf16dot_off = false;
 };
 constexpr IsaName kIsas[] = {
     {"avx512", HWY_AVX3 | HWY_AVX3_DL},
+    {"avx512-nobf16", HWY_AVX3 | HWY_AVX3_DL, true},
     {"avx2", HWY_AVX2},
     {"sse4", HWY_SSE4 | HWY_SSSE3},
     {"scalar", HWY_EMU128 | HWY_SCALAR},
@@ -1179,34 +1182,26 @@ int64_t runnable_targets() {
   return mask;
 }
 
-// The avx512 target without the BF16 dot product (see bf16dot_forced_off); listed only
-// where the CPU has AVX512_BF16 (elsewhere "avx512" already is this).
-constexpr const char* kAvx512NoBf16 = "avx512-nobf16";
-
-bool avx512_nobf16_runnable() {
-  static const bool ok = (runnable_targets() & (HWY_AVX3 | HWY_AVX3_DL)) != 0 && cpu::bf16dot::available();
-  return ok;
+bool runnable(const IsaName& i) {
+  static const bool has_bf16dot = cpu::bf16dot::available();
+  return (runnable_targets() & i.mask) != 0 && (!i.bf16dot_off || has_bf16dot);
 }
 
 }  // namespace
 
 bool force_isa(const std::string& isa) {
-  const int64_t runnable = runnable_targets();
   if (isa == "best") {
     hwy::SetSupportedTargetsForTest(0);
     hwy::GetChosenTarget().Update(hwy::SupportedTargets());
     cpu::detail::bf16dot_forced_off() = false;
     return true;
   }
-  const bool no_bf16 = isa == kAvx512NoBf16;
-  if (no_bf16 && !avx512_nobf16_runnable()) return false;
-  const std::string target = no_bf16 ? "avx512" : isa;
   for (const IsaName& i : kIsas) {
-    if (target != i.name) continue;
-    if ((runnable & i.mask) == 0) return false;
-    hwy::SetSupportedTargetsForTest(runnable & i.mask);
+    if (isa != i.name) continue;
+    if (!runnable(i)) return false;
+    hwy::SetSupportedTargetsForTest(runnable_targets() & i.mask);
     hwy::GetChosenTarget().Update(hwy::SupportedTargets());
-    cpu::detail::bf16dot_forced_off() = no_bf16;
+    cpu::detail::bf16dot_forced_off() = i.bf16dot_off;
     return true;
   }
   return false;
@@ -1214,7 +1209,7 @@ bool force_isa(const std::string& isa) {
 
 std::string current_isa() {
   const std::string t = HWY_DYNAMIC_DISPATCH(cpu::TargetNameImpl)();
-  if (t == "AVX3" || t == "AVX3_DL") return cpu::detail::bf16dot_forced_off() ? kAvx512NoBf16 : "avx512";
+  if (t == "AVX3" || t == "AVX3_DL") return cpu::detail::bf16dot_forced_off() ? "avx512-nobf16" : "avx512";
   if (t == "AVX2") return "avx2";
   if (t == "SSE4" || t == "SSSE3") return "sse4";
   if (t == "EMU128" || t == "SCALAR") return "scalar";
@@ -1223,11 +1218,8 @@ std::string current_isa() {
 
 std::vector<std::string> available_isas() {
   std::vector<std::string> out;
-  const int64_t runnable = runnable_targets();
-  for (const IsaName& i : kIsas) {
-    if (runnable & i.mask) out.push_back(i.name);
-    if (std::string(i.name) == "avx512" && avx512_nobf16_runnable()) out.push_back(kAvx512NoBf16);
-  }
+  for (const IsaName& i : kIsas)
+    if (runnable(i)) out.push_back(i.name);
   return out;
 }
 
