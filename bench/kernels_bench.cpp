@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "backend/cpu/kernels.h"
+#include "core/dtype.h"
 #include "core/thread_pool.h"
 #include "core/weight.h"
 #include "machine_probe.h"
@@ -72,6 +74,24 @@ struct Matrix {
   WeightView view;
 };
 
+// FP8 codes as a checkpoint holds them: Gaussian values quantised with the block maximum
+// (about 4.5 sigma over 16384 values) at 448, so zero and subnormal codes are as rare as
+// there (the AVX2 kernel decodes blocks holding one a second time). 64K draws, picked by
+// 16 random bits per weight.
+const std::vector<uint8_t>& fp8_codes() {
+  static const std::vector<uint8_t> codes = [] {
+    std::vector<uint8_t> c(65536);
+    for (size_t i = 0; i < c.size(); i += 2) {  // Box-Muller: two normal draws per step
+      const double u1 = (double(next_u64() >> 11) + 1.0) * 0x1p-53, u2 = double(next_u64() >> 11) * 0x1p-53;
+      const double r = std::sqrt(-2.0 * std::log(u1)) * 448.0 / 4.5;
+      c[i] = f32_to_e4m3(float(r * std::cos(2.0 * M_PI * u2)));
+      c[i + 1] = f32_to_e4m3(float(r * std::sin(2.0 * M_PI * u2)));
+    }
+    return c;
+  }();
+  return codes;
+}
+
 // Random weights with realistic scales (E8M0 around 2^0), no NaN codes.
 Matrix make_matrix(WeightFormat f, int64_t n_out, int64_t n_in) {
   Matrix m;
@@ -88,7 +108,11 @@ Matrix make_matrix(WeightFormat f, int64_t n_out, int64_t n_in) {
       v = (v & 0x807F807F807F807Full) | (uint64_t(0x3C00) * 0x0001000100010001ull) |
           ((v & 0x0380038003800380ull));
     }
-    if (f == WeightFormat::FP8_BLOCK128) v &= 0xF7F7F7F7F7F7F7F7ull;  // no 0x7F / 0xFF
+    if (f == WeightFormat::FP8_BLOCK128) {
+      const uint64_t bits[2] = {v, next_u64()};  // 8 draws of 16 bits
+      for (int k = 0; k < 8; ++k) m.data.data()[i + size_t(k)] = fp8_codes()[(bits[k / 4] >> (16 * (k % 4))) & 0xFFFF];
+      continue;
+    }
     std::memcpy(m.data.data() + i, &v, 8);
   }
   if (f == WeightFormat::FP8_BLOCK128) m.scale = Buffer(size_t(((n_out + 127) / 128) * ((n_in + 127) / 128) + g_misalign));

@@ -1,5 +1,6 @@
 #include "core/dtype.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -53,6 +54,25 @@ float e4m3_to_f32(uint8_t b) {
   if (exp == 15 && man == 7) return std::numeric_limits<float>::quiet_NaN();
   const float v = exp == 0 ? std::ldexp(float(man), -9) : std::ldexp(float(8 + man), exp - 10);
   return sign ? -v : v;
+}
+
+uint8_t f32_to_e4m3(float v) {
+  if (std::isnan(v)) return 0x7F;
+  // The finite non-negative codes 0..0x7E in ascending order of value.
+  static const std::array<float, 0x7F> values = [] {
+    std::array<float, 0x7F> t{};
+    for (int c = 0; c < 0x7F; ++c) t[size_t(c)] = e4m3_to_f32(uint8_t(c));
+    return t;
+  }();
+  const uint8_t sign = std::signbit(v) ? 0x80 : 0;
+  const float a = std::min(std::fabs(v), 448.0f);
+  const auto hi = std::lower_bound(values.begin(), values.end(), a);  // first code >= a
+  uint8_t code = uint8_t(hi - values.begin());
+  if (code > 0 && *hi != a) {  // between code - 1 and code: the nearer, ties to even
+    const float below = a - values[code - 1u], above = *hi - a;
+    if (below < above || (below == above && (code - 1) % 2 == 0)) --code;
+  }
+  return uint8_t(sign | code);
 }
 
 float e8m0_to_f32(uint8_t b) {

@@ -65,6 +65,9 @@ float f16_to_f32(uint16_t h);
 // FP8 E4M3FN: sign bit 7, exponent bits 6..3 (bias 7), mantissa bits 2..0.
 // E = 0 is subnormal: (M/8) * 2^-6. 0x7F / 0xFF decode to NaN.
 float e4m3_to_f32(uint8_t b);
+// The nearest E4M3 code to v (ties to the even code), saturating at +-448 (0x7E / 0xFE);
+// -0 and values that round to zero give 0x00 / 0x80 by their sign, NaN gives 0x7F.
+uint8_t f32_to_e4m3(float v);
 
 // E8M0 scale byte: 2^(b-127); 0xFF decodes to NaN. b = 0 is 2^-127 (an fp32 subnormal).
 float e8m0_to_f32(uint8_t b);

@@ -17,25 +17,6 @@ namespace dsv4::model {
 
 namespace {
 
-// Nearest e4m3 code to v (round to nearest, ties to even code), saturating at +-448.
-uint8_t f32_to_e4m3(float v) {
-  static const std::vector<std::pair<float, uint8_t>> table = [] {
-    std::vector<std::pair<float, uint8_t>> t;
-    for (int b = 0; b < 0x7F; ++b) t.emplace_back(e4m3_to_f32(uint8_t(b)), uint8_t(b));
-    return t;  // ascending: positive codes 0..0x7E are monotonic
-  }();
-  const uint8_t sign = v < 0 ? 0x80 : 0;
-  const float a = std::min(std::fabs(v), 448.0f);
-  auto it = std::lower_bound(table.begin(), table.end(), a, [](const auto& e, float x) { return e.first < x; });
-  if (it == table.end()) return uint8_t(sign | 0x7E);
-  if (it != table.begin()) {
-    auto lo = it - 1;
-    const float dl = a - lo->first, dh = it->first - a;
-    if (dl < dh || (dl == dh && (lo->second & 1) == 0)) it = lo;
-  }
-  return uint8_t(sign | it->second);
-}
-
 class TensorFactory {
  public:
   explicit TensorFactory(uint64_t seed) : rng_(seed) {}

@@ -16,6 +16,7 @@
 //  * FP8 E4M3: the sign-extended byte shifted left by 7 and masked is an IEEE half whose
 //    value is exactly the E4M3 value times 2^-8 (E4M3 subnormals land on half subnormals,
 //    which the half->float conversion handles exactly). The 2^8 joins the block scale.
+//    AVX2 instead looks up bf16 words with byte shuffles (see its RowFp8).
 //  * BF16: a u32 lane holds columns 2j (low half) and 2j+1 (high half); << 16 and
 //    & 0xffff0000 give both as fp32. Activations are re-ordered to [even | odd] per 2L.
 // Rows whose scales are 0 (2^-127, an fp32 subnormal), 0xFF (NaN) or so large that a
@@ -297,6 +298,150 @@ HWY_INLINE bool E4m3RowFinite(const uint8_t* p, int64_t n) {
   return true;
 }
 
+#if DSV4_FP4_AVX2
+// AVX2: E4M3 bytes become bf16 words with one byte shuffle, not VCVTPH2PS (on Zen 3 one
+// ymm VCVTPH2PS per two cycles held the half-based decode at ~9 cycles per 32 weights;
+// this one takes ~6, L1-resident). For a code with exponent field e != 0 the value is
+// 2^(e-7) (1 + m/8), whose bf16 word is
+//   high byte: sign | (e + 120) >> 1 = sign | 60 + (e >> 1)  (a lookup of the byte's high
+//              nibble: sign, e3, e2, e1),
+//   low byte:  (e & 1) << 7 | m << 4                         (the byte's low nibble << 4),
+// and a bf16 word in the top half of an fp32 lane is that fp32, exactly. Zero, the
+// subnormals (e == 0) and the NaN codes do not follow the rule: a 128-column block that
+// holds one is decoded again with two more lookups and blends (Fp8Avx2BytesExact).
+// Quantised checkpoint blocks hold such codes rarely: a Gaussian 128x128 block has about
+// two among its 16384, so about one 128-column row block in 60 takes the second pass.
+struct Fp8Avx2Tables {
+  __m256i hi, sub_hi, sub_lo, low4, high4, shr4, two, bad_below, exp4, sign, nan;
+  HWY_INLINE Fp8Avx2Tables()
+      : hi(_mm256_setr_epi8(60, 61, 62, 63, 64, 65, 66, 67, char(188), char(189), char(190), char(191), char(192),
+                            char(193), char(194), char(195), 60, 61, 62, 63, 64, 65, 66, 67, char(188), char(189),
+                            char(190), char(191), char(192), char(193), char(194), char(195))),
+        // e == 0: m 2^-9 for mantissa m = 0..7, as bf16 bytes (without the sign).
+        sub_hi(_mm256_setr_epi8(0, 59, 59, 59, 60, 60, 60, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 59, 59, 59, 60, 60, 60, 60,
+                                0, 0, 0, 0, 0, 0, 0, 0)),
+        sub_lo(_mm256_setr_epi8(0, 0, char(0x80), char(0xC0), 0, 0x20, 0x40, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                char(0x80), char(0xC0), 0, 0x20, 0x40, 0x60, 0, 0, 0, 0, 0, 0, 0, 0)),
+        low4(_mm256_set1_epi8(0x0F)),
+        high4(_mm256_set1_epi8(char(0xF0))),
+        shr4(_mm256_set1_epi16(0x1000)),
+        two(_mm256_set1_epi8(2)),
+        bad_below(_mm256_set1_epi8(17)),
+        exp4(_mm256_set1_epi8(0x78)),
+        sign(_mm256_set1_epi8(char(0x80))),
+        nan(_mm256_set1_epi8(0x7F)) {}
+};
+
+// Low and high bytes of the bf16 words of 32 codes (right for every code with e != 0 and
+// no NaN). bad: running unsigned minimum of 2b + 2 (mod 256), which is below 18 exactly
+// for e == 0 (2..16) and the NaN codes (0).
+HWY_INLINE void Fp8Avx2Bytes(const Fp8Avx2Tables& tb, __m256i v, __m256i& lo, __m256i& hi, __m256i& bad) {
+  lo = _mm256_slli_epi16(_mm256_and_si256(v, tb.low4), 4);
+  // (v & 0xF0F0) * 2^12 >> 16 per word: both high nibbles moved down (on the multiplier,
+  // which leaves the shift/shuffle pipes to the unpacks).
+  hi = _mm256_shuffle_epi8(tb.hi, _mm256_mulhi_epu16(_mm256_and_si256(v, tb.high4), tb.shr4));
+  bad = _mm256_min_epu8(bad, _mm256_add_epi8(_mm256_add_epi8(v, v), tb.two));
+}
+HWY_INLINE bool Fp8Avx2AnyBad(const Fp8Avx2Tables& tb, __m256i bad) {
+  return _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(bad, tb.bad_below), bad)) != 0;
+}
+// The same bytes for every code: e == 0 lanes take their bytes from the subnormal tables
+// (indexed by the mantissa, the low nibble there), NaN codes get an all-ones exponent
+// (s | 0x7F, low byte 0xF0: a bf16 NaN).
+HWY_INLINE void Fp8Avx2BytesExact(const Fp8Avx2Tables& tb, __m256i v, __m256i& lo, __m256i& hi) {
+  __m256i unused = _mm256_setzero_si256();
+  Fp8Avx2Bytes(tb, v, lo, hi, unused);
+  const __m256i m = _mm256_and_si256(v, tb.low4);
+  const __m256i sub = _mm256_cmpeq_epi8(_mm256_and_si256(v, tb.exp4), _mm256_setzero_si256());
+  const __m256i sub_hi = _mm256_or_si256(_mm256_shuffle_epi8(tb.sub_hi, m), _mm256_and_si256(v, tb.sign));
+  hi = _mm256_blendv_epi8(hi, sub_hi, sub);
+  lo = _mm256_blendv_epi8(lo, _mm256_shuffle_epi8(tb.sub_lo, m), sub);
+  const __m256i is_nan = _mm256_cmpeq_epi8(_mm256_or_si256(v, tb.sign), _mm256_set1_epi8(-1));
+  hi = _mm256_or_si256(hi, _mm256_and_si256(is_nan, tb.nan));
+}
+
+// xp for FP8 rows on AVX2: per group of 32 columns, four vectors [A, B, C, D] in the order
+// the byte unpacks produce the words: A = columns {0,2,4,6,16,18,20,22}, B = A + 1,
+// C = A + 8, D = A + 9. The columns past the last whole group are plain.
+void PrepFp8(const float* x, int64_t n, float* xp) {
+  int64_t c = 0;
+  for (; c + 32 <= n; c += 32)
+    for (int64_t k = 0; k < 4; ++k)
+      for (int64_t i = 0; i < 8; ++i) xp[c + 8 * k + i] = x[c + 16 * (i / 4) + 8 * (k / 2) + 2 * (i % 4) + k % 2];
+  for (; c < n; ++c) xp[c] = x[c];
+}
+
+// Per (row, token) two chains over the block's groups (A and C words into p, B and D into
+// q), the block sum scaled once, the columns past the last whole group in a scalar tail:
+// the same order for every T.
+template <int T>
+HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
+  const WeightView& w = *j.w;
+  const int64_t n = w.n_in;
+  const int64_t nb = ceil_div(n, 128);
+  const uint8_t* wr = w.data + r * n;
+  const uint8_t* sr = w.scale + ((r + w.row_offset) / 128) * nb;
+  if (!scales_in_range(sr, nb, 1, kFp8MaxScale)) {
+    exact_scalar_row(w, r, j.x, t0, T, j.y);
+    return;
+  }
+  const Fp8Avx2Tables tb;
+  const __m256i top16 = _mm256_set1_epi32(int32_t(0xFFFF0000u));
+  __m256 acc[T], p[T], q[T];
+  float tail[T];
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    tail[t] = 0.0f;
+  }
+  // The four weight vectors of a group (its bf16 bytes lo, hi) into every token's chains.
+  const auto multiply = [&](__m256i lo, __m256i hi, int64_t c) HWY_ATTR {
+    const __m256i w1 = _mm256_unpacklo_epi8(lo, hi), w2 = _mm256_unpackhi_epi8(lo, hi);
+    const __m256 a = _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16)), b = _mm256_castsi256_ps(_mm256_and_si256(w1, top16));
+    const __m256 cc = _mm256_castsi256_ps(_mm256_slli_epi32(w2, 16)), d = _mm256_castsi256_ps(_mm256_and_si256(w2, top16));
+    for (int t = 0; t < T; ++t) {
+      const float* xc = j.xp + (t0 + t) * j.ldx + c;
+      p[t] = _mm256_fmadd_ps(a, _mm256_load_ps(xc), p[t]);
+      q[t] = _mm256_fmadd_ps(b, _mm256_load_ps(xc + 8), q[t]);
+      p[t] = _mm256_fmadd_ps(cc, _mm256_load_ps(xc + 16), p[t]);
+      q[t] = _mm256_fmadd_ps(d, _mm256_load_ps(xc + 24), q[t]);
+    }
+  };
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t c0 = b * 128, c1 = std::min(n, c0 + 128);
+    const int64_t cg = c0 + (c1 - c0) / 32 * 32;  // end of the whole groups
+    for (int t = 0; t < T; ++t) p[t] = q[t] = _mm256_setzero_ps();
+    __m256i bad = _mm256_set1_epi8(-1);
+    for (int64_t c = c0; c < cg; c += 32) {
+      if constexpr (kPrefetchBytes > 0)
+        if ((c & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c + kPrefetchBytes), DSV4_PF_HINT);
+      __m256i lo, hi;
+      Fp8Avx2Bytes(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c)), lo, hi, bad);
+      multiply(lo, hi, c);
+    }
+    if (cg > c0 && Fp8Avx2AnyBad(tb, bad)) {  // again, right for every code
+      for (int t = 0; t < T; ++t) p[t] = q[t] = _mm256_setzero_ps();
+      for (int64_t c = c0; c < cg; c += 32) {
+        __m256i lo, hi;
+        Fp8Avx2BytesExact(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c)), lo, hi);
+        multiply(lo, hi, c);
+      }
+    }
+    // 2^(e-127), exact for e in [1, kFp8MaxScale].
+    const __m256 s = _mm256_castsi256_ps(_mm256_set1_epi32(int32_t(uint32_t(sr[b]) << 23)));
+    for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(_mm256_add_ps(p[t], q[t]), s, acc[t]);
+    if (cg < c1) {  // fewer than 32 columns left in the last block
+      const float es = e8m0_to_f32(sr[b]);
+      for (int64_t c = cg; c < c1; ++c) {
+        const float wv = e4m3_to_f32(wr[c]) * es;
+        for (int t = 0; t < T; ++t) tail[t] = std::fma(wv, j.xp[(t0 + t) * j.ldx + c], tail[t]);
+      }
+    }
+  }
+  const DF d;
+  for (int t = 0; t < T; ++t) j.y[(t0 + t) * w.n_out + r] = Sum(d, hn::Vec<DF>{acc[t]}) + tail[t];
+}
+
+#else
 // E4M3 byte -> half bits: (sign-extended byte << 7) & 0xBF80; value = E4M3 * 2^-8.
 template <int T>
 HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
@@ -312,7 +457,7 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
   const uint8_t* sr = w.scale + ((r + w.row_offset) / 128) * nb;
   // NaN codes: on AVX-512 checked inside the decode loop (a separate pass over the row
   // would serialise its DRAM latency with the decode), elsewhere by a pass over the row.
-  constexpr bool kInLoopNaN = DSV4_FP4_AVX3 != 0 || DSV4_FP4_AVX2 != 0;
+  constexpr bool kInLoopNaN = DSV4_FP4_AVX3 != 0;
   if (!scales_in_range(sr, nb, 1, kFp8MaxScale) ||
       ((!kInLoopNaN || n % 32 != 0) && !E4m3RowFinite(wr, n))) {
     exact_scalar_row(w, r, j.x, t0, T, j.y);
@@ -320,8 +465,6 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
   }
 #if DSV4_FP4_AVX3
   __m512i nan_acc = _mm512_setzero_si512();  // max of (half bits & 0x3F80); 0x3F80 = NaN code
-#elif DSV4_FP4_AVX2
-  __m256i nan_acc = _mm256_setzero_si256();
 #endif
   const auto mask = hn::Set(d16, int16_t(0xBF80));
   decltype(hn::Zero(d)) acc[T];
@@ -348,16 +491,6 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
       nan_acc = _mm512_max_epu16(nan_acc, _mm512_and_si512(hw, _mm512_set1_epi16(0x3F80)));
       const hn::Vec<DF> w0{_mm512_cvtph_ps(_mm512_castsi512_si256(hw))};
       const hn::Vec<DF> w1{_mm512_cvtph_ps(_mm512_extracti64x4_epi64(hw, 1))};
-#elif DSV4_FP4_AVX2
-      // 16 weights per widening, NaN codes checked in the loop as on AVX-512.
-      const __m256i hw = _mm256_and_si256(
-          _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wr + c))), 7),
-          _mm256_set1_epi16(int16_t(0xBF80)));
-      if constexpr (kPrefetchBytes > 0)
-        if ((c & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c + kPrefetchBytes), DSV4_PF_HINT);
-      nan_acc = _mm256_max_epu16(nan_acc, _mm256_and_si256(hw, _mm256_set1_epi16(0x3F80)));
-      const hn::Vec<DF> w0{_mm256_cvtph_ps(_mm256_castsi256_si128(hw))};
-      const hn::Vec<DF> w1{_mm256_cvtph_ps(_mm256_extracti128_si256(hw, 1))};
 #else
       const auto h0 = hn::And(hn::ShiftLeft<7>(hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(wr + c)))), mask);
       const auto h1 = hn::And(hn::ShiftLeft<7>(hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(wr + c + L)))), mask);
@@ -389,14 +522,10 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
     exact_scalar_row(w, r, j.x, t0, T, j.y);
     return;
   }
-#elif DSV4_FP4_AVX2
-  if (_mm256_movemask_epi8(_mm256_cmpeq_epi16(nan_acc, _mm256_set1_epi16(0x3F80))) != 0) {
-    exact_scalar_row(w, r, j.x, t0, T, j.y);
-    return;
-  }
 #endif
   for (int t = 0; t < T; ++t) j.y[(t0 + t) * w.n_out + r] = Sum(d, acc[t]) + tail[t];
 }
+#endif  // DSV4_FP4_AVX2
 
 #if DSV4_FP4_AVX3
 // R rows x T tokens, AVX-512. Decode (T = 1, four rows): R weight streams in flight and
@@ -909,18 +1038,28 @@ void PrepX(const WeightView& w, const float* x, int64_t n_tok, float* xa) {
       PrepBf16(xt, w.n_in, dst);
     else if (w.format == WeightFormat::FP4_BLOCK32)
       PrepFp4(xt, w.n_in, dst);
+#if DSV4_FP4_AVX2
+    else if (w.format == WeightFormat::FP8_BLOCK128)
+      PrepFp8(xt, w.n_in, dst);
+#endif
     else
       std::memcpy(dst, xt, size_t(w.n_in) * sizeof(float));
     for (int64_t i = w.n_in; i < ldx; ++i) dst[i] = 0.0f;
   }
 }
 
-// Whether the exact kernels read x itself: plain layouts (F32, FP8) whose every token row
-// already starts on a 64-byte boundary need no aligned copy. The copy ran on the calling
-// thread while the others waited: 32 MiB for each mHC projection of a 512-token prefill
+// Whether the kernels of a format read the activations in column order (PrepX copies
+// them unchanged): F32, and FP8 but on AVX2.
+constexpr bool PlainLayout(WeightFormat f) {
+  return f == WeightFormat::F32 || (f == WeightFormat::FP8_BLOCK128 && !DSV4_FP4_AVX2);
+}
+
+// Whether the exact kernels read x itself: plain layouts (PlainLayout) whose every token
+// row already starts on a 64-byte boundary need no aligned copy. The copy ran on the
+// calling thread while the others waited: 32 MiB for each mHC projection of a 512-token prefill
 // ([512, 16384] floats), 8 MiB for each FP8 product of x.
 bool XInPlace(const WeightView& w, const float* x) {
-  return (w.format == WeightFormat::F32 || w.format == WeightFormat::FP8_BLOCK128) && w.n_in % 16 == 0 &&
+  return PlainLayout(w.format) && w.n_in % 16 == 0 &&
          reinterpret_cast<uintptr_t>(x) % 64 == 0;
 }
 
@@ -1058,9 +1197,7 @@ void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool
     for (int64_t k = 0; k < i && off[size_t(i)] < 0; ++k) {
       const Ops::MatmulJob& o = jobs[k];
       if (off[size_t(k)] >= 0 && o.x == m.x && o.n_tok == m.n_tok && o.w->n_in == m.w->n_in &&
-          (o.w->format == m.w->format ||
-           (o.w->format != WeightFormat::BF16 && o.w->format != WeightFormat::FP4_BLOCK32 &&
-            m.w->format != WeightFormat::BF16 && m.w->format != WeightFormat::FP4_BLOCK32)))
+          (o.w->format == m.w->format || (PlainLayout(o.w->format) && PlainLayout(m.w->format))))
         off[size_t(i)] = off[size_t(k)];
     }
     if (off[size_t(i)] < 0) {

@@ -7,6 +7,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 namespace dsv4 {
 namespace {
@@ -52,6 +53,29 @@ TEST(DType, E4M3KnownValues) {
   EXPECT_TRUE(std::isnan(e4m3_to_f32(0xFF)));
   EXPECT_EQ(e4m3_to_f32(0x77), 240.0f);  // e=14, m=7 is finite (no infinities in e4m3fn)
   EXPECT_EQ(e4m3_to_f32(0x78), 256.0f);
+}
+
+// The encoder against the decoder: every finite code round-trips, values between two
+// codes go to the nearer (ties to the even code), and the ends saturate.
+TEST(DType, E4M3EncodeNearest) {
+  for (unsigned code = 0; code < 256; ++code) {
+    if ((code & 0x7F) == 0x7F) continue;
+    EXPECT_EQ(f32_to_e4m3(e4m3_to_f32(uint8_t(code))), code) << code;
+  }
+  for (unsigned code = 0; code < 0x7E; ++code) {  // midpoints and near-midpoints of neighbours
+    const double lo = e4m3_reference(code), hi = e4m3_reference(code + 1), mid = (lo + hi) / 2;
+    const unsigned even = code % 2 == 0 ? code : code + 1;
+    EXPECT_EQ(f32_to_e4m3(float(mid)), even) << code;
+    EXPECT_EQ(f32_to_e4m3(-float(mid)), even | 0x80) << code;
+    EXPECT_EQ(f32_to_e4m3(std::nextafter(float(mid), 0.0f)), code) << code;
+    EXPECT_EQ(f32_to_e4m3(std::nextafter(float(mid), 1e9f)), code + 1) << code;
+  }
+  EXPECT_EQ(f32_to_e4m3(1e6f), 0x7E);
+  EXPECT_EQ(f32_to_e4m3(-1e6f), 0xFE);
+  EXPECT_EQ(f32_to_e4m3(std::numeric_limits<float>::infinity()), 0x7E);
+  EXPECT_EQ(f32_to_e4m3(1e-9f), 0x00);
+  EXPECT_EQ(f32_to_e4m3(-1e-9f), 0x80);
+  EXPECT_EQ(f32_to_e4m3(std::nanf("")), 0x7F);
 }
 
 TEST(DType, E8M0AllCodes) {
