@@ -628,16 +628,18 @@ constexpr int64_t kFp4Chunk = 0;    // no vector FP4 decode on this target: exac
 
 // xp, AVX-512: per chunk of 128 columns, vector k (k < 8) holds columns 8j+k.
 // xp, AVX2: per chunk of 64 columns, eight vectors [E0, O0, E1, O1, E2, O2, E3, O3]:
-// Ep holds the even columns 16p + 2i, Op the odd columns 16p + 2i + 1 (i < 8), the order
-// in which RowFp4's byte lookups come out. The tail is plain.
+// Ep holds even columns, Op the odd column after each, in the order in which RowFp4's
+// byte lookups come out (below). The tail is plain.
 void PrepFp4(const float* x, int64_t n, float* xp) {
   int64_t c = 0;
   if constexpr (DSV4_FP4_AVX2 != 0) {
-    // Vector i (0..7) of a chunk, lane l: byte b = 16 (l / 4) + 4 (i / 2) + l % 4 of the
-    // chunk, its low nibble (column 2b) for even i, its high nibble (2b + 1) for odd i.
+    // Vector i (0..7) of a chunk, lane l: byte b = 16 (l / 4) + 8 (i / 4) + 2 (l % 4) +
+    // (i / 2) % 2 of the chunk, its low nibble (column 2b) for even i, its high nibble
+    // (2b + 1) for odd i.
     for (; c + kFp4Chunk <= n; c += kFp4Chunk)
       for (int64_t i = 0; i < 8; ++i)
-        for (int64_t l = 0; l < 8; ++l) xp[c + 8 * i + l] = x[c + 2 * (16 * (l / 4) + 4 * (i / 2) + l % 4) + i % 2];
+        for (int64_t l = 0; l < 8; ++l)
+          xp[c + 8 * i + l] = x[c + 2 * (16 * (l / 4) + 8 * (i / 4) + 2 * (l % 4) + (i / 2) % 2) + i % 2];
   } else if constexpr (kFp4Chunk > 0) {
     constexpr int64_t L = kFp4Chunk / 8;
     for (; c + kFp4Chunk <= n; c += kFp4Chunk)
@@ -829,11 +831,12 @@ HWY_INLINE bool Row2Fp4(const Job& j, int64_t r, int64_t t0) {
 // AVX2: one 32-byte load holds a chunk of 64 columns, the two scale blocks of the chunk in
 // its two 128-bit halves. The low and high nibbles of every byte look up the high and low
 // bytes of their bf16 weight (exact) with four byte shuffles; byte unpacks make the bf16
-// words, and word unpacks with zero put each word in the top half of a float lane, which
-// is the weight as an fp32. Every step stays within a 128-bit half, so each of the eight
-// weight vectors holds block A in lanes 0-3 and block B in lanes 4-7 (see PrepFp4), and
-// one FMA with [2^(a-127) x4, 2^(b-127) x4] scales the chunk. 30 vector ops per 64
-// weights where widening int8 weights took 44.
+// words, and a word in the top half of a float lane is the weight as an fp32: << 16 puts
+// the even words there, & 0xFFFF0000 keeps the odd ones (the mask runs on any vector
+// pipe, where word unpacks with zero took the two shuffle pipes of Zen 3 that the
+// lookups and byte unpacks already load). Every step stays within a 128-bit half, so
+// each of the eight weight vectors holds block A in lanes 0-3 and block B in lanes 4-7
+// (see PrepFp4), and one FMA with [2^(a-127) x4, 2^(b-127) x4] scales the chunk.
 struct Fp4Avx2Tables {
   __m256i hi, lo, low4;
   HWY_INLINE Fp4Avx2Tables()
@@ -850,20 +853,22 @@ struct Fp4Avx2Tables {
 
 // The eight fp32 weight vectors of one chunk, in PrepFp4's order.
 HWY_INLINE void Fp4Avx2Weights(const Fp4Avx2Tables& tb, __m256i v, __m256 wv[8]) {
-  const __m256i lo = _mm256_and_si256(v, tb.low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), tb.low4);
+  // High nibbles moved down per word as (v & 0xF0F0) * 2^12 >> 16, on the multiplier.
+  const __m256i lo = _mm256_and_si256(v, tb.low4),
+                hi = _mm256_mulhi_epu16(_mm256_andnot_si256(tb.low4, v), _mm256_set1_epi16(0x1000));
   const __m256i le = _mm256_shuffle_epi8(tb.lo, lo), he = _mm256_shuffle_epi8(tb.hi, lo);  // even columns
   const __m256i lo_ = _mm256_shuffle_epi8(tb.lo, hi), ho = _mm256_shuffle_epi8(tb.hi, hi);  // odd columns
   const __m256i e1 = _mm256_unpacklo_epi8(le, he), e2 = _mm256_unpackhi_epi8(le, he);  // bf16 words
   const __m256i o1 = _mm256_unpacklo_epi8(lo_, ho), o2 = _mm256_unpackhi_epi8(lo_, ho);
-  const __m256i z = _mm256_setzero_si256();
-  wv[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, e1));
-  wv[1] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, o1));
-  wv[2] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, e1));
-  wv[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, o1));
-  wv[4] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, e2));
-  wv[5] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, o2));
-  wv[6] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, e2));
-  wv[7] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, o2));
+  const __m256i top = _mm256_set1_epi32(int32_t(0xFFFF0000u));
+  wv[0] = _mm256_castsi256_ps(_mm256_slli_epi32(e1, 16));
+  wv[1] = _mm256_castsi256_ps(_mm256_slli_epi32(o1, 16));
+  wv[2] = _mm256_castsi256_ps(_mm256_and_si256(e1, top));
+  wv[3] = _mm256_castsi256_ps(_mm256_and_si256(o1, top));
+  wv[4] = _mm256_castsi256_ps(_mm256_slli_epi32(e2, 16));
+  wv[5] = _mm256_castsi256_ps(_mm256_slli_epi32(o2, 16));
+  wv[6] = _mm256_castsi256_ps(_mm256_and_si256(e2, top));
+  wv[7] = _mm256_castsi256_ps(_mm256_and_si256(o2, top));
 }
 
 template <int T>
