@@ -306,6 +306,15 @@ const Shape kOddShapes[] = {
 
 constexpr Numerics kBothNumerics[] = {Numerics::kExact, Numerics::kFast};
 
+// Runs fn(ops, isa) with two-thread CpuOps in each numerics mode, on every SIMD target.
+template <class Fn>
+void for_each_numerics_and_isa(Fn fn) {
+  for (Numerics nm : kBothNumerics) {
+    CpuOps ops(2, nm);
+    for_each_isa([&](const std::string& isa) { fn(ops, isa); });
+  }
+}
+
 TEST(CpuMatmul, OddShapesEveryIsa) {
   for (Numerics nm : kBothNumerics)
   for (int threads : {1, 3}) {
@@ -321,45 +330,43 @@ TEST(CpuMatmul, OddShapesEveryIsa) {
 }
 
 // F32 and FP8 products read x in place when every token row starts on a 64-byte
-// boundary, and from an aligned copy otherwise: the same kernels on the same values, so
+// boundary (FP8 but on AVX2, whose kernel wants its own column order), and from an
+// aligned copy otherwise: the same kernels on the same values, so
 // the results must agree bit for bit (the copy path is the one OddShapes checks against
 // the oracle; tensors from std::vector are rarely 64-byte aligned).
 TEST(CpuMatmul, AlignedActivationsReadInPlaceEveryIsa) {
   const Shape shapes[] = {{WeightFormat::F32, 9, 48}, {WeightFormat::FP8_BLOCK128, 11, 256},
                           {WeightFormat::FP8_BLOCK128, 5, 208}};
-  for (Numerics nm : kBothNumerics) {
-    CpuOps ops(2, nm);
-    for_each_isa([&](const std::string& isa) {
-      uint32_t seed = 900;
-      for (const Shape& sh : shapes) {
-        const OwnedWeight w = random_weight(sh.f, sh.n_out, sh.n_in, seed++);
-        for (int64_t n_tok : {1, 6, 13}) {
-          const std::vector<float> x = random_x(n_tok * sh.n_in, seed++);
-          std::vector<float> buf(static_cast<size_t>(n_tok * sh.n_in + 64));
-          float* aligned = buf.data();
-          while (reinterpret_cast<uintptr_t>(aligned) % 64 != 0) ++aligned;
-          float* misaligned = aligned + 1;
-          std::vector<float> ya(static_cast<size_t>(n_tok * sh.n_out)), ym(ya.size());
-          std::copy(x.begin(), x.end(), aligned);
-          ops.matmul(w.view, aligned, n_tok, ya.data());
-          // matmul_many with the aligned copy twice (two jobs sharing one x, as the
-          // attention's products of x do).
-          std::vector<float> yg(ya.size()), yh(ya.size());
-          const Ops::MatmulJob jobs[] = {{&w.view, aligned, n_tok, yg.data()}, {&w.view, aligned, n_tok, yh.data()}};
-          ops.matmul_many(jobs, 2);
-          std::copy(x.begin(), x.end(), misaligned);
-          ops.matmul(w.view, misaligned, n_tok, ym.data());
-          for (size_t i = 0; i < ya.size(); ++i) {
-            ASSERT_EQ(std::bit_cast<uint32_t>(ya[i]), std::bit_cast<uint32_t>(ym[i]))
-                << weight_format_name(sh.f) << " [" << sh.n_out << "," << sh.n_in << "] n_tok " << n_tok << " at " << i
-                << " isa " << isa << " numerics " << numerics_name(nm);
-            ASSERT_EQ(std::bit_cast<uint32_t>(yg[i]), std::bit_cast<uint32_t>(ym[i])) << "matmul_many, at " << i;
-            ASSERT_EQ(std::bit_cast<uint32_t>(yh[i]), std::bit_cast<uint32_t>(ym[i])) << "matmul_many, at " << i;
-          }
+  for_each_numerics_and_isa([&](CpuOps& ops, const std::string& isa) {
+    uint32_t seed = 900;
+    for (const Shape& sh : shapes) {
+      const OwnedWeight w = random_weight(sh.f, sh.n_out, sh.n_in, seed++);
+      for (int64_t n_tok : {1, 6, 13}) {
+        const std::vector<float> x = random_x(n_tok * sh.n_in, seed++);
+        std::vector<float> buf(static_cast<size_t>(n_tok * sh.n_in + 64));
+        float* aligned = buf.data();
+        while (reinterpret_cast<uintptr_t>(aligned) % 64 != 0) ++aligned;
+        float* misaligned = aligned + 1;
+        std::vector<float> ya(static_cast<size_t>(n_tok * sh.n_out)), ym(ya.size());
+        std::copy(x.begin(), x.end(), aligned);
+        ops.matmul(w.view, aligned, n_tok, ya.data());
+        // matmul_many with the aligned copy twice (two jobs sharing one x, as the
+        // attention's products of x do).
+        std::vector<float> yg(ya.size()), yh(ya.size());
+        const Ops::MatmulJob jobs[] = {{&w.view, aligned, n_tok, yg.data()}, {&w.view, aligned, n_tok, yh.data()}};
+        ops.matmul_many(jobs, 2);
+        std::copy(x.begin(), x.end(), misaligned);
+        ops.matmul(w.view, misaligned, n_tok, ym.data());
+        for (size_t i = 0; i < ya.size(); ++i) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(ya[i]), std::bit_cast<uint32_t>(ym[i]))
+              << weight_format_name(sh.f) << " [" << sh.n_out << "," << sh.n_in << "] n_tok " << n_tok << " at " << i
+              << " isa " << isa << " numerics " << numerics_name(ops.numerics());
+          ASSERT_EQ(std::bit_cast<uint32_t>(yg[i]), std::bit_cast<uint32_t>(ym[i])) << "matmul_many, at " << i;
+          ASSERT_EQ(std::bit_cast<uint32_t>(yh[i]), std::bit_cast<uint32_t>(ym[i])) << "matmul_many, at " << i;
         }
       }
-    });
-  }
+    }
+  });
 }
 
 // A mapped checkpoint (io::Residency::kMap, kSplit) leaves each tensor where the file
@@ -372,45 +379,42 @@ TEST(CpuMatmul, MisalignedWeightsEveryIsa) {
                           {WeightFormat::FP8_BLOCK128, 9, 384},  {WeightFormat::FP8_BLOCK128, 5, 200},
                           {WeightFormat::BF16, 7, 200},          {WeightFormat::BF16, 9, 256},
                           {WeightFormat::F32, 5, 72}};
-  for (Numerics nm : kBothNumerics) {
-    CpuOps ops(2, nm);
-    for_each_isa([&](const std::string& isa) {
-      uint32_t seed = 4200;
-      for (const Shape& sh : shapes) {
-        const OwnedWeight w = random_weight(sh.f, sh.n_out, sh.n_in, seed++);
-        // The same bytes (data, then the scales at an odd offset behind them) at `off`
-        // bytes from a 64-byte boundary; off = 0 is the reference.
-        std::vector<uint8_t> ref_buf(w.data.size() + w.scale.size() + 256), buf(ref_buf.size());
-        auto place = [&](std::vector<uint8_t>& b, int64_t off) {
-          uint8_t* base = b.data();
-          while (reinterpret_cast<uintptr_t>(base) % 64 != 0) ++base;
-          WeightView v = w.view;
-          v.data = base + off;
-          std::copy(w.data.begin(), w.data.end(), base + off);
-          if (!w.scale.empty()) {
-            uint8_t* sc = base + off + w.data.size() + 3;
-            std::copy(w.scale.begin(), w.scale.end(), sc);
-            v.scale = sc;
-          }
-          return v;
-        };
-        const WeightView ref = place(ref_buf, 0);
-        for (int64_t off : {1, 2, 8, 24, 56}) {
-          const WeightView v = place(buf, off);
-          for (int64_t n_tok : {1, 5}) {
-            const std::vector<float> x = random_x(n_tok * sh.n_in, seed + uint32_t(n_tok));
-            std::vector<float> yr(static_cast<size_t>(n_tok * sh.n_out)), ym(yr.size());
-            ops.matmul(ref, x.data(), n_tok, yr.data());
-            ops.matmul(v, x.data(), n_tok, ym.data());
-            for (size_t i = 0; i < yr.size(); ++i)
-              ASSERT_EQ(std::bit_cast<uint32_t>(yr[i]), std::bit_cast<uint32_t>(ym[i]))
-                  << weight_format_name(sh.f) << " [" << sh.n_out << "," << sh.n_in << "] offset " << off << " n_tok "
-                  << n_tok << " at " << i << " isa " << isa << " numerics " << numerics_name(nm);
-          }
+  for_each_numerics_and_isa([&](CpuOps& ops, const std::string& isa) {
+    uint32_t seed = 4200;
+    for (const Shape& sh : shapes) {
+      const OwnedWeight w = random_weight(sh.f, sh.n_out, sh.n_in, seed++);
+      // The same bytes (data, then the scales at an odd offset behind them) at `off`
+      // bytes from a 64-byte boundary; off = 0 is the reference.
+      std::vector<uint8_t> ref_buf(w.data.size() + w.scale.size() + 256), buf(ref_buf.size());
+      auto place = [&](std::vector<uint8_t>& b, int64_t off) {
+        uint8_t* base = b.data();
+        while (reinterpret_cast<uintptr_t>(base) % 64 != 0) ++base;
+        WeightView v = w.view;
+        v.data = base + off;
+        std::copy(w.data.begin(), w.data.end(), base + off);
+        if (!w.scale.empty()) {
+          uint8_t* sc = base + off + w.data.size() + 3;
+          std::copy(w.scale.begin(), w.scale.end(), sc);
+          v.scale = sc;
+        }
+        return v;
+      };
+      const WeightView ref = place(ref_buf, 0);
+      for (int64_t off : {1, 2, 8, 24, 56}) {
+        const WeightView v = place(buf, off);
+        for (int64_t n_tok : {1, 5}) {
+          const std::vector<float> x = random_x(n_tok * sh.n_in, seed + uint32_t(n_tok));
+          std::vector<float> yr(static_cast<size_t>(n_tok * sh.n_out)), ym(yr.size());
+          ops.matmul(ref, x.data(), n_tok, yr.data());
+          ops.matmul(v, x.data(), n_tok, ym.data());
+          for (size_t i = 0; i < yr.size(); ++i)
+            ASSERT_EQ(std::bit_cast<uint32_t>(yr[i]), std::bit_cast<uint32_t>(ym[i]))
+                << weight_format_name(sh.f) << " [" << sh.n_out << "," << sh.n_in << "] offset " << off << " n_tok "
+                << n_tok << " at " << i << " isa " << isa << " numerics " << numerics_name(ops.numerics());
         }
       }
-    });
-  }
+    }
+  });
 }
 
 // FP8 views that start mid scale block (row_offset), as one wo_a group does.
@@ -504,23 +508,20 @@ TEST(CpuMatmul, Fp8ZeroSubnormalAndNaNCodesEveryIsa) {
     w.data[size_t(21 * 300 + c)] = uint8_t((c * 37) % 8 | (c % 3 == 0 ? 0x80 : 0));
     w.data[size_t(22 * 300 + c)] = uint8_t((c * 11) % 16 | (c % 5 == 0 ? 0x80 : 0));
   }
-  for (Numerics nm : kBothNumerics) {
-    CpuOps ops(2, nm);
-    for_each_isa([&](const std::string&) {
-      for (int64_t n_tok : {1, 4, 9}) check_matmul(ops, w.view, n_tok, 500 + uint32_t(n_tok));
-      const int64_t n_tok = 9;
-      const std::vector<float> x = random_x(n_tok * 300, 600);
-      std::vector<float> y(size_t(n_tok * 40)), y1(40);
-      ops.matmul(w.view, x.data(), n_tok, y.data());
-      for (int64_t t = 0; t < n_tok; ++t) {
-        ops.matmul(w.view, x.data() + t * 300, 1, y1.data());
-        for (int64_t o = 0; o < 40; ++o) {
-          const float a = y[size_t(t * 40 + o)], b1 = y1[size_t(o)];
-          EXPECT_TRUE(std::memcmp(&a, &b1, 4) == 0) << "tok " << t << " row " << o << ": " << a << " vs " << b1;
-        }
+  for_each_numerics_and_isa([&](CpuOps& ops, const std::string&) {
+    for (int64_t n_tok : {1, 4, 9}) check_matmul(ops, w.view, n_tok, 500 + uint32_t(n_tok));
+    const int64_t n_tok = 9;
+    const std::vector<float> x = random_x(n_tok * 300, 600);
+    std::vector<float> y(size_t(n_tok * 40)), y1(40);
+    ops.matmul(w.view, x.data(), n_tok, y.data());
+    for (int64_t t = 0; t < n_tok; ++t) {
+      ops.matmul(w.view, x.data() + t * 300, 1, y1.data());
+      for (int64_t o = 0; o < 40; ++o) {
+        const float a = y[size_t(t * 40 + o)], b1 = y1[size_t(o)];
+        EXPECT_TRUE(std::memcmp(&a, &b1, 4) == 0) << "tok " << t << " row " << o << ": " << a << " vs " << b1;
       }
-    });
-  }
+    }
+  });
 }
 
 TEST(CpuMatmul, BatchInvariantEveryIsa) {
@@ -776,9 +777,7 @@ const Shape kRealShapes[] = {
 };
 
 TEST(CpuMatmul, RealShapesEveryIsa) {
-  for (Numerics nm : kBothNumerics) {
-  CpuOps ops(2, nm);
-  for_each_isa([&](const std::string&) {
+  for_each_numerics_and_isa([&](CpuOps& ops, const std::string&) {
     uint32_t seed = 100;
     for (const Shape& s : kRealShapes) {
       const OwnedWeight w = random_weight(s.f, s.n_out, s.n_in, seed++);
@@ -786,21 +785,17 @@ TEST(CpuMatmul, RealShapesEveryIsa) {
       check_matmul(ops, w.view, 1, seed++, 7);
     }
   });
-  }
 }
 
 TEST(CpuMatmul, RealShapeMatmulTokens) {
   const OwnedWeight w = random_weight(WeightFormat::FP4_BLOCK32, 512, 4096, 300);
   const OwnedWeight w8 = random_weight(WeightFormat::FP8_BLOCK128, 256, 4096, 301);
   const OwnedWeight wb = random_weight(WeightFormat::BF16, 256, 4096, 304);
-  for (Numerics nm : kBothNumerics) {
-    CpuOps ops(2, nm);
-    for_each_isa([&](const std::string&) {
-      check_matmul(ops, w.view, 17, 302, 5);
-      check_matmul(ops, w8.view, 9, 303, 5);
-      check_matmul(ops, wb.view, 6, 305, 5);
-    });
-  }
+  for_each_numerics_and_isa([&](CpuOps& ops, const std::string&) {
+    check_matmul(ops, w.view, 17, 302, 5);
+    check_matmul(ops, w8.view, 9, 303, 5);
+    check_matmul(ops, wb.view, 6, 305, 5);
+  });
 }
 
 // Fast numerics really rounds the activations: on inputs with bits below bf16 precision
