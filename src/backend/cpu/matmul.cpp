@@ -20,9 +20,9 @@
 //  * BF16: a u32 lane holds columns 2j (low half) and 2j+1 (high half); << 16 and
 //    & 0xffff0000 give both as fp32. Activations are re-ordered to [even | odd] per 2L.
 // Rows whose scales are 0 (2^-127, an fp32 subnormal), 0xFF (NaN) or so large that a
-// dequantised weight overflows fp32, and FP8 rows holding the NaN codes, take the exact scalar path
-// (dequant_row + fp32 dot), which is also the path of the targets without a fast FP4
-// decode (SSE4, emulated).
+// dequantised weight overflows fp32, and FP8 rows holding the NaN codes (but on AVX2,
+// whose lookups decode them), take the exact scalar path (dequant_row + fp32 dot), which
+// is also the path of the targets without a fast FP4 decode (SSE4, emulated).
 //
 // Matrix-matrix products decode each chunk of a weight row once and use it for up to
 // kTokTile tokens; rows are walked in blocks that stay in cache while token tiles pass.
