@@ -312,7 +312,7 @@ HWY_INLINE bool E4m3RowFinite(const uint8_t* p, int64_t n) {
 // Quantised checkpoint blocks hold such codes rarely: a Gaussian 128x128 block has about
 // two among its 16384, so about one 128-column row block in 60 takes the second pass.
 struct Fp8Avx2Tables {
-  __m256i hi, sub_hi, sub_lo, low4, high4, shr4, two, bad_below, exp4, sign, nan;
+  __m256i hi, sub_hi, sub_lo, low4, shr4, two, bad_below, exp4, sign, nan;
   HWY_INLINE Fp8Avx2Tables()
       : hi(_mm256_setr_epi8(60, 61, 62, 63, 64, 65, 66, 67, char(188), char(189), char(190), char(191), char(192),
                             char(193), char(194), char(195), 60, 61, 62, 63, 64, 65, 66, 67, char(188), char(189),
@@ -323,7 +323,6 @@ struct Fp8Avx2Tables {
         sub_lo(_mm256_setr_epi8(0, 0, char(0x80), char(0xC0), 0, 0x20, 0x40, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                 char(0x80), char(0xC0), 0, 0x20, 0x40, 0x60, 0, 0, 0, 0, 0, 0, 0, 0)),
         low4(_mm256_set1_epi8(0x0F)),
-        high4(_mm256_set1_epi8(char(0xF0))),
         shr4(_mm256_set1_epi16(0x1000)),
         two(_mm256_set1_epi8(2)),
         bad_below(_mm256_set1_epi8(17)),
@@ -333,13 +332,16 @@ struct Fp8Avx2Tables {
 };
 
 // Low and high bytes of the bf16 words of 32 codes (right for every code with e != 0 and
-// no NaN). bad: running unsigned minimum of 2b + 2 (mod 256), which is below 18 exactly
-// for e == 0 (2..16) and the NaN codes (0).
-HWY_INLINE void Fp8Avx2Bytes(const Fp8Avx2Tables& tb, __m256i v, __m256i& lo, __m256i& hi, __m256i& bad) {
+// no NaN).
+HWY_INLINE void Fp8Avx2Bytes(const Fp8Avx2Tables& tb, __m256i v, __m256i& lo, __m256i& hi) {
   lo = _mm256_slli_epi16(_mm256_and_si256(v, tb.low4), 4);
   // (v & 0xF0F0) * 2^12 >> 16 per word: both high nibbles moved down (on the multiplier,
   // which leaves the shift/shuffle pipes to the unpacks).
-  hi = _mm256_shuffle_epi8(tb.hi, _mm256_mulhi_epu16(_mm256_and_si256(v, tb.high4), tb.shr4));
+  hi = _mm256_shuffle_epi8(tb.hi, _mm256_mulhi_epu16(_mm256_andnot_si256(tb.low4, v), tb.shr4));
+}
+// bad: running unsigned minimum of 2b + 2 (mod 256), which is below 18 exactly for e == 0
+// (2..16) and the NaN codes (0); all ones before the first group.
+HWY_INLINE void Fp8Avx2NoteBad(const Fp8Avx2Tables& tb, __m256i v, __m256i& bad) {
   bad = _mm256_min_epu8(bad, _mm256_add_epi8(_mm256_add_epi8(v, v), tb.two));
 }
 HWY_INLINE bool Fp8Avx2AnyBad(const Fp8Avx2Tables& tb, __m256i bad) {
@@ -349,8 +351,7 @@ HWY_INLINE bool Fp8Avx2AnyBad(const Fp8Avx2Tables& tb, __m256i bad) {
 // (indexed by the mantissa, the low nibble there), NaN codes get an all-ones exponent
 // (s | 0x7F, low byte 0xF0: a bf16 NaN).
 HWY_INLINE void Fp8Avx2BytesExact(const Fp8Avx2Tables& tb, __m256i v, __m256i& lo, __m256i& hi) {
-  __m256i unused = _mm256_setzero_si256();
-  Fp8Avx2Bytes(tb, v, lo, hi, unused);
+  Fp8Avx2Bytes(tb, v, lo, hi);
   const __m256i m = _mm256_and_si256(v, tb.low4);
   const __m256i sub = _mm256_cmpeq_epi8(_mm256_and_si256(v, tb.exp4), _mm256_setzero_si256());
   const __m256i sub_hi = _mm256_or_si256(_mm256_shuffle_epi8(tb.sub_hi, m), _mm256_and_si256(v, tb.sign));
@@ -414,8 +415,10 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
     for (int64_t c = c0; c < cg; c += 32) {
       if constexpr (kPrefetchBytes > 0)
         if ((c & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c + kPrefetchBytes), DSV4_PF_HINT);
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c));
       __m256i lo, hi;
-      Fp8Avx2Bytes(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c)), lo, hi, bad);
+      Fp8Avx2Bytes(tb, v, lo, hi);
+      Fp8Avx2NoteBad(tb, v, bad);
       multiply(lo, hi, c);
     }
     if (cg > c0 && Fp8Avx2AnyBad(tb, bad)) {  // again, right for every code

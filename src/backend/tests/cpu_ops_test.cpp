@@ -86,8 +86,8 @@ struct OwnedWeight {
 // (all 16 E2M1 nibbles; all 254 finite E4M3 bytes, subnormals included). FP8: every
 // third row draws from all finite codes, the others only from the normal ones (exponent
 // field != 0), as quantised checkpoint rows are almost everywhere; the AVX2 kernel
-// decodes those with byte lookups and falls back to a table for blocks holding zero,
-// subnormal or NaN codes, so both paths meet every shape.
+// decodes those with byte lookups and decodes blocks holding zero, subnormal or NaN codes
+// a second time with blends, so both paths meet every shape.
 OwnedWeight random_weight(WeightFormat f, int64_t n_out, int64_t n_in, uint32_t seed) {
   std::mt19937 rng(seed);
   OwnedWeight w;
