@@ -10,7 +10,7 @@
 // for each requested SIMD target.
 //
 // usage: kernels_bench [--threads N] [--isa avx512|avx512-nobf16|avx2|sse4|scalar|best|all]
-//                      [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--misalign BYTES] [--numerics exact|fast]
+//                      [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--misalign BYTES] [--numerics exact|fast|int8]
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
     else if (a == "--numerics") {
       const auto nm = backend::parse_numerics(val());
       if (!nm) {
-        std::fprintf(stderr, "--numerics must be exact or fast\n");
+        std::fprintf(stderr, "--numerics must be %s\n", backend::numerics_choices());
         return 2;
       }
       g_numerics = *nm;
@@ -213,7 +213,7 @@ int main(int argc, char** argv) {
     else if (a == "--misalign") g_misalign = std::clamp<int64_t>(std::atoll(val().c_str()), 0, 63);
     else if (a == "--experts") n_experts = std::max(1, std::atoi(val().c_str()));
     else {
-      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx512-nobf16|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--misalign BYTES] [--numerics exact|fast]\n");
+      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx512-nobf16|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--misalign BYTES] [--numerics exact|fast|int8]\n");
       return 2;
     }
   }

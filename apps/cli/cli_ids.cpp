@@ -43,7 +43,8 @@ void add_model_load_options(Args& args, ModelLoadFlags flags) {
               "else split if the rest fits, else mmap)",
               "auto")
       .option("numerics", "MODE",
-              "weight-product arithmetic: exact (fp32 activations) or fast (bf16 activations; see docs/numerics.md)",
+              "weight-product arithmetic: exact (fp32 activations), fast (bf16 activations) or int8 (8-bit "
+              "activations in the FP4 expert products); see docs/numerics.md",
               "exact");
 }
 
@@ -55,7 +56,7 @@ ModelLoadOptions model_load_options(const Args& args, ModelLoadFlags flags) {
   const std::optional<io::Residency> r = io::parse_residency(load);
   check(r.has_value(), "--load must be auto, mmap, copy or split (got '" + load + "')");
   const std::optional<backend::Numerics> n = backend::parse_numerics(numerics);
-  check(n.has_value(), "--numerics must be exact or fast (got '" + numerics + "')");
+  check(n.has_value(), std::string("--numerics must be ") + backend::numerics_choices() + " (got '" + numerics + "')");
   o.residency = *r;
   o.numerics = *n;
   return o;

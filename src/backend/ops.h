@@ -23,10 +23,19 @@ namespace dsv4::backend {
 //          are exact and accumulate in fp32. What the official model runs; lets the cpu
 //          backend use the AVX-512 BF16 dot product. Attention, the indexer, norms and
 //          everything else stay fp32. Its accuracy is measured in docs/numerics.md.
-enum class Numerics { kExact, kFast };
-// "exact" / "fast"; nullopt for anything else.
+//   int8:  the FP4 (routed expert) products take 8-bit activations: each 32-column block of
+//          x (the block of one FP4 scale) becomes int8 codes and an fp32 step
+//          (quantize_int8_block in core/dtype.h); the block's dot product is an exact
+//          integer sum of codes times twice the E2M1 weights, scaled by step * 2^(e-127) / 2
+//          and accumulated in fp32. Every other product is exact. It lets CPUs without a
+//          BF16 dot product (AVX2) multiply FP4 weights with byte multiply-adds at the
+//          speed of memory; its accuracy is measured in docs/numerics.md.
+enum class Numerics { kExact, kFast, kInt8 };
+// "exact" / "fast" / "int8"; nullopt for anything else.
 std::optional<Numerics> parse_numerics(const std::string& name);
 const char* numerics_name(Numerics n);
+// The accepted names for messages: "exact, fast or int8".
+const char* numerics_choices();
 
 class Ops {
  public:

@@ -75,6 +75,27 @@ uint8_t f32_to_e4m3(float v) {
   return uint8_t(sign | code);
 }
 
+float quantize_int8_block(const float* x, int8_t* q) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int64_t i = 0; i < kInt8Block; ++i) {
+    finite &= std::isfinite(x[i]);
+    amax = std::max(amax, std::fabs(x[i]));
+  }
+  if (!finite || amax == 0.0f) {
+    std::fill(q, q + kInt8Block, int8_t(0));
+    return finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+  }
+  // In double: 127 / amax overflows fp32 for a subnormal amax.
+  const double inv = 127.0 / double(amax);
+  for (int64_t i = 0; i < kInt8Block; ++i) {
+    // |x[i] * inv| <= 127 (1 + 2^-52) rounds to at most 127; the clamp is only a guard.
+    const double v = std::nearbyint(double(x[i]) * inv);
+    q[i] = int8_t(std::clamp(v, -127.0, 127.0));
+  }
+  return amax / 127.0f;
+}
+
 float e8m0_to_f32(uint8_t b) {
   if (b == 0xFF) return std::numeric_limits<float>::quiet_NaN();
   return std::ldexp(1.0f, int(b) - 127);

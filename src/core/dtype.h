@@ -76,5 +76,17 @@ float e8m0_to_f32(uint8_t b);
 inline constexpr float kE2M1Values[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
                                          -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
 inline float e2m1_to_f32(uint8_t nibble) { return kE2M1Values[nibble & 0xF]; }
+// Twice the E2M1 value of a nibble: an integer in [-12, 12] (the int8 numerics multiply it
+// with 8-bit activations; the factor 1/2 joins the scale).
+inline constexpr int8_t kE2M1Doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+// The activation quantisation of the `int8` numerics: a block of kInt8Block floats becomes
+// q[i] = nearest-even(x[i] * (127 / amax)) in [-127, 127] (in double) and the returned scale
+// d = amax / 127 in fp32 (amax = max |x[i]|), so x[i] ~ q[i] * d with |x[i] - q[i] d| <= d / 2
+// up to the rounding of d. An all-zero block gives d = 0 and
+// q = 0; a block holding a NaN or an infinity gives d = NaN and q = 0, so every product that
+// reads it is NaN (as in exact numerics, where such an input also spoils the sum).
+inline constexpr int64_t kInt8Block = 32;
+float quantize_int8_block(const float* x, int8_t* q);
 
 }  // namespace dsv4

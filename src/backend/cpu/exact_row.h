@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/weight.h"
 
 namespace dsv4::backend::cpu {
@@ -23,6 +24,32 @@ inline void exact_scalar_row(const WeightView& w, int64_t r, const float* x, int
     float acc = 0.0f;
     for (int64_t i = 0; i < w.n_in; ++i) acc = std::fma(row[size_t(i)], xt[i], acc);
     y[t * w.n_out + r] = acc;
+  }
+}
+
+// Int8 numerics (ops.h) on one FP4 row, scalar: each 32-column block of x quantised on the
+// spot (quantize_int8_block: the same codes and steps the vector kernel's prepared
+// activations hold), the block's integer sum scaled by step * 2^(e-127) / 2 and summed in
+// double, so rows with scales the vector kernel does not take (0, 0xFF, overflowing
+// weights) keep the oracle's behaviour. Also the whole int8 path of targets without a
+// vector FP4 kernel.
+inline void int8_scalar_row(const WeightView& w, int64_t r, const float* x, int64_t t0, int64_t nt, float* y) {
+  const int64_t n_blocks = w.n_in / kInt8Block;
+  const uint8_t* codes = w.data + r * (w.n_in / 2);
+  const uint8_t* scales = w.scale + r * n_blocks;
+  int8_t q[kInt8Block];
+  for (int64_t t = t0; t < t0 + nt; ++t) {
+    double acc = 0.0;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const double step = quantize_int8_block(x + t * w.n_in + b * kInt8Block, q);
+      int32_t dot = 0;
+      for (int64_t i = 0; i < kInt8Block; i += 2) {
+        const uint8_t byte = codes[(b * kInt8Block + i) / 2];
+        dot += kE2M1Doubled[byte & 0xF] * q[i] + kE2M1Doubled[byte >> 4] * q[i + 1];
+      }
+      acc += double(dot) * step * double(e8m0_to_f32(scales[b]));
+    }
+    y[t * w.n_out + r] = float(acc * 0.5);
   }
 }
 

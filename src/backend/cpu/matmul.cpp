@@ -136,6 +136,11 @@ struct Job {
   // fast numerics).
   const uint16_t* xb = nullptr;
   int64_t ldxb = 0;
+  // Int8 numerics on an FP4 weight (RowsInt8): activations in PrepInt8's layout [n_tok,
+  // ldxq bytes], or null on targets without the vector kernel (the scalar rows quantise x).
+  bool int8 = false;
+  const uint8_t* xq = nullptr;
+  int64_t ldxq = 0;
 };
 
 template <class D, class V>
@@ -932,6 +937,167 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
 }
 #endif
 
+// ----------------------------------------------------------------------- FP4, int8
+// Int8 numerics (ops.h): the FP4 row times activations quantised per 32-column block, with
+// byte multiply-adds. On AVX2 (and the AVX-512 targets, which run the same 256-bit code)
+// one 32-byte weight load holds a chunk of 64 columns, bytes 0-15 block A and 16-31 block
+// B; per chunk:
+//   wl, wh = lookup(low / high nibbles) of twice the E2M1 value plus 12, as unsigned bytes
+//            in [0, 24] (VPMADDUBSW multiplies unsigned by signed bytes);
+//   p16    = maddubs(wl, q_even) + maddubs(wh, q_odd)  (|lane| <= 4 * 24 * 127: no saturation)
+//   p32    = madd(p16, 1) - K                             lane l: sum over columns 8l..8l+7
+//            of 2 w q, exactly (K = 12 * the sum of those q removes the +12 offset)
+//   acc   += float(p32) * step * 2^(e-127)               (lanes 0-3 block A, 4-7 block B)
+// and the row's sum is halved at the end. The prepared activations of a chunk (PrepInt8)
+// are 128 bytes, read as one stream: [q_even 32 | q_odd 32 | K 8 x i32 | step 8 x f32].
+// Against the exact AVX2 kernel (~20 vector ops and 8 fp32 FMAs per chunk, compute-bound
+// on Zen 3 at ~7.5 GB/s per core) this is 14 ops per chunk.
+#if DSV4_FP4_AVX2 || DSV4_FP4_AVX3
+#define DSV4_HAVE_INT8_FP4 1
+constexpr int64_t kInt8Chunk = 64;        // columns per 32-byte weight load
+constexpr int64_t kInt8ChunkBytes = 128;  // prepared activation bytes per chunk
+
+// Bytes of one token's prepared activations: the chunks, then for a last lone block of 32
+// columns its 32 plain codes and its step (padded to 64 bytes).
+int64_t Int8PrepBytes(int64_t n) { return (n / kInt8Chunk) * kInt8ChunkBytes + (n % kInt8Chunk != 0 ? 64 : 0); }
+
+void PrepInt8(const float* x, int64_t n, uint8_t* dst) {
+  int8_t q[kInt8Chunk];
+  int64_t c = 0;
+  for (; c + kInt8Chunk <= n; c += kInt8Chunk) {
+    uint8_t* out = dst + (c / kInt8Chunk) * kInt8ChunkBytes;
+    const float step[2] = {quantize_int8_block(x + c, q), quantize_int8_block(x + c + 32, q + 32)};
+    int8_t* q_even = reinterpret_cast<int8_t*>(out);
+    int8_t* q_odd = q_even + 32;
+    for (int h = 0; h < 2; ++h)
+      for (int k = 0; k < 16; ++k) {
+        q_even[16 * h + k] = q[32 * h + 2 * k];
+        q_odd[16 * h + k] = q[32 * h + 2 * k + 1];
+      }
+    int32_t offset[8];
+    float steps[8];
+    for (int l = 0; l < 8; ++l) {
+      int32_t sum = 0;
+      for (int i = 0; i < 8; ++i) sum += q[8 * l + i];
+      offset[l] = 12 * sum;
+      steps[l] = step[l / 4];
+    }
+    std::memcpy(out + 64, offset, 32);
+    std::memcpy(out + 96, steps, 32);
+  }
+  if (c < n) {  // n % 64 == 32
+    uint8_t* out = dst + (c / kInt8Chunk) * kInt8ChunkBytes;
+    const float step = quantize_int8_block(x + c, q);
+    std::memcpy(out, q, 32);
+    std::memcpy(out + 32, &step, 4);
+    std::memset(out + 36, 0, 28);
+  }
+}
+
+// Horizontal sum of eight lanes (the AVX-512 targets' DF vectors are wider).
+HWY_INLINE float Sum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+template <int T>
+HWY_INLINE void RowFp4Int8(const Job& j, int64_t r, int64_t t0) {
+  const WeightView& w = *j.w;
+  const int64_t n = w.n_in;
+  const uint8_t* wr = w.data + r * (n / 2);
+  const uint8_t* sr = w.scale + r * (n / 32);
+  if (!scales_in_range(sr, n / 32, 1, kFp4MaxScale)) {
+    int8_scalar_row(w, r, j.x, t0, T, j.y);
+    return;
+  }
+  const __m256i lut = _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,  //
+                                       12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const int64_t nc = n / kInt8Chunk;
+  // Two chains per token, even and odd chunks, in named registers: the chunk loop is
+  // unrolled by two (an accumulator array indexed by c & 1 went through the stack, and
+  // its store-to-load latency held a chunk at ~7 cycles; unrolled ~5, L1-resident, Zen 3).
+  __m256 acc0[T], acc1[T];
+  for (int t = 0; t < T; ++t) acc0[t] = acc1[t] = _mm256_setzero_ps();
+  prefetch_lines(sr + kPrefetchScaleRows * (n / 32), n / 32);
+  __m256 g = _mm256_setzero_ps();  // 2^(e-127) of four chunks' eight scale bytes
+  auto chunk = [&](int64_t c, __m256* acc) HWY_ATTR {
+    if ((c & 3) == 0) {
+      uint64_t b8 = 0;
+      if (nc - c >= 4)
+        std::memcpy(&b8, sr + 2 * c, 8);
+      else
+        for (int64_t i = 0; i < 2 * (nc - c); ++i) b8 |= uint64_t(sr[2 * c + i]) << (8 * i);
+      g = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(b8))), 23));
+    }
+    alignas(32) static constexpr int32_t kPick[4][8] = {{0, 0, 0, 0, 1, 1, 1, 1}, {2, 2, 2, 2, 3, 3, 3, 3},
+                                                        {4, 4, 4, 4, 5, 5, 5, 5}, {6, 6, 6, 6, 7, 7, 7, 7}};
+    const __m256 s = _mm256_permutevar8x32_ps(g, _mm256_load_si256(reinterpret_cast<const __m256i*>(kPick[c & 3])));
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32));
+    const __m256i wl = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, low4));
+    const __m256i wh = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+    for (int t = 0; t < T; ++t) {  // one order per token for every n_tok (batch invariance)
+      const uint8_t* xc = j.xq + (t0 + t) * j.ldxq + c * kInt8ChunkBytes;
+      const __m256i p16 =
+          _mm256_add_epi16(_mm256_maddubs_epi16(wl, _mm256_load_si256(reinterpret_cast<const __m256i*>(xc))),
+                           _mm256_maddubs_epi16(wh, _mm256_load_si256(reinterpret_cast<const __m256i*>(xc + 32))));
+      const __m256i p32 = _mm256_sub_epi32(_mm256_madd_epi16(p16, ones),
+                                           _mm256_load_si256(reinterpret_cast<const __m256i*>(xc + 64)));
+      const __m256 step = _mm256_mul_ps(_mm256_load_ps(reinterpret_cast<const float*>(xc + 96)), s);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), step, acc[t]);
+    }
+  };
+  int64_t c = 0;
+  for (; c + 2 <= nc; c += 2) {
+    _mm_prefetch(reinterpret_cast<const char*>(wr + c * 32 + kPrefetchBytes), DSV4_PF_HINT);
+    chunk(c, acc0);
+    chunk(c + 1, acc1);
+  }
+  if (c < nc) chunk(c, acc0);
+  for (int t = 0; t < T; ++t) acc0[t] = _mm256_add_ps(acc0[t], acc1[t]);
+  for (int t = 0; t < T; ++t) {
+    float out = Sum256(acc0[t]);
+    if (nc * kInt8Chunk < n) {  // a lone last block of 32 columns
+      const uint8_t* xt = j.xq + (t0 + t) * j.ldxq + nc * kInt8ChunkBytes;
+      const int8_t* q = reinterpret_cast<const int8_t*>(xt);
+      float step;
+      std::memcpy(&step, xt + 32, 4);
+      int32_t dot = 0;
+      for (int64_t i = 0; i < 32; i += 2) {
+        const uint8_t byte = wr[nc * 32 + i / 2];
+        dot += kE2M1Doubled[byte & 0xF] * q[i] + kE2M1Doubled[byte >> 4] * q[i + 1];
+      }
+      out = std::fma(float(dot), step * e8m0_to_f32(sr[n / 32 - 1]), out);
+    }
+    j.y[(t0 + t) * w.n_out + r] = out * 0.5f;
+  }
+}
+#else
+int64_t Int8PrepBytes(int64_t) { return 0; }
+void PrepInt8(const float*, int64_t, uint8_t*) {}
+template <int T>
+HWY_INLINE void RowFp4Int8(const Job& j, int64_t r, int64_t t0) {
+  int8_scalar_row(*j.w, r, j.x, t0, T, j.y);
+}
+#endif
+
+// Rows [r0, r1) of an int8-numerics FP4 product: token tiles over row blocks that stay in
+// cache, as Rows does for the exact kernels.
+void RowsInt8(const Job& j, int64_t r0, int64_t r1) {
+  const int64_t rb = std::max<int64_t>(1, (int64_t(64) << 10) / std::max<int64_t>(1, j.w->row_bytes()));
+  for (int64_t b0 = r0; b0 < r1; b0 += rb) {
+    const int64_t b1 = std::min(r1, b0 + rb);
+    for (int64_t t0 = 0; t0 < j.n_tok; t0 += kTokTile)
+      for (int64_t r = b0; r < b1; ++r) switch (std::min<int64_t>(kTokTile, j.n_tok - t0)) {
+          case 1: RowFp4Int8<1>(j, r, t0); break;
+          case 2: RowFp4Int8<2>(j, r, t0); break;
+          case 3: RowFp4Int8<3>(j, r, t0); break;
+          default: RowFp4Int8<4>(j, r, t0); break;
+        }
+  }
+}
+
 // ---------------------------------------------------------------------------- driver
 template <int T>
 HWY_INLINE void RowT(const Job& j, int64_t r, int64_t t0) {
@@ -945,6 +1111,10 @@ HWY_INLINE void RowT(const Job& j, int64_t r, int64_t t0) {
 
 HWY_NOINLINE void Rows(const Job& j, int64_t r0, int64_t r1) {
   static_assert(kTokTile == 4, "token tile switch below");
+  if (j.int8) {
+    RowsInt8(j, r0, r1);
+    return;
+  }
   if (j.xb != nullptr) {
     bf16dot::rows(*j.w, j.xb, j.ldxb, j.x, j.n_tok, j.y, r0, r1);
     return;
@@ -1106,16 +1276,46 @@ const float* RoundedCopy(const float* x, int64_t n, ScratchBuffer<float>& dst) {
   return out;
 }
 
+// Whether a product runs in int8 numerics: FP4 weights only (every other format is exact).
+bool Int8Job(Numerics numerics, const WeightView& w) {
+  return numerics == Numerics::kInt8 && w.format == WeightFormat::FP4_BLOCK32;
+}
+
+// The job of an int8-numerics product; xq: room for n_tok * Int8PrepBytes(n_in) bytes
+// (64-byte aligned) where the target has the vector kernel, already prepared if `ready`.
+Job Int8Job(const Ops::MatmulJob& m, uint8_t* xq, bool ready) {
+  Job j{m.w, m.x, m.x, m.w->n_in, m.n_tok, m.y};
+  j.int8 = true;
+  const int64_t ld = Int8PrepBytes(m.w->n_in);
+  if (ld > 0) {
+    if (!ready)
+      for (int64_t t = 0; t < m.n_tok; ++t) PrepInt8(m.x + t * m.w->n_in, m.w->n_in, xq + t * ld);
+    j.xq = xq;
+    j.ldxq = ld;
+  }
+  return j;
+}
+
+// Below ~64K multiply-adds the pool's wake-up costs more than it saves.
+bool Threaded(const ThreadPool* pool, const WeightView& w, int64_t n_tok) {
+  return pool != nullptr && pool->n_threads() > 1 && w.n_out >= 2 && w.n_out * w.n_in * n_tok >= (int64_t(1) << 16);
+}
+
 // x: the activations as given; in fast numerics rounded on the way (see RoundedCopy).
-void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool, bool fast) {
+void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool, Numerics numerics) {
   if (w.n_out <= 0 || n_tok <= 0) return;
+  const bool fast = numerics == Numerics::kFast;
   const bool bf16 = UseBf16Dot(fast, w);
   if (fast && !bf16) {
     thread_local ScratchBuffer<float> xr;
     x = RoundedCopy(x, n_tok * w.n_in, xr);
   }
   Job j{&w, x, nullptr, 0, n_tok, y};
-  if (bf16) {
+  if (Int8Job(numerics, w)) {
+    thread_local ScratchBuffer<uint8_t> xq;
+    const Ops::MatmulJob m{&w, x, n_tok, y};
+    j = Int8Job(m, xq.get(n_tok * Int8PrepBytes(w.n_in)), false);
+  } else if (bf16) {
     // 64-byte aligned like the exact kernels' activations: a vector load that splits a
     // cache line costs as much as a weight load (fast FP4 group: 44 -> 60 GB/s).
     thread_local ScratchBuffer<uint16_t> xb_scratch;
@@ -1132,10 +1332,7 @@ void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
     PrepX(w, x, n_tok, xa);
     j.xp = xa;
   }
-  // Below ~64K multiply-adds the pool's wake-up costs more than it saves.
-  const bool threaded = pool != nullptr && pool->n_threads() > 1 && w.n_out >= 2 &&
-                        w.n_out * w.n_in * n_tok >= (int64_t(1) << 16);
-  if (threaded) {
+  if (Threaded(pool, w, n_tok)) {
     // Pieces of ~1 MiB of weights claimed dynamically: each is one contiguous stream,
     // and a preempted thread (shared machines) does not stall the others at the barrier.
     const int64_t grain = RowGrain(w, pool->n_threads());
@@ -1169,7 +1366,8 @@ const Ops::MatmulJob* RoundedJobs(const Ops::MatmulJob* jobs, int64_t n_jobs) {
 // A group of independent products in one parallel region: the union of every job's
 // weight rows is cut into the same ~1 MiB pieces matmul uses, claimed dynamically.
 // Each row runs the same kernel as in matmul, so results are bit-identical to it.
-void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool, bool fast) {
+void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool, Numerics numerics) {
+  const bool fast = numerics == Numerics::kFast;
   if (fast) jobs = RoundedJobs(jobs, n_jobs);
   // The caller's scratch, bound by reference: a thread_local named inside the lambda
   // below would be the worker's own (empty) instance.
@@ -1186,16 +1384,33 @@ void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool
   first_piece.clear();
   grains.clear();
   // Activation copies: jobs that read the same x in the same layout share one. Jobs on
-  // the BF16 dot product get their own bf16 copy instead (offsets in xb_off).
-  thread_local std::vector<int64_t> off_tl, xb_off_tl;
+  // the BF16 dot product get their own bf16 copy instead (offsets in xb_off), int8 jobs
+  // quantised bytes (offsets in xq_off, shared by int8 jobs of the same x).
+  thread_local std::vector<int64_t> off_tl, xb_off_tl, xq_off_tl;
+  thread_local ScratchBuffer<uint8_t> xq_tl;
   std::vector<int64_t>& off = off_tl;
   std::vector<int64_t>& xb_off = xb_off_tl;
+  std::vector<int64_t>& xq_off = xq_off_tl;
+  ScratchBuffer<uint8_t>& xqs = xq_tl;
   off.assign(size_t(n_jobs), -1);
   xb_off.assign(size_t(n_jobs), -1);
-  int64_t total = 0, total_xb = 0;
+  xq_off.assign(size_t(n_jobs), -1);
+  int64_t total = 0, total_xb = 0, total_xq = 0;
   for (int64_t i = 0; i < n_jobs; ++i) {
     const Ops::MatmulJob& m = jobs[i];
     if (m.w->n_out <= 0 || m.n_tok <= 0) continue;
+    if (Int8Job(numerics, *m.w)) {
+      for (int64_t k = 0; k < i && xq_off[size_t(i)] < 0; ++k) {
+        const Ops::MatmulJob& o = jobs[k];
+        if (xq_off[size_t(k)] >= 0 && o.x == m.x && o.n_tok == m.n_tok && o.w->n_in == m.w->n_in)
+          xq_off[size_t(i)] = xq_off[size_t(k)];
+      }
+      if (xq_off[size_t(i)] < 0) {
+        xq_off[size_t(i)] = total_xq;
+        total_xq += m.n_tok * Int8PrepBytes(m.w->n_in);
+      }
+      continue;
+    }
     if (UseBf16Dot(fast, *m.w)) {
       xb_off[size_t(i)] = total_xb;
       total_xb += m.n_tok * bf16dot::prep_words(*m.w);
@@ -1215,12 +1430,18 @@ void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool
   }
   float* base = xs.get(total);
   uint16_t* xb_base = xbs.get(total_xb);  // offsets are multiples of 32 words
+  uint8_t* xq_base = xqs.get(total_xq);   // offsets are multiples of 64 bytes
   int64_t work = 0, n_pieces = 0;
   const int n_threads = pool != nullptr ? pool->n_threads() : 1;
   for (int64_t i = 0; i < n_jobs; ++i) {
     const Ops::MatmulJob& m = jobs[i];
     if (m.w->n_out <= 0 || m.n_tok <= 0) continue;
-    if (xb_off[size_t(i)] >= 0) {
+    if (Int8Job(numerics, *m.w)) {
+      uint8_t* xq = xq_base + xq_off[size_t(i)];
+      bool ready = false;  // already prepared for an earlier job
+      for (const Job& o : js) ready |= o.xq == xq && xq != nullptr && total_xq > 0;
+      js.push_back(Int8Job(m, xq, ready));
+    } else if (xb_off[size_t(i)] >= 0) {
       uint16_t* xb = xb_base + xb_off[size_t(i)];
       PrepXb(*m.w, m.x, m.n_tok, xb);
       js.push_back(Job{m.w, m.x, nullptr, 0, m.n_tok, m.y, xb, bf16dot::prep_words(*m.w)});
@@ -1297,11 +1518,11 @@ HWY_EXPORT(RoundBf16FtzImpl);
 void round_bf16_ftz_rows(const float* x, int64_t n, float* out) { HWY_DYNAMIC_DISPATCH(RoundBf16FtzImpl)(x, n, out); }
 
 void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool, Numerics numerics) {
-  HWY_DYNAMIC_DISPATCH(MatmulImpl)(w, x, n_tok, y, pool, numerics == Numerics::kFast);
+  HWY_DYNAMIC_DISPATCH(MatmulImpl)(w, x, n_tok, y, pool, numerics);
 }
 
 void matmul_many(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool, Numerics numerics) {
-  HWY_DYNAMIC_DISPATCH(MatmulManyImpl)(jobs, n_jobs, pool, numerics == Numerics::kFast);
+  HWY_DYNAMIC_DISPATCH(MatmulManyImpl)(jobs, n_jobs, pool, numerics);
 }
 
 }  // namespace cpu

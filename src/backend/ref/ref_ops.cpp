@@ -8,7 +8,41 @@
 
 namespace dsv4::backend {
 
+namespace {
+
+// Int8 numerics on an FP4 weight: per 32-column block the integer sum of the activation
+// codes times twice the E2M1 weights, times step * 2^(e-127) / 2, summed in double.
+void matmul_fp4_int8(const WeightView& w, const float* x, int64_t n_tok, float* y) {
+  const int64_t n_blocks = w.n_in / kInt8Block;
+  std::vector<int8_t> q(size_t(w.n_in));       // [n_in] codes of one token
+  std::vector<float> step(static_cast<size_t>(n_blocks));  // [n_blocks]
+  for (int64_t t = 0; t < n_tok; ++t) {
+    for (int64_t b = 0; b < n_blocks; ++b)
+      step[size_t(b)] = quantize_int8_block(x + t * w.n_in + b * kInt8Block, q.data() + b * kInt8Block);
+    for (int64_t o = 0; o < w.n_out; ++o) {
+      const uint8_t* codes = w.data + o * (w.n_in / 2);
+      const uint8_t* scales = w.scale + o * n_blocks;
+      double acc = 0.0;
+      for (int64_t b = 0; b < n_blocks; ++b) {
+        int64_t dot = 0;
+        for (int64_t i = b * kInt8Block; i < (b + 1) * kInt8Block; ++i) {
+          const uint8_t nibble = i % 2 == 0 ? codes[i / 2] & 0xF : codes[i / 2] >> 4;
+          dot += int64_t(kE2M1Doubled[nibble]) * q[size_t(i)];
+        }
+        acc += double(dot) * double(step[size_t(b)]) * double(e8m0_to_f32(scales[b])) * 0.5;
+      }
+      y[t * w.n_out + o] = float(acc);
+    }
+  }
+}
+
+}  // namespace
+
 void RefOps::matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) {
+  if (numerics_ == Numerics::kInt8 && w.format == WeightFormat::FP4_BLOCK32) {
+    matmul_fp4_int8(w, x, n_tok, y);
+    return;
+  }
   std::vector<float> row(size_t(w.n_in));  // [n_in] one dequantised weight row
   for (int64_t o = 0; o < w.n_out; ++o) {
     w.dequant_row(o, row.data());

@@ -9,7 +9,8 @@ namespace dsv4::backend {
 class RefOps : public Ops {
  public:
   // numerics: kFast rounds each matmul's activations with round_bf16_ftz first (the
-  // oracle of the fast cpu kernels); everything else is the same in both modes.
+  // oracle of the fast cpu kernels); kInt8 quantises the activations of FP4 products
+  // (ops.h); everything else is the same in every mode.
   explicit RefOps(Numerics numerics = Numerics::kExact) : numerics_(numerics) {}
   std::string name() const override { return "ref"; }
   Numerics numerics() const { return numerics_; }

@@ -53,6 +53,13 @@ Tolerance tolerance(Numerics numerics, WeightFormat f) {
     // bf16 x exact weight products are exact in fp32 (8 + 4..8 significant bits), so
     // what remains is the fp32 summation: the same model as exact.
     case Numerics::kFast: return {4.0, 0x1p-146};
+    // Int8 (FP4 products only; the others are exact): the oracle quantises with the same
+    // function, and each block's integer sum of codes times doubled E2M1 weights is exact
+    // in both, as is its product with step * 2^(e-127) inside an fp32 FMA; what remains is
+    // the fp32 summation of n_in / 8 lane terms. Their magnitudes sum to sum|w q step|,
+    // which is at most about twice sum|w x| (a code rounds x up by at most half a step):
+    // the exact model's lambda covers it.
+    case Numerics::kInt8: return {4.0, 0x1p-146};
   }
   return {4.0, 0x1p-146};
 }
@@ -183,6 +190,7 @@ void check_matmul(Ops& ops, const WeightView& w, int64_t n_tok, uint32_t seed,
         }
         continue;
       }
+      if (std::isinf(want) && got == want) continue;  // overflow, the same in both (int8 sums in double)
       const double bound = tol.lambda * std::sqrt(double(w.n_in)) * 0x1p-24 *
                                abs_dot(w, o, x.data() + t * w.n_in, row) +
                            tol.abs_floor * double(w.n_in) + 0x1p-149;
@@ -302,21 +310,22 @@ const Shape kOddShapes[] = {
     {WeightFormat::FP4_BLOCK32, 7, 96},  {WeightFormat::FP4_BLOCK32, 33, 160},
     {WeightFormat::FP4_BLOCK32, 3, 4128}, {WeightFormat::FP4_BLOCK32, 5, 256},
     {WeightFormat::FP4_BLOCK32, 6, 704},  // five 128-column chunks: a partial group of four scale words
+    {WeightFormat::FP4_BLOCK32, 5, 224},  // int8: three 64-column chunks and a lone 32-column block
 };
 
-constexpr Numerics kBothNumerics[] = {Numerics::kExact, Numerics::kFast};
+constexpr Numerics kAllNumerics[] = {Numerics::kExact, Numerics::kFast, Numerics::kInt8};
 
 // Runs fn(ops, isa) with two-thread CpuOps in each numerics mode, on every SIMD target.
 template <class Fn>
 void for_each_numerics_and_isa(Fn fn) {
-  for (Numerics nm : kBothNumerics) {
+  for (Numerics nm : kAllNumerics) {
     CpuOps ops(2, nm);
     for_each_isa([&](const std::string& isa) { fn(ops, isa); });
   }
 }
 
 TEST(CpuMatmul, OddShapesEveryIsa) {
-  for (Numerics nm : kBothNumerics)
+  for (Numerics nm : kAllNumerics)
   for (int threads : {1, 3}) {
     CpuOps ops(threads, nm);
     for_each_isa([&](const std::string&) {
@@ -444,7 +453,7 @@ TEST(CpuMatmul, Fp8RowOffsetViews) {
 // Scales that the fast paths do not take (0 = 2^-127 subnormal, 0xFF = NaN, FP8 scales
 // too large for the folded 2^8) and E4M3 NaN codes fall back to the exact row path.
 TEST(CpuMatmul, SpecialScalesAndNaNCodes) {
-  for (Numerics nm : kBothNumerics) {
+  for (Numerics nm : kAllNumerics) {
   CpuOps ops(2, nm);
   OwnedWeight fp4 = random_weight(WeightFormat::FP4_BLOCK32, 6, 256, 21);
   fp4.scale[0 * 8 + 3] = 0;
@@ -530,7 +539,7 @@ TEST(CpuMatmul, BatchInvariantEveryIsa) {
                           {WeightFormat::FP4_BLOCK32, 9, 4128}, {WeightFormat::FP4_BLOCK32, 10, 512},
                           {WeightFormat::FP8_BLOCK128, 9, 4160},   // long FP8 rows: two per decode step;
                           {WeightFormat::FP8_BLOCK128, 7, 2048}};  // prefill panels: 5 and 2 column slices
-  for (Numerics nm : kBothNumerics) {
+  for (Numerics nm : kAllNumerics) {
   CpuOps batched(2, nm), single(1, nm);
   for_each_isa([&](const std::string& isa) {
     uint32_t seed = 500;
@@ -565,7 +574,7 @@ TEST(CpuMatmul, ManyEqualsMatmulEveryIsa) {
   for (const Shape& sh : shapes) ws.push_back(random_weight(sh.f, sh.n_out, sh.n_in, seed++));
   const int64_t max_tok = 5;
   const std::vector<float> x512 = random_x(max_tok * 512, seed++);  // shared by the 512-wide jobs
-  for (Numerics nm : kBothNumerics)
+  for (Numerics nm : kAllNumerics)
   for (int threads : {1, 2, 3}) {
     CpuOps ops(threads, nm);
     for_each_isa([&](const std::string& isa) {
@@ -866,6 +875,106 @@ TEST(CpuMatmul, FastDependsOnlyOnRoundedActivationsEveryIsa) {
   });
 }
 
+// ------------------------------------------------------------------- int8 numerics
+// x with every 32-column block replaced by its quantised value q * step
+// (quantize_int8_block), computed here independently of the kernels and the oracle.
+std::vector<float> dequantised_int8(const std::vector<float>& x) {
+  std::vector<float> out(x.size());
+  int8_t q[kInt8Block];
+  for (size_t b = 0; b + kInt8Block <= x.size(); b += kInt8Block) {
+    const float step = quantize_int8_block(x.data() + b, q);
+    for (int64_t i = 0; i < kInt8Block; ++i) out[b + size_t(i)] = float(q[i]) * step;
+  }
+  return out;
+}
+
+// An int8 FP4 product is the exact product of the quantised activations (q * step is
+// exact in fp32: 7 significant bits times a float): sum_i w_i q_i step = W . x', up to the
+// order of fp32 sums. This checks the kernels against the exact ones on x', independently
+// of the oracle's int8 code, on odd widths (a lone last block), special-scale rows, every
+// token count and target, and a token whose activations hold a NaN.
+TEST(CpuMatmul, Int8IsExactOnQuantisedActivationsEveryIsa) {
+  OwnedWeight special = random_weight(WeightFormat::FP4_BLOCK32, 6, 256, 61);
+  special.scale[0 * 8 + 3] = 0;
+  special.scale[1 * 8 + 7] = 0xFF;
+  special.scale[2 * 8 + 0] = 254;
+  special.scale[3 * 8 + 5] = 1;
+  const OwnedWeight others[] = {random_weight(WeightFormat::FP4_BLOCK32, 9, 4128, 62),
+                                random_weight(WeightFormat::FP4_BLOCK32, 5, 224, 63),
+                                random_weight(WeightFormat::FP4_BLOCK32, 3, 32, 64),
+                                random_weight(WeightFormat::FP4_BLOCK32, 33, 2048, 65)};
+  std::vector<const OwnedWeight*> ws = {&special};
+  for (const OwnedWeight& o : others) ws.push_back(&o);
+  CpuOps int8(2, Numerics::kInt8), exact(2, Numerics::kExact);
+  for_each_isa([&](const std::string& isa) {
+    uint32_t seed = 970;
+    for (const OwnedWeight* ow : ws) {
+      const WeightView& w = ow->view;
+      for (int64_t n_tok : {1, 3, 6}) {
+        std::vector<float> x = random_x(n_tok * w.n_in, seed++);
+        if (n_tok == 3) x[size_t(w.n_in + w.n_in / 2)] = std::nanf("");  // token 1
+        const std::vector<float> xq = dequantised_int8(x);
+        std::vector<float> y(size_t(n_tok * w.n_out)), ye(y.size());
+        int8.matmul(w, x.data(), n_tok, y.data());
+        exact.matmul(w, xq.data(), n_tok, ye.data());
+        std::vector<float> row(size_t(w.n_in));
+        for (int64_t t = 0; t < n_tok; ++t)
+          for (int64_t o = 0; o < w.n_out; ++o) {
+            const float got = y[size_t(t * w.n_out + o)], want = ye[size_t(t * w.n_out + o)];
+            const std::string where = std::string(" [") + std::to_string(w.n_out) + "," + std::to_string(w.n_in) +
+                                      "] n_tok " + std::to_string(n_tok) + " tok " + std::to_string(t) + " row " +
+                                      std::to_string(o) + " isa " + isa;
+            if (n_tok == 3 && t == 1) {
+              EXPECT_TRUE(std::isnan(got)) << "a NaN activation must spoil its token" << where;
+              continue;
+            }
+            w.dequant_row(o, row.data());
+            if (!std::all_of(row.begin(), row.end(), [](float v) { return std::isfinite(v); }) &&
+                !std::any_of(row.begin(), row.end(), [](float v) { return std::isnan(v); }))
+              continue;  // weights that overflow fp32: exact gives inf - inf, int8 sums in double
+                         // (SpecialScalesAndNaNCodes holds such rows to the int8 oracle)
+            if (std::isnan(want)) {
+              EXPECT_TRUE(std::isnan(got)) << where;
+              continue;
+            }
+            const double bound = 8.0 * std::sqrt(double(w.n_in)) * 0x1p-24 * abs_dot(w, o, xq.data() + t * w.n_in, row) +
+                                 0x1p-146 * double(w.n_in);
+            EXPECT_LE(std::fabs(double(got) - double(want)), bound) << got << " vs " << want << where;
+          }
+      }
+    }
+  });
+}
+
+// Int8 numerics really quantises (FP4 results move by the quantisation error, far above
+// fp32 noise) and touches nothing else: BF16, FP8 and F32 products equal exact ones bit
+// for bit.
+TEST(CpuMatmul, Int8QuantisesOnlyFp4EveryIsa) {
+  const OwnedWeight fp4 = random_weight(WeightFormat::FP4_BLOCK32, 64, 512, 66);
+  const OwnedWeight others[] = {random_weight(WeightFormat::BF16, 20, 512, 67),
+                                random_weight(WeightFormat::FP8_BLOCK128, 20, 300, 68),
+                                random_weight(WeightFormat::F32, 20, 37, 69)};
+  CpuOps int8(2, Numerics::kInt8), exact(2, Numerics::kExact);
+  for_each_isa([&](const std::string& isa) {
+    const std::vector<float> x = random_x(3 * 512, 71);
+    std::vector<float> y(3 * 64), ye(3 * 64);
+    int8.matmul(fp4.view, x.data(), 3, y.data());
+    exact.matmul(fp4.view, x.data(), 3, ye.data());
+    int far = 0;
+    for (size_t i = 0; i < y.size(); ++i) far += std::fabs(y[i] - ye[i]) > 1e-4 * (1.0 + std::fabs(ye[i]));
+    EXPECT_GT(far, int(y.size()) / 2) << "int8 results too close to exact ones: is the quantisation skipped? isa " << isa;
+    for (const OwnedWeight& o : others) {
+      const WeightView& w = o.view;
+      std::vector<float> a(size_t(3 * w.n_out)), b(a.size());
+      int8.matmul(w, x.data(), 3, a.data());
+      exact.matmul(w, x.data(), 3, b.data());
+      for (size_t i = 0; i < a.size(); ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(a[i]), std::bit_cast<uint32_t>(b[i]))
+            << weight_format_name(w.format) << " at " << i << " isa " << isa;
+    }
+  });
+}
+
 // Values that exercise every branch of round_bf16_ftz: NaNs with payloads in either half,
 // infinities, rounding ties (odd and even), carries into the exponent and to infinity,
 // subnormals and the smallest normals, signed zeros, plus ordinary random values.
@@ -952,8 +1061,12 @@ TEST(CpuPrefetch, RowsAheadOnceAndWithinRange) {
 TEST(CpuOps, NumericsNames) {
   EXPECT_EQ(parse_numerics("exact"), Numerics::kExact);
   EXPECT_EQ(parse_numerics("fast"), Numerics::kFast);
+  EXPECT_EQ(parse_numerics("int8"), Numerics::kInt8);
   EXPECT_FALSE(parse_numerics("bf16").has_value());
+  EXPECT_FALSE(parse_numerics("INT8").has_value());
   EXPECT_STREQ(numerics_name(Numerics::kFast), "fast");
+  EXPECT_STREQ(numerics_name(Numerics::kInt8), "int8");
+  for (Numerics n : kAllNumerics) EXPECT_EQ(parse_numerics(numerics_name(n)), n);
   EXPECT_EQ(RefOps(Numerics::kFast).numerics(), Numerics::kFast);
   EXPECT_EQ(make_ops("cpu", Numerics::kFast, 1)->name(), "cpu");
 }

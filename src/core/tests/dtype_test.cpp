@@ -107,6 +107,59 @@ TEST(DType, E2M1AllCodes) {
   EXPECT_TRUE(std::signbit(e2m1_to_f32(8)));
 }
 
+TEST(DType, E2M1DoubledIsTwiceTheValue) {
+  for (unsigned code = 0; code < 16; ++code) EXPECT_EQ(double(kE2M1Doubled[code]), 2.0 * e2m1_to_f32(uint8_t(code))) << code;
+}
+
+// The int8 activation quantisation: largest element at +-127, every element within half a
+// step of its value, nearest-even ties, zero / NaN / infinite blocks, subnormal blocks.
+TEST(DType, QuantizeInt8Block) {
+  float x[kInt8Block];
+  int8_t q[kInt8Block];
+  for (int64_t i = 0; i < kInt8Block; ++i) x[i] = std::sin(float(i) * 0.7f) * 3.0f - 0.25f;
+  x[5] = -4.5f;  // amax, negative
+  const float d = quantize_int8_block(x, q);
+  EXPECT_EQ(d, 4.5f / 127.0f);
+  EXPECT_EQ(q[5], -127);
+  for (int64_t i = 0; i < kInt8Block; ++i) {
+    EXPECT_LE(std::fabs(double(x[i]) - double(q[i]) * 4.5 / 127.0), 0.5 * 4.5 / 127.0 * (1 + 1e-6)) << i;
+    EXPECT_GE(q[i], -127);
+    EXPECT_LE(q[i], 127);
+  }
+  // Ties: with amax = 127 the step is 1, so x = 2.5 and 3.5 are exact ties.
+  std::fill(x, x + kInt8Block, 0.0f);
+  x[0] = 127.0f;
+  x[1] = 2.5f;
+  x[2] = 3.5f;
+  x[3] = -2.5f;
+  x[4] = 0.49f;
+  EXPECT_EQ(quantize_int8_block(x, q), 1.0f);
+  EXPECT_EQ(q[0], 127);
+  EXPECT_EQ(q[1], 2);
+  EXPECT_EQ(q[2], 4);
+  EXPECT_EQ(q[3], -2);
+  EXPECT_EQ(q[4], 0);
+  // All zero (signed zeros too).
+  std::fill(x, x + kInt8Block, -0.0f);
+  EXPECT_EQ(quantize_int8_block(x, q), 0.0f);
+  for (int8_t v : q) EXPECT_EQ(v, 0);
+  // A NaN or an infinity poisons the scale, never the codes.
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+    std::fill(x, x + kInt8Block, 1.0f);
+    x[7] = bad;
+    q[0] = 9;
+    EXPECT_TRUE(std::isnan(quantize_int8_block(x, q)));
+    for (int8_t v : q) EXPECT_EQ(v, 0);
+  }
+  // A subnormal amax: 127 / amax overflows fp32, the codes must not.
+  std::fill(x, x + kInt8Block, 0.0f);
+  x[0] = std::bit_cast<float>(0x00000040u);
+  x[1] = -std::bit_cast<float>(0x00000020u);
+  quantize_int8_block(x, q);
+  EXPECT_EQ(q[0], 127);
+  EXPECT_EQ(q[1], -64);  // 63.5 ties to even
+}
+
 TEST(DType, Bf16RoundTripAllCodes) {
   for (uint32_t h = 0; h < 65536; ++h) {
     const float f = bf16_to_f32(uint16_t(h));
