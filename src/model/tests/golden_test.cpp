@@ -550,6 +550,17 @@ struct FastRun {
   std::vector<float> greedy_logits;  // [greedy, V]: the logits each greedy token was picked from
 };
 
+}  // namespace
+}  // namespace dsv4::model
+
+namespace dsv4::backend {
+// Test names and parameter printouts say "int8", not the enum's bytes.
+void PrintTo(Numerics n, std::ostream* os) { *os << numerics_name(n); }
+}  // namespace dsv4::backend
+
+namespace dsv4::model {
+namespace {
+
 // Parameters: golden case, lossy numerics mode (fast or int8).
 class GoldenFastTest : public ::testing::TestWithParam<std::tuple<std::string, backend::Numerics>>,
                        protected GoldenFiles {
