@@ -32,6 +32,9 @@ namespace cpu {
 // dequantised exactly in registers, fp32 accumulation). pool may be null (serial).
 // numerics kFast: the activations are rounded with round_bf16_ftz first; on CPUs with
 // AVX512_BF16 (and the avx512 target) BF16 and FP4 weights then use the BF16 dot product.
+// numerics kInt8: FP4 products take activations quantised per 32-column block
+// (quantize_int8_block) and multiply them with byte multiply-adds (avx2 and avx512
+// targets; scalar rows elsewhere); every other format runs as in kExact.
 void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool,
             Numerics numerics = Numerics::kExact);
 // out[i] = round_bf16_ftz(x[i]) for i < n (the activation rounding of fast numerics), on

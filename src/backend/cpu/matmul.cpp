@@ -26,6 +26,8 @@
 //
 // Matrix-matrix products decode each chunk of a weight row once and use it for up to
 // kTokTile tokens; rows are walked in blocks that stay in cache while token tiles pass.
+// Int8 numerics (FP4 weights only) has its own kernel and activation layout: see
+// "FP4, int8" below.
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "backend/cpu/matmul.cpp"
