@@ -706,6 +706,34 @@ struct Fp4Scales {
 };
 #endif
 
+#if DSV4_FP4_AVX2 || DSV4_FP4_AVX3
+// Scale vectors of an FP4 row for the 256-bit kernels (chunks of 64 columns, two scale
+// blocks each): eight E8M0 bytes (four chunks) are widened to dwords and shifted into the
+// fp32 exponent once, and each chunk picks its two block scales (lanes 0-3 <- block A,
+// 4-7 <- block B) with one lane permute. Bytes outside [1, kFp4MaxScale] must have sent
+// the row to a scalar path before.
+struct Fp4Avx2Scales {
+  const uint8_t* sr;
+  int64_t nc;                       // chunks in the row
+  __m256 g = _mm256_setzero_ps();  // 2^(e-127) of four chunks' eight scale bytes
+
+  // Call for c = 0, 1, 2, ... in order.
+  HWY_INLINE __m256 get(int64_t c) {
+    if ((c & 3) == 0) {
+      uint64_t b8 = 0;
+      if (nc - c >= 4)
+        std::memcpy(&b8, sr + 2 * c, 8);
+      else
+        for (int64_t i = 0; i < 2 * (nc - c); ++i) b8 |= uint64_t(sr[2 * c + i]) << (8 * i);
+      g = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(b8))), 23));
+    }
+    alignas(32) static constexpr int32_t kPick[4][8] = {{0, 0, 0, 0, 1, 1, 1, 1}, {2, 2, 2, 2, 3, 3, 3, 3},
+                                                        {4, 4, 4, 4, 5, 5, 5, 5}, {6, 6, 6, 6, 7, 7, 7, 7}};
+    return _mm256_permutevar8x32_ps(g, _mm256_load_si256(reinterpret_cast<const __m256i*>(kPick[c & 3])));
+  }
+};
+#endif
+
 #if DSV4_FP4_AVX3
 // One nibble position k of a chunk: 16 weights (columns 8j+k), unscaled.
 #define DSV4_NIB(k) _mm512_permutexvar_ps((k) == 0 ? v : _mm512_srli_epi32(v, 4 * (k)), lut)
@@ -896,20 +924,10 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   prefetch_lines(sr + kPrefetchScaleRows * (n / 32), n / 32);
-  __m256 g = _mm256_setzero_ps();  // 2^(e-127) of four chunks' eight scale bytes
+  Fp4Avx2Scales scales{sr, nc};
   for (int64_t c = 0; c < nc; ++c) {
     if ((c & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 32 + kPrefetchBytes), DSV4_PF_HINT);
-    if ((c & 3) == 0) {
-      uint64_t b8 = 0;
-      if (nc - c >= 4)
-        std::memcpy(&b8, sr + 2 * c, 8);
-      else
-        for (int64_t i = 0; i < 2 * (nc - c); ++i) b8 |= uint64_t(sr[2 * c + i]) << (8 * i);
-      g = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(b8))), 23));
-    }
-    alignas(32) static constexpr int32_t kPick[4][8] = {{0, 0, 0, 0, 1, 1, 1, 1}, {2, 2, 2, 2, 3, 3, 3, 3},
-                                                        {4, 4, 4, 4, 5, 5, 5, 5}, {6, 6, 6, 6, 7, 7, 7, 7}};
-    const __m256 s = _mm256_permutevar8x32_ps(g, _mm256_load_si256(reinterpret_cast<const __m256i*>(kPick[c & 3])));
+    const __m256 s = scales.get(c);
     __m256 wv[8];
     Fp4Avx2Weights(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32)), wv);
     for (int t = 0; t < T; ++t) {  // one order per token for every n_tok (batch invariance)
@@ -1023,19 +1041,9 @@ HWY_INLINE void RowFp4Int8(const Job& j, int64_t r, int64_t t0) {
   __m256 acc0[T], acc1[T];
   for (int t = 0; t < T; ++t) acc0[t] = acc1[t] = _mm256_setzero_ps();
   prefetch_lines(sr + kPrefetchScaleRows * (n / 32), n / 32);
-  __m256 g = _mm256_setzero_ps();  // 2^(e-127) of four chunks' eight scale bytes
+  Fp4Avx2Scales scales{sr, nc};
   auto chunk = [&](int64_t c, __m256* acc) HWY_ATTR {
-    if ((c & 3) == 0) {
-      uint64_t b8 = 0;
-      if (nc - c >= 4)
-        std::memcpy(&b8, sr + 2 * c, 8);
-      else
-        for (int64_t i = 0; i < 2 * (nc - c); ++i) b8 |= uint64_t(sr[2 * c + i]) << (8 * i);
-      g = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(b8))), 23));
-    }
-    alignas(32) static constexpr int32_t kPick[4][8] = {{0, 0, 0, 0, 1, 1, 1, 1}, {2, 2, 2, 2, 3, 3, 3, 3},
-                                                        {4, 4, 4, 4, 5, 5, 5, 5}, {6, 6, 6, 6, 7, 7, 7, 7}};
-    const __m256 s = _mm256_permutevar8x32_ps(g, _mm256_load_si256(reinterpret_cast<const __m256i*>(kPick[c & 3])));
+    const __m256 s = scales.get(c);
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32));
     const __m256i wl = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, low4));
     const __m256i wh = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
