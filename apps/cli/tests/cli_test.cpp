@@ -78,6 +78,24 @@ TEST(Cli, LogitsCommandMatchesGolden) {
   EXPECT_LE(max_abs_diff(h4.to_f32(), dsv4::io::read_npy(golden(c + "/expected/hidden_layer4.npy")).to_f32()), 1e-3);
 }
 
+// --numerics int8 reaches the kernels through the CLI: the logits move off the exact
+// ones by the activation quantisation (GoldenFastTest measures how far), within the
+// golden test's sanity bound on the mean error.
+TEST(Cli, LogitsInInt8Numerics) {
+  const std::string c = "tiny_shrunk_p64", tmp = scratch();
+  const RunResult r = dsv4("logits --numerics int8 --model " + golden(c) + " --prompt " +
+                           golden(c + "/expected/prompt_ids.npy") + " --out " + tmp + "/logits_int8.npy");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const dsv4::io::NpyArray got = dsv4::io::read_npy(tmp + "/logits_int8.npy");
+  ASSERT_EQ(got.shape, (std::vector<int64_t>{64, 1000}));
+  const std::vector<float> g = got.to_f32(), want = dsv4::io::read_npy(golden(c + "/expected/prefill_logits.npy")).to_f32();
+  ASSERT_EQ(g.size(), want.size());
+  double sum = 0;
+  for (size_t i = 0; i < g.size(); ++i) sum += std::fabs(double(g[i]) - double(want[i]));
+  EXPECT_GT(max_abs_diff(g, want), 1e-3) << "int8 numerics not in effect";
+  EXPECT_LT(sum / double(g.size()), 0.6);
+}
+
 TEST(Cli, MakeTinyInspectGenerate) {
   const std::string dir = scratch() + "/cli_tiny";
   fs::remove_all(dir);
