@@ -112,6 +112,7 @@ using namespace detail;
 #undef DSV4_FP4_AVX2
 #undef DSV4_HAVE_ROW2_FP4
 #undef DSV4_HAVE_ROWS_FP8
+#undef DSV4_HAVE_ROW2_FP8_AVX2
 #if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
 #define DSV4_FP4_AVX3 1
 #else
@@ -368,6 +369,20 @@ HWY_INLINE void Fp8Avx2BytesExact(const Fp8Avx2Tables& tb, __m256i v, __m256i& l
   hi = _mm256_or_si256(hi, _mm256_and_si256(is_nan, tb.nan));
 }
 
+// The four weight vectors of a group (its bf16 bytes lo, hi) times the group's four
+// activation vectors: A and C into p, B and D into q.
+HWY_INLINE void Fp8Avx2Fma(__m256i lo, __m256i hi, const __m256 x[4], __m256& p, __m256& q) {
+  const __m256i top16 = _mm256_set1_epi32(int32_t(0xFFFF0000u));
+  const __m256i w1 = _mm256_unpacklo_epi8(lo, hi), w2 = _mm256_unpackhi_epi8(lo, hi);
+  p = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(w1, 16)), x[0], p);
+  q = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(w1, top16)), x[1], q);
+  p = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(w2, 16)), x[2], p);
+  q = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(w2, top16)), x[3], q);
+}
+HWY_INLINE void Fp8Avx2LoadX(const float* xc, __m256 x[4]) {
+  for (int i = 0; i < 4; ++i) x[i] = _mm256_load_ps(xc + 8 * i);
+}
+
 // xp for FP8 rows on AVX2: per group of 32 columns, four vectors [A, B, C, D] in the order
 // the byte unpacks produce the words: A = columns {0,2,4,6,16,18,20,22}, B = A + 1,
 // C = A + 8, D = A + 9. The columns past the last whole group are plain.
@@ -394,7 +409,6 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
     return;
   }
   const Fp8Avx2Tables tb;
-  const __m256i top16 = _mm256_set1_epi32(int32_t(0xFFFF0000u));
   __m256 acc[T], p[T], q[T];
   float tail[T];
   for (int t = 0; t < T; ++t) {
@@ -403,15 +417,10 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
   }
   // The four weight vectors of a group (its bf16 bytes lo, hi) into every token's chains.
   const auto multiply = [&](__m256i lo, __m256i hi, int64_t c) HWY_ATTR {
-    const __m256i w1 = _mm256_unpacklo_epi8(lo, hi), w2 = _mm256_unpackhi_epi8(lo, hi);
-    const __m256 a = _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16)), b = _mm256_castsi256_ps(_mm256_and_si256(w1, top16));
-    const __m256 cc = _mm256_castsi256_ps(_mm256_slli_epi32(w2, 16)), d = _mm256_castsi256_ps(_mm256_and_si256(w2, top16));
     for (int t = 0; t < T; ++t) {
-      const float* xc = j.xp + (t0 + t) * j.ldx + c;
-      p[t] = _mm256_fmadd_ps(a, _mm256_load_ps(xc), p[t]);
-      q[t] = _mm256_fmadd_ps(b, _mm256_load_ps(xc + 8), q[t]);
-      p[t] = _mm256_fmadd_ps(cc, _mm256_load_ps(xc + 16), p[t]);
-      q[t] = _mm256_fmadd_ps(d, _mm256_load_ps(xc + 24), q[t]);
+      __m256 x[4];
+      Fp8Avx2LoadX(j.xp + (t0 + t) * j.ldx + c, x);
+      Fp8Avx2Fma(lo, hi, x, p[t], q[t]);
     }
   };
   for (int64_t b = 0; b < nb; ++b) {
@@ -449,6 +458,68 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
   }
   const DF d;
   for (int t = 0; t < T; ++t) j.y[(t0 + t) * w.n_out + r] = Sum(d, hn::Vec<DF>{acc[t]}) + tail[t];
+}
+
+// Two rows, one token (decode): each group's activation vectors, loaded once, serve both
+// rows (the loads, four per 32 weights, otherwise compete with the weight stream and
+// the decode). Per row the arithmetic is RowFp8<1>'s in the same order, block by block,
+// so the results are bit-identical to it. Returns false (nothing written) when a scale of
+// either row needs the exact path.
+#define DSV4_HAVE_ROW2_FP8_AVX2 1
+HWY_INLINE bool Row2Fp8(const Job& j, int64_t r, int64_t t0) {
+  const WeightView& w = *j.w;
+  const int64_t n = w.n_in;
+  const int64_t nb = ceil_div(n, 128);
+  const uint8_t* wr[2] = {w.data + r * n, w.data + (r + 1) * n};
+  const uint8_t* sr[2] = {w.scale + ((r + w.row_offset) / 128) * nb, w.scale + ((r + 1 + w.row_offset) / 128) * nb};
+  for (int k = 0; k < 2; ++k)
+    if (!scales_in_range(sr[k], nb, 1, kFp8MaxScale)) return false;
+  const Fp8Avx2Tables tb;
+  const float* xt = j.xp + t0 * j.ldx;
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  float tail[2] = {0.0f, 0.0f};
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t c0 = b * 128, c1 = std::min(n, c0 + 128);
+    const int64_t cg = c0 + (c1 - c0) / 32 * 32;  // end of the whole groups
+    __m256 p[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, q[2] = {p[0], p[0]};
+    __m256i bad[2] = {_mm256_set1_epi8(-1), _mm256_set1_epi8(-1)};
+    for (int64_t c = c0; c < cg; c += 32) {
+      if constexpr (kPrefetchBytes > 0)
+        if ((c & 63) == 0)
+          for (int k = 0; k < 2; ++k)
+            _mm_prefetch(reinterpret_cast<const char*>(wr[k] + c + kPrefetchBytes), DSV4_PF_HINT);
+      __m256 x[4];
+      Fp8Avx2LoadX(xt + c, x);
+      for (int k = 0; k < 2; ++k) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[k] + c));
+        __m256i lo, hi;
+        Fp8Avx2Bytes(tb, v, lo, hi);
+        Fp8Avx2NoteBad(tb, v, bad[k]);
+        Fp8Avx2Fma(lo, hi, x, p[k], q[k]);
+      }
+    }
+    for (int k = 0; k < 2; ++k) {
+      if (cg > c0 && Fp8Avx2AnyBad(tb, bad[k])) {  // this row's block again, right for every code
+        p[k] = q[k] = _mm256_setzero_ps();
+        for (int64_t c = c0; c < cg; c += 32) {
+          __m256i lo, hi;
+          Fp8Avx2BytesExact(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[k] + c)), lo, hi);
+          __m256 x[4];
+          Fp8Avx2LoadX(xt + c, x);
+          Fp8Avx2Fma(lo, hi, x, p[k], q[k]);
+        }
+      }
+      const __m256 s = _mm256_castsi256_ps(_mm256_set1_epi32(int32_t(uint32_t(sr[k][b]) << 23)));
+      acc[k] = _mm256_fmadd_ps(_mm256_add_ps(p[k], q[k]), s, acc[k]);
+      if (cg < c1) {  // fewer than 32 columns left in the last block
+        const float es = e8m0_to_f32(sr[k][b]);
+        for (int64_t c = cg; c < c1; ++c) tail[k] = std::fma(e4m3_to_f32(wr[k][c]) * es, xt[c], tail[k]);
+      }
+    }
+  }
+  const DF d;
+  for (int k = 0; k < 2; ++k) j.y[t0 * w.n_out + r + k] = Sum(d, hn::Vec<DF>{acc[k]}) + tail[k];
+  return true;
 }
 
 #else
@@ -1167,6 +1238,12 @@ HWY_NOINLINE void Rows(const Job& j, int64_t r0, int64_t r1) {
           ++r;
           continue;
         }
+#ifdef DSV4_HAVE_ROW2_FP8_AVX2
+        if (nt == 1 && j.w->format == WeightFormat::FP8_BLOCK128 && r + 1 < b1 && Row2Fp8(j, r, t0)) {
+          ++r;
+          continue;
+        }
+#endif
 #ifdef DSV4_HAVE_ROWS_FP8
         if (nt == 1 && j.w->format == WeightFormat::FP8_BLOCK128 && r + kFp8Rows <= b1 &&
             RowsFp8<kFp8Rows, 1>(j, r, t0)) {
