@@ -778,6 +778,18 @@ struct Fp4Scales {
 #endif
 
 #if DSV4_FP4_AVX2 || DSV4_FP4_AVX3
+// Codes and scales of FP4 row r, and whether every scale suits the fast kernels (bytes
+// outside [1, kFp4MaxScale] send the row to a scalar path).
+struct Fp4RowPtrs {
+  const uint8_t* wr;
+  const uint8_t* sr;
+  bool fast;
+};
+HWY_INLINE Fp4RowPtrs Fp4Row(const WeightView& w, int64_t r) {
+  const uint8_t* sr = w.scale + r * (w.n_in / 32);
+  return {w.data + r * (w.n_in / 2), sr, scales_in_range(sr, w.n_in / 32, 1, kFp4MaxScale)};
+}
+
 // Scale vectors of an FP4 row for the 256-bit kernels (chunks of 64 columns, two scale
 // blocks each): eight E8M0 bytes (four chunks) are widened to dwords and shifted into the
 // fp32 exponent once, and each chunk picks its two block scales (lanes 0-3 <- block A,
@@ -984,9 +996,8 @@ template <int T>
 HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   const WeightView& w = *j.w;
   const int64_t n = w.n_in;
-  const uint8_t* wr = w.data + r * (n / 2);
-  const uint8_t* sr = w.scale + r * (n / 32);
-  if (!scales_in_range(sr, n / 32, 1, kFp4MaxScale)) {
+  const auto [wr, sr, fast] = Fp4Row(w, r);
+  if (!fast) {
     exact_scalar_row(w, r, j.x, t0, T, j.y);
     return;
   }
@@ -1096,9 +1107,8 @@ template <int T>
 HWY_INLINE void RowFp4Int8(const Job& j, int64_t r, int64_t t0) {
   const WeightView& w = *j.w;
   const int64_t n = w.n_in;
-  const uint8_t* wr = w.data + r * (n / 2);
-  const uint8_t* sr = w.scale + r * (n / 32);
-  if (!scales_in_range(sr, n / 32, 1, kFp4MaxScale)) {
+  const auto [wr, sr, fast] = Fp4Row(w, r);
+  if (!fast) {
     int8_scalar_row(w, r, j.x, t0, T, j.y);
     return;
   }
