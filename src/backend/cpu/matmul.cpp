@@ -369,18 +369,25 @@ HWY_INLINE void Fp8Avx2BytesExact(const Fp8Avx2Tables& tb, __m256i v, __m256i& l
   hi = _mm256_or_si256(hi, _mm256_and_si256(is_nan, tb.nan));
 }
 
-// The four weight vectors of a group (its bf16 bytes lo, hi) times the group's four
-// activation vectors: A and C into p, B and D into q.
-HWY_INLINE void Fp8Avx2Fma(__m256i lo, __m256i hi, const __m256 x[4], __m256& p, __m256& q) {
+// The four fp32 weight vectors of a group (A, B, C, D) from its bf16 bytes lo, hi.
+HWY_INLINE void Fp8Avx2Weights(__m256i lo, __m256i hi, __m256 wv[4]) {
   const __m256i top16 = _mm256_set1_epi32(int32_t(0xFFFF0000u));
   const __m256i w1 = _mm256_unpacklo_epi8(lo, hi), w2 = _mm256_unpackhi_epi8(lo, hi);
-  p = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(w1, 16)), x[0], p);
-  q = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(w1, top16)), x[1], q);
-  p = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(w2, 16)), x[2], p);
-  q = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(w2, top16)), x[3], q);
+  wv[0] = _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16));
+  wv[1] = _mm256_castsi256_ps(_mm256_and_si256(w1, top16));
+  wv[2] = _mm256_castsi256_ps(_mm256_slli_epi32(w2, 16));
+  wv[3] = _mm256_castsi256_ps(_mm256_and_si256(w2, top16));
 }
+// The four activation vectors of a group (its 32 columns in PrepFp8's order).
 HWY_INLINE void Fp8Avx2LoadX(const float* xc, __m256 x[4]) {
   for (int i = 0; i < 4; ++i) x[i] = _mm256_load_ps(xc + 8 * i);
+}
+// One token's chains over a group: A and C into p, B and D into q.
+HWY_INLINE void Fp8Avx2Fma(const __m256 wv[4], const __m256 x[4], __m256& p, __m256& q) {
+  p = _mm256_fmadd_ps(wv[0], x[0], p);
+  q = _mm256_fmadd_ps(wv[1], x[1], q);
+  p = _mm256_fmadd_ps(wv[2], x[2], p);
+  q = _mm256_fmadd_ps(wv[3], x[3], q);
 }
 
 // xp for FP8 rows on AVX2: per group of 32 columns, four vectors [A, B, C, D] in the order
@@ -417,10 +424,12 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
   }
   // The four weight vectors of a group (its bf16 bytes lo, hi) into every token's chains.
   const auto multiply = [&](__m256i lo, __m256i hi, int64_t c) HWY_ATTR {
+    __m256 wv[4];
+    Fp8Avx2Weights(lo, hi, wv);
     for (int t = 0; t < T; ++t) {
       __m256 x[4];
       Fp8Avx2LoadX(j.xp + (t0 + t) * j.ldx + c, x);
-      Fp8Avx2Fma(lo, hi, x, p[t], q[t]);
+      Fp8Avx2Fma(wv, x, p[t], q[t]);
     }
   };
   for (int64_t b = 0; b < nb; ++b) {
@@ -495,7 +504,9 @@ HWY_INLINE bool Row2Fp8(const Job& j, int64_t r, int64_t t0) {
         __m256i lo, hi;
         Fp8Avx2Bytes(tb, v, lo, hi);
         Fp8Avx2NoteBad(tb, v, bad[k]);
-        Fp8Avx2Fma(lo, hi, x, p[k], q[k]);
+        __m256 wv[4];
+        Fp8Avx2Weights(lo, hi, wv);
+        Fp8Avx2Fma(wv, x, p[k], q[k]);
       }
     }
     for (int k = 0; k < 2; ++k) {
@@ -506,7 +517,9 @@ HWY_INLINE bool Row2Fp8(const Job& j, int64_t r, int64_t t0) {
           Fp8Avx2BytesExact(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[k] + c)), lo, hi);
           __m256 x[4];
           Fp8Avx2LoadX(xt + c, x);
-          Fp8Avx2Fma(lo, hi, x, p[k], q[k]);
+          __m256 wv[4];
+          Fp8Avx2Weights(lo, hi, wv);
+          Fp8Avx2Fma(wv, x, p[k], q[k]);
         }
       }
       const __m256 s = _mm256_castsi256_ps(_mm256_set1_epi32(int32_t(uint32_t(sr[k][b]) << 23)));
