@@ -28,7 +28,7 @@ namespace dsv4::backend {
 //          (quantize_int8_block in core/dtype.h); the block's dot product is an exact
 //          integer sum of codes times twice the E2M1 weights, scaled by step * 2^(e-127) / 2
 //          and accumulated in fp32. Every other product is exact. It lets CPUs without a
-//          BF16 dot product (AVX2) multiply FP4 weights with byte multiply-adds at the
+//          BF16 dot product (AVX2) multiply FP4 weights with byte multiply-adds near the
 //          speed of memory; its accuracy is measured in docs/numerics.md.
 enum class Numerics { kExact, kFast, kInt8 };
 // "exact" / "fast" / "int8"; nullopt for anything else.
