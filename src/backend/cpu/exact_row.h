@@ -27,6 +27,15 @@ inline void exact_scalar_row(const WeightView& w, int64_t r, const float* x, int
   }
 }
 
+// Int8 numerics: one block's integer dot product, 32 codes q against the 16 FP4 bytes
+// of the same columns (low nibble first), with twice the E2M1 values.
+inline int32_t int8_fp4_block_dot(const uint8_t* codes, const int8_t* q) {
+  int32_t dot = 0;
+  for (int64_t i = 0; i < kInt8Block; i += 2)
+    dot += kE2M1Doubled[codes[i / 2] & 0xF] * q[i] + kE2M1Doubled[codes[i / 2] >> 4] * q[i + 1];
+  return dot;
+}
+
 // Int8 numerics (ops.h) on one FP4 row, scalar: each 32-column block of x quantised on the
 // spot (quantize_int8_block: the same codes and steps the vector kernel's prepared
 // activations hold), the block's integer sum scaled by step * 2^(e-127) / 2 and summed in
@@ -42,12 +51,7 @@ inline void int8_scalar_row(const WeightView& w, int64_t r, const float* x, int6
     double acc = 0.0;
     for (int64_t b = 0; b < n_blocks; ++b) {
       const double step = quantize_int8_block(x + t * w.n_in + b * kInt8Block, q);
-      int32_t dot = 0;
-      for (int64_t i = 0; i < kInt8Block; i += 2) {
-        const uint8_t byte = codes[(b * kInt8Block + i) / 2];
-        dot += kE2M1Doubled[byte & 0xF] * q[i] + kE2M1Doubled[byte >> 4] * q[i + 1];
-      }
-      acc += double(dot) * step * double(e8m0_to_f32(scales[b]));
+      acc += double(int8_fp4_block_dot(codes + b * kInt8Block / 2, q)) * step * double(e8m0_to_f32(scales[b]));
     }
     y[t * w.n_out + r] = float(acc * 0.5);
   }

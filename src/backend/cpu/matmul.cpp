@@ -1068,7 +1068,6 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
 // Against the exact AVX2 kernel (~20 vector ops and 8 fp32 FMAs per chunk, compute-bound
 // on Zen 3 at ~7.5 GB/s per core) this is 14 ops per chunk.
 #if DSV4_FP4_AVX2 || DSV4_FP4_AVX3
-#define DSV4_HAVE_INT8_FP4 1
 constexpr int64_t kInt8Chunk = 64;        // columns per 32-byte weight load
 constexpr int64_t kInt8ChunkBytes = 128;  // prepared activation bytes per chunk
 
@@ -1167,12 +1166,7 @@ HWY_INLINE void RowFp4Int8(const Job& j, int64_t r, int64_t t0) {
       const int8_t* q = reinterpret_cast<const int8_t*>(xt);
       float step;
       std::memcpy(&step, xt + 32, 4);
-      int32_t dot = 0;
-      for (int64_t i = 0; i < 32; i += 2) {
-        const uint8_t byte = wr[nc * 32 + i / 2];
-        dot += kE2M1Doubled[byte & 0xF] * q[i] + kE2M1Doubled[byte >> 4] * q[i + 1];
-      }
-      out = std::fma(float(dot), step * e8m0_to_f32(sr[n / 32 - 1]), out);
+      out = std::fma(float(int8_fp4_block_dot(wr + nc * 32, q)), step * e8m0_to_f32(sr[n / 32 - 1]), out);
     }
     j.y[(t0 + t) * w.n_out + r] = out * 0.5f;
   }
@@ -1387,13 +1381,13 @@ const float* RoundedCopy(const float* x, int64_t n, ScratchBuffer<float>& dst) {
 }
 
 // Whether a product runs in int8 numerics: FP4 weights only (every other format is exact).
-bool Int8Job(Numerics numerics, const WeightView& w) {
+bool IsInt8(Numerics numerics, const WeightView& w) {
   return numerics == Numerics::kInt8 && w.format == WeightFormat::FP4_BLOCK32;
 }
 
 // The job of an int8-numerics product; xq: room for n_tok * Int8PrepBytes(n_in) bytes
 // (64-byte aligned) where the target has the vector kernel, already prepared if `ready`.
-Job Int8Job(const Ops::MatmulJob& m, uint8_t* xq, bool ready) {
+Job MakeInt8Job(const Ops::MatmulJob& m, uint8_t* xq, bool ready) {
   Job j{m.w, m.x, m.x, m.w->n_in, m.n_tok, m.y};
   j.int8 = true;
   const int64_t ld = Int8PrepBytes(m.w->n_in);
@@ -1421,10 +1415,10 @@ void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
     x = RoundedCopy(x, n_tok * w.n_in, xr);
   }
   Job j{&w, x, nullptr, 0, n_tok, y};
-  if (Int8Job(numerics, w)) {
+  if (IsInt8(numerics, w)) {
     thread_local ScratchBuffer<uint8_t> xq;
     const Ops::MatmulJob m{&w, x, n_tok, y};
-    j = Int8Job(m, xq.get(n_tok * Int8PrepBytes(w.n_in)), false);
+    j = MakeInt8Job(m, xq.get(n_tok * Int8PrepBytes(w.n_in)), false);
   } else if (bf16) {
     // 64-byte aligned like the exact kernels' activations: a vector load that splits a
     // cache line costs as much as a weight load (fast FP4 group: 44 -> 60 GB/s).
@@ -1509,7 +1503,7 @@ void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool
   for (int64_t i = 0; i < n_jobs; ++i) {
     const Ops::MatmulJob& m = jobs[i];
     if (m.w->n_out <= 0 || m.n_tok <= 0) continue;
-    if (Int8Job(numerics, *m.w)) {
+    if (IsInt8(numerics, *m.w)) {
       for (int64_t k = 0; k < i && xq_off[size_t(i)] < 0; ++k) {
         const Ops::MatmulJob& o = jobs[k];
         if (xq_off[size_t(k)] >= 0 && o.x == m.x && o.n_tok == m.n_tok && o.w->n_in == m.w->n_in)
@@ -1546,11 +1540,11 @@ void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool
   for (int64_t i = 0; i < n_jobs; ++i) {
     const Ops::MatmulJob& m = jobs[i];
     if (m.w->n_out <= 0 || m.n_tok <= 0) continue;
-    if (Int8Job(numerics, *m.w)) {
+    if (IsInt8(numerics, *m.w)) {
       uint8_t* xq = xq_base + xq_off[size_t(i)];
       bool ready = false;  // already prepared for an earlier job
-      for (const Job& o : js) ready |= o.xq == xq && xq != nullptr && total_xq > 0;
-      js.push_back(Int8Job(m, xq, ready));
+      for (const Job& o : js) ready |= o.int8 && o.xq == xq;  // (xq is unused where the target has no prep)
+      js.push_back(MakeInt8Job(m, xq, ready));
     } else if (xb_off[size_t(i)] >= 0) {
       uint16_t* xb = xb_base + xb_off[size_t(i)];
       PrepXb(*m.w, m.x, m.n_tok, xb);

@@ -568,7 +568,8 @@ TEST(CpuMatmul, ManyEqualsMatmulEveryIsa) {
   const Shape shapes[] = {{WeightFormat::FP4_BLOCK32, 300, 512},  {WeightFormat::FP4_BLOCK32, 64, 512},
                           {WeightFormat::FP8_BLOCK128, 130, 512}, {WeightFormat::BF16, 77, 512},
                           {WeightFormat::F32, 9, 512},            {WeightFormat::FP8_BLOCK128, 3, 300},
-                          {WeightFormat::FP4_BLOCK32, 1, 4128},   {WeightFormat::BF16, 700, 96}};
+                          {WeightFormat::FP4_BLOCK32, 1, 4128},   {WeightFormat::BF16, 700, 96},
+                          {WeightFormat::FP4_BLOCK32, 40, 512}};  // shares x512 with job 0 (one int8 prep)
   std::vector<OwnedWeight> ws;
   uint32_t seed = 900;
   for (const Shape& sh : shapes) ws.push_back(random_weight(sh.f, sh.n_out, sh.n_in, seed++));
