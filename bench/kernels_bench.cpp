@@ -71,12 +71,13 @@ struct Buffer {
 
 struct Matrix {
   Buffer data, scale;
+  std::vector<uint64_t> fp8_normal;  // FP8: the normal-code flags, as the model loader makes them
   WeightView view;
 };
 
 // FP8 codes as a checkpoint holds them: Gaussian values quantised with the block maximum
 // (about 4.5 sigma over 16384 values) at 448, so zero and subnormal codes are as rare as
-// there (the AVX2 kernel decodes blocks holding one a second time). 64K draws, picked by
+// there (the AVX2 kernel decodes blocks holding one with blends). 64K draws, picked by
 // 16 random bits per weight.
 const std::vector<uint8_t>& fp8_codes() {
   static const std::vector<uint8_t> codes = [] {
@@ -120,6 +121,10 @@ Matrix make_matrix(WeightFormat f, int64_t n_out, int64_t n_in) {
   for (auto& s : m.scale) s = uint8_t(120 + next_u64() % 10);
   m.view.data = m.data.data() + g_misalign;
   m.view.scale = m.scale.empty() ? nullptr : m.scale.data() + g_misalign;
+  if (f == WeightFormat::FP8_BLOCK128) {
+    m.fp8_normal = fp8_normal_blocks(m.view);
+    m.view.fp8_normal = m.fp8_normal.data();
+  }
   return m;
 }
 

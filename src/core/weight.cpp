@@ -1,5 +1,6 @@
 #include "core/weight.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstring>
 
@@ -35,7 +36,31 @@ int64_t WeightView::total_bytes() const {
   if (format == WeightFormat::FP8_BLOCK128)
     bytes += (ceil_div(row_offset + n_out, 128) - row_offset / 128) * ceil_div(n_in, 128);
   if (format == WeightFormat::FP4_BLOCK32) bytes += n_out * (n_in / 32);
+  if (format == WeightFormat::FP8_BLOCK128 && fp8_normal != nullptr) {  // the flag words read
+    const int64_t nb = ceil_div(n_in, 128);
+    bytes += 8 * (ceil_div((row_offset + n_out) * nb, 64) - row_offset * nb / 64);
+  }
   return bytes;
+}
+
+// A code is normal unless its exponent field is 0 (zero, subnormals) or it is NaN
+// (0x7F, 0xFF). The OR over a block's bytes vectorises.
+std::vector<uint64_t> fp8_normal_blocks(const WeightView& w) {
+  check(w.format == WeightFormat::FP8_BLOCK128 && w.row_offset == 0,
+        "fp8_normal_blocks: " + w.name + " is not a whole FP8 tensor");
+  const int64_t nb = ceil_div(w.n_in, 128);
+  std::vector<uint64_t> bits(size_t(ceil_div(w.n_out * nb, 64)), 0);
+  for (int64_t r = 0; r < w.n_out; ++r) {
+    const uint8_t* row = w.data + r * w.n_in;
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t special = 0;
+      for (int64_t c = b * 128; c < std::min(w.n_in, b * 128 + 128); ++c)
+        special |= uint8_t(((row[c] & 0x78) == 0) | ((row[c] & 0x7F) == 0x7F));
+      const uint64_t i = fp8_normal_bit(w, r, b);
+      if (!special) bits[i / 64] |= uint64_t(1) << (i % 64);
+    }
+  }
+  return bits;
 }
 
 void WeightView::dequant_row(int64_t r, float* out) const {

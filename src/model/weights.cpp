@@ -26,7 +26,9 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Looks tensors up by name, checks them against the inventory, and produces views.
 class Binder {
  public:
-  Binder(const io::Config& c, const io::Checkpoint& ckpt) : ckpt_(ckpt) {
+  // fp8_flags: where the FP8 weights' normal-code flags are kept (they must outlive the views).
+  Binder(const io::Config& c, const io::Checkpoint& ckpt, std::vector<std::vector<uint64_t>>& fp8_flags)
+      : ckpt_(ckpt), fp8_flags_(fp8_flags) {
     for (auto& s : expected_tensors(c)) specs_.emplace(s.name, std::move(s));
   }
 
@@ -46,6 +48,7 @@ class Binder {
         w.format = WeightFormat::FP8_BLOCK128;
         expect_shape(t, {n_out, n_in});
         w.scale = scale(name, {ceil_div(n_out, 128), ceil_div(n_in, 128)});
+        attach_fp8_flags(w);
         break;
       }
       case DType::I8: {  // packed FP4 e2m1, two values per byte along the input dimension
@@ -104,6 +107,15 @@ class Binder {
     return it->second;
   }
 
+  // The flags read every code once. A routed expert left in the file mapping is read
+  // only when the router picks it, so it gets none (the kernels check its blocks as they
+  // decode them) rather than the whole expert set being read here.
+  void attach_fp8_flags(WeightView& w) {
+    if (is_routed_expert_tensor(w.name) && ckpt_.residency() != io::Residency::kCopy) return;
+    fp8_flags_.push_back(fp8_normal_blocks(w));
+    w.fp8_normal = fp8_flags_.back().data();
+  }
+
   const uint8_t* scale(const std::string& weight_name, const std::vector<int64_t>& shape) {
     const std::string name = scale_name(weight_name);
     const io::TensorInfo& t = ckpt_.get(name);
@@ -130,6 +142,7 @@ class Binder {
   }
 
   const io::Checkpoint& ckpt_;
+  std::vector<std::vector<uint64_t>>& fp8_flags_;
   std::map<std::string, TensorSpec> specs_;
   std::set<std::string> bound_;
 };
@@ -218,7 +231,7 @@ std::unique_ptr<ModelWeights> bind_weights(io::Config config, std::unique_ptr<io
   mw->config = std::move(config);
   mw->checkpoint = std::move(ckpt);
   const io::Config& c = mw->config;
-  Binder b(c, *mw->checkpoint);
+  Binder b(c, *mw->checkpoint, mw->fp8_normal_flags);
   mw->embed = b.linear("embed.weight");
   for (int64_t i = 0; i < c.n_layer; ++i) mw->layers.push_back(bind_block(b, c, i));
   mw->norm = b.vec("norm.weight");

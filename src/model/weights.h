@@ -97,6 +97,10 @@ struct ModelWeights {
   HcHeadWeights hc_head;
   WeightView head;                 // [vocab_size, n_embd]
   std::vector<MtpWeights> mtp;     // [n_mtp]
+  // The FP8 views' fp8_normal bits (WeightView): one word array per FP8 weight, made as
+  // it is bound. The views point into these buffers, which stay put when the outer
+  // vector grows or the struct moves.
+  std::vector<std::vector<uint64_t>> fp8_normal_flags;
 };
 
 // Opens a checkpoint directory (config.json + safetensors), binds and checks every tensor.

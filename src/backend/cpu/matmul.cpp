@@ -390,6 +390,33 @@ HWY_INLINE void Fp8Avx2Fma(const __m256 wv[4], const __m256 x[4], __m256& p, __m
   q = _mm256_fmadd_ps(wv[3], x[3], q);
 }
 
+// Which blocks need the second, exact decode: a weight's fp8_normal flags tell (the model
+// loader makes them); for a weight without flags (kCheck) the first pass notes special
+// codes as it goes, three more vector ops per 32 weights (one Zen 3 core, L1-resident,
+// two rows per step: 32.2 cycles per 128 weights with the check, 27.4 with the flags).
+// Both give the same bits. The kernels come in both forms, chosen once per row: one
+// function deciding per block kept each block's sums in memory.
+
+// The group at p: its bf16 bytes by lookups, and with kCheck its special codes noted in bad.
+template <bool kCheck>
+HWY_INLINE void Fp8Avx2Group(const Fp8Avx2Tables& tb, const uint8_t* p, __m256i& lo, __m256i& hi, __m256i& bad) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  Fp8Avx2Bytes(tb, v, lo, hi);
+  if constexpr (kCheck) Fp8Avx2NoteBad(tb, v, bad);
+}
+// The group at p decoded right for every code.
+HWY_INLINE void Fp8Avx2GroupExact(const Fp8Avx2Tables& tb, const uint8_t* p, __m256i& lo, __m256i& hi) {
+  Fp8Avx2BytesExact(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), lo, hi);
+}
+// Whether block b of a row holds a special code: its fp8_normal bit (row_bit: the row's
+// bit of block 0), or with kCheck the codes its pass noted in bad.
+template <bool kCheck>
+HWY_INLINE bool Fp8Avx2Special(const Fp8Avx2Tables& tb, const WeightView& w, uint64_t row_bit, int64_t b,
+                               __m256i bad) {
+  if constexpr (kCheck) return Fp8Avx2AnyBad(tb, bad);
+  return !fp8_normal_test(w.fp8_normal, row_bit + uint64_t(b));
+}
+
 // xp for FP8 rows on AVX2: per group of 32 columns, four vectors [A, B, C, D] in the order
 // the byte unpacks produce the words: A = columns {0,2,4,6,16,18,20,22}, B = A + 1,
 // C = A + 8, D = A + 9. The columns past the last whole group are plain.
@@ -404,8 +431,8 @@ void PrepFp8(const float* x, int64_t n, float* xp) {
 // Per (row, token) two chains over the block's groups (A and C words into p, B and D into
 // q), the block sum scaled once, the columns past the last whole group in a scalar tail:
 // the same order for every T.
-template <int T>
-HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
+template <int T, bool kCheck>
+HWY_INLINE void RowFp8Impl(const Job& j, int64_t r, int64_t t0) {
   const WeightView& w = *j.w;
   const int64_t n = w.n_in;
   const int64_t nb = ceil_div(n, 128);
@@ -416,6 +443,7 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
     return;
   }
   const Fp8Avx2Tables tb;
+  const uint64_t row_bit = fp8_normal_bit(w, r + w.row_offset, 0);
   __m256 acc[T], p[T], q[T];
   float tail[T];
   for (int t = 0; t < T; ++t) {
@@ -440,17 +468,15 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
     for (int64_t c = c0; c < cg; c += 32) {
       if constexpr (kPrefetchBytes > 0)
         if ((c & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c + kPrefetchBytes), DSV4_PF_HINT);
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c));
       __m256i lo, hi;
-      Fp8Avx2Bytes(tb, v, lo, hi);
-      Fp8Avx2NoteBad(tb, v, bad);
+      Fp8Avx2Group<kCheck>(tb, wr + c, lo, hi, bad);
       multiply(lo, hi, c);
     }
-    if (cg > c0 && Fp8Avx2AnyBad(tb, bad)) {  // again, right for every code
+    if (cg > c0 && Fp8Avx2Special<kCheck>(tb, w, row_bit, b, bad)) {  // again, right for every code
       for (int t = 0; t < T; ++t) p[t] = q[t] = _mm256_setzero_ps();
       for (int64_t c = c0; c < cg; c += 32) {
         __m256i lo, hi;
-        Fp8Avx2BytesExact(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c)), lo, hi);
+        Fp8Avx2GroupExact(tb, wr + c, lo, hi);
         multiply(lo, hi, c);
       }
     }
@@ -468,6 +494,11 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
   const DF d;
   for (int t = 0; t < T; ++t) j.y[(t0 + t) * w.n_out + r] = Sum(d, hn::Vec<DF>{acc[t]}) + tail[t];
 }
+template <int T>
+HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
+  if (j.w->fp8_normal != nullptr) RowFp8Impl<T, false>(j, r, t0);
+  else RowFp8Impl<T, true>(j, r, t0);
+}
 
 // Two rows, one token (decode): each group's activation vectors, loaded once, serve both
 // rows (the loads, four per 32 weights, otherwise compete with the weight stream and
@@ -475,7 +506,8 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
 // so the results are bit-identical to it. Returns false (nothing written) when a scale of
 // either row needs the exact path.
 #define DSV4_HAVE_ROW2_FP8_AVX2 1
-HWY_INLINE bool Row2Fp8(const Job& j, int64_t r, int64_t t0) {
+template <bool kCheck>
+HWY_INLINE bool Row2Fp8Impl(const Job& j, int64_t r, int64_t t0) {
   const WeightView& w = *j.w;
   const int64_t n = w.n_in;
   const int64_t nb = ceil_div(n, 128);
@@ -484,6 +516,7 @@ HWY_INLINE bool Row2Fp8(const Job& j, int64_t r, int64_t t0) {
   for (int k = 0; k < 2; ++k)
     if (!scales_in_range(sr[k], nb, 1, kFp8MaxScale)) return false;
   const Fp8Avx2Tables tb;
+  const uint64_t row_bit[2] = {fp8_normal_bit(w, r + w.row_offset, 0), fp8_normal_bit(w, r + 1 + w.row_offset, 0)};
   const float* xt = j.xp + t0 * j.ldx;
   __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   float tail[2] = {0.0f, 0.0f};
@@ -500,21 +533,21 @@ HWY_INLINE bool Row2Fp8(const Job& j, int64_t r, int64_t t0) {
       __m256 x[4];
       Fp8Avx2LoadX(xt + c, x);
       for (int k = 0; k < 2; ++k) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[k] + c));
         __m256i lo, hi;
-        Fp8Avx2Bytes(tb, v, lo, hi);
-        Fp8Avx2NoteBad(tb, v, bad[k]);
+        Fp8Avx2Group<kCheck>(tb, wr[k] + c, lo, hi, bad[k]);
         __m256 wv[4];
         Fp8Avx2Weights(lo, hi, wv);
         Fp8Avx2Fma(wv, x, p[k], q[k]);
       }
     }
+    // (Unrolled: as a loop over k, p and q went through memory.)
+#pragma GCC unroll 2
     for (int k = 0; k < 2; ++k) {
-      if (cg > c0 && Fp8Avx2AnyBad(tb, bad[k])) {  // this row's block again, right for every code
+      if (cg > c0 && Fp8Avx2Special<kCheck>(tb, w, row_bit[k], b, bad[k])) {  // this row's block again, exactly
         p[k] = q[k] = _mm256_setzero_ps();
         for (int64_t c = c0; c < cg; c += 32) {
           __m256i lo, hi;
-          Fp8Avx2BytesExact(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[k] + c)), lo, hi);
+          Fp8Avx2GroupExact(tb, wr[k] + c, lo, hi);
           __m256 x[4];
           Fp8Avx2LoadX(xt + c, x);
           __m256 wv[4];
@@ -533,6 +566,9 @@ HWY_INLINE bool Row2Fp8(const Job& j, int64_t r, int64_t t0) {
   const DF d;
   for (int k = 0; k < 2; ++k) j.y[t0 * w.n_out + r + k] = Sum(d, hn::Vec<DF>{acc[k]}) + tail[k];
   return true;
+}
+HWY_INLINE bool Row2Fp8(const Job& j, int64_t r, int64_t t0) {
+  return j.w->fp8_normal != nullptr ? Row2Fp8Impl<false>(j, r, t0) : Row2Fp8Impl<true>(j, r, t0);
 }
 
 #else

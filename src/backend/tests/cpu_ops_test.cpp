@@ -162,13 +162,35 @@ double abs_dot(const WeightView& w, int64_t o, const float* xt, std::vector<floa
   return s;
 }
 
-// Runs ops.matmul and RefOps.matmul on rows `check_rows` (all rows when empty) and
-// compares within the tolerance table.
+// y = ops.matmul(w, x) for a weight without FP8 flags, and wf is the same weight with
+// them: the same bits must come out (the AVX2 kernels then skip their own check).
+void expect_same_bits_with_flags(Ops& ops, const WeightView& wf, const float* x, int64_t n_tok,
+                                 const std::vector<float>& y) {
+  std::vector<float> yf(y.size(), -12345.0f);
+  ops.matmul(wf, x, n_tok, yf.data());
+  int failures = 0;
+  for (size_t i = 0; i < y.size() && failures < 5; ++i)
+    if (std::memcmp(&y[i], &yf[i], 4) != 0) {
+      ADD_FAILURE() << "fp8 [" << wf.n_out << "," << wf.n_in << "] row_offset " << wf.row_offset << " n_tok " << n_tok
+                    << " tok " << int64_t(i) / wf.n_out << " row " << int64_t(i) % wf.n_out << ": " << y[i]
+                    << " without flags, " << yf[i] << " with them";
+      ++failures;
+    }
+}
+
+// Runs ops.matmul and RefOps.matmul on every row_stride-th row and compares within the
+// tolerance table (an FP8 weight without flags also with them, bit for bit).
 void check_matmul(Ops& ops, const WeightView& w, int64_t n_tok, uint32_t seed,
                   int64_t row_stride = 1) {
   const std::vector<float> x = random_x(n_tok * w.n_in, seed);
   std::vector<float> y(size_t(n_tok * w.n_out), -12345.0f);
   ops.matmul(w, x.data(), n_tok, y.data());
+  if (w.format == WeightFormat::FP8_BLOCK128 && w.fp8_normal == nullptr && w.row_offset == 0) {
+    const std::vector<uint64_t> flags = fp8_normal_blocks(w);
+    WeightView wf = w;
+    wf.fp8_normal = flags.data();
+    expect_same_bits_with_flags(ops, wf, x.data(), n_tok, y);
+  }
   const auto* ops_ref = dynamic_cast<const RefOps*>(&ops);  // CpuOps is one: its numerics
   const Numerics numerics = ops_ref ? ops_ref->numerics() : Numerics::kExact;
   RefOps ref(numerics);
@@ -430,9 +452,23 @@ TEST(CpuMatmul, MisalignedWeightsEveryIsa) {
 TEST(CpuMatmul, Fp8RowOffsetViews) {
   CpuOps ops(2);
   const OwnedWeight w = random_weight(WeightFormat::FP8_BLOCK128, 300, 200, 7);
+  // The same views of the weight with its normal-code flags: row_offset picks the bits.
+  const std::vector<uint64_t> flags = fp8_normal_blocks(w.view);
+  WeightView wf = w.view;
+  wf.fp8_normal = flags.data();
+  const auto check_view = [&](const auto& slice, int64_t n_tok, uint32_t seed) {
+    const WeightView v = slice(w.view), vf = slice(wf);
+    check_matmul(ops, v, n_tok, seed);
+    const std::vector<float> x = random_x(n_tok * v.n_in, seed);
+    std::vector<float> y(size_t(n_tok * v.n_out));
+    ops.matmul(v, x.data(), n_tok, y.data());
+    expect_same_bits_with_flags(ops, vf, x.data(), n_tok, y);
+  };
   for_each_isa([&](const std::string&) {
-    check_matmul(ops, weight_rows(w.view, 37, 200), 1, 11);
-    check_matmul(ops, weight_rows(weight_rows(w.view, 100, 150), 60, 90), 3, 12);
+    for (int64_t n_tok : {1, 3}) {
+      check_view([](const WeightView& v) { return weight_rows(v, 37, 200); }, n_tok, 11);
+      check_view([](const WeightView& v) { return weight_rows(weight_rows(v, 100, 150), 60, 90); }, n_tok, 12);
+    }
   });
   // Whole 128-column blocks (the multi-row decode kernel) with a scale-block boundary
   // inside a group of rows: rows 126..129 of the parent use two scale rows.

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -154,6 +155,62 @@ TEST(Weight, Fp8SliceStartingMidBlock) {
   const WeightView last = weight_rows(w, 256, 44);  // the partial last block
   check_all(last, [&](int64_t r, int64_t c) { return m.expect(r + 256, c); });
   EXPECT_EQ(last.total_bytes(), 44 * 260 + 3);
+}
+
+// fp8_normal_blocks: bit (row * n_blocks + block) is set exactly when every code of the
+// block's row segment is a normal number, here by the definition (finite, |v| >= 2^-6,
+// the smallest normal E4M3), on a shape whose blocks are partial and whose rows' bits
+// cross word boundaries; slices read the stored tensor's bits through row_offset.
+TEST(Weight, Fp8NormalBlocks) {
+  const int64_t n_out = 70, n_in = 300, nb = 3;  // 210 bits: four words, rows straddling them
+  std::vector<uint8_t> data(size_t(n_out * n_in)), scale(size_t(1 * nb), 127);
+  for (int64_t r = 0; r < n_out; ++r)
+    for (int64_t c = 0; c < n_in; ++c) data[size_t(r * n_in + c)] = uint8_t(0x08 + (r * 7 + c * 13) % 0x70) | (c % 2 ? 0x80 : 0);
+  // One special code in some (row, block) segments: zero, -zero, subnormals, NaN, at the
+  // first and last column of a block and in the partial last block.
+  const struct {
+    int64_t row, col;
+    uint8_t code;
+  } placed[] = {{0, 0, 0x00},   {1, 127, 0x80}, {2, 128, 0x01}, {3, 255, 0x87}, {4, 256, 0x7F}, {5, 299, 0xFF},
+                {9, 200, 0x07}, {21, 5, 0x05},  {42, 130, 0x00}, {63, 299, 0x81}, {69, 0, 0x7F}};
+  for (const auto& p : placed) data[size_t(p.row * n_in + p.col)] = p.code;
+  WeightView w;
+  w.format = WeightFormat::FP8_BLOCK128;
+  w.n_out = n_out;
+  w.n_in = n_in;
+  w.data = data.data();
+  w.scale = scale.data();
+  w.name = "fp8";
+  const std::vector<uint64_t> bits = fp8_normal_blocks(w);
+  ASSERT_EQ(bits.size(), 4u);
+  EXPECT_EQ(bits[3] >> (210 - 192), 0u) << "bits past the last block stay clear";
+  int specials = 0;
+  for (int64_t r = 0; r < n_out; ++r)
+    for (int64_t b = 0; b < nb; ++b) {
+      bool normal = true;
+      for (int64_t c = b * 128; c < std::min(n_in, b * 128 + 128); ++c) {
+        const double v = e4m3_ref(data[size_t(r * n_in + c)]);
+        const bool nan = (data[size_t(r * n_in + c)] & 0x7F) == 0x7F;
+        normal = normal && !nan && std::fabs(v) >= 0x1p-6;
+      }
+      specials += !normal;
+      const int64_t i = r * nb + b;
+      EXPECT_EQ((bits[size_t(i / 64)] >> (i % 64)) & 1, uint64_t(normal)) << "row " << r << " block " << b;
+      EXPECT_EQ(fp8_normal_bit(w, r, b), uint64_t(i));
+      EXPECT_EQ(fp8_normal_test(bits.data(), fp8_normal_bit(w, r, b)), normal);
+    }
+  EXPECT_EQ(specials, 11);
+  // Views keep the stored tensor's bits; the flag words count as bytes read.
+  w.fp8_normal = bits.data();
+  const WeightView s = weight_rows(w, 21, 30);  // stored rows 21..50: bits 63..152, words 0..2
+  EXPECT_EQ(s.fp8_normal, bits.data());
+  EXPECT_EQ(s.total_bytes(), 30 * 300 + 3 + 8 * 3);
+  EXPECT_EQ(w.total_bytes(), 70 * 300 + 3 + 8 * 4);
+  // Only a whole FP8 tensor has its own flags.
+  EXPECT_THROW(fp8_normal_blocks(s), Error);
+  WeightView f32 = w;
+  f32.format = WeightFormat::F32;
+  EXPECT_THROW(fp8_normal_blocks(f32), Error);
 }
 
 TEST(Weight, Fp4NibbleOrder) {

@@ -3,6 +3,7 @@
 // deterministic generation, every kind of broken checkpoint, and numerical invariants.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -158,6 +159,50 @@ TEST_P(PresetTest, RoutedExpertTensorsAreExactlyTheBoundExperts) {
     marked += is_routed_expert_tensor(t->name);
   }
   EXPECT_GE(marked, int64_t(bound.size()));
+}
+
+// Every FP8 linear the loader binds carries its normal-code flags (the AVX2 kernels then
+// skip their own check), equal to a fresh scan of its codes; a routed expert left in the
+// file mapping carries none, so binding does not read every expert.
+TEST_P(PresetTest, Fp8WeightsCarryNormalCodeFlags) {
+  const std::string dir = temp_dir("fp8flags_" + GetParam());
+  write_tiny_model(dir, tiny_config(GetParam()), {5, 1});
+  for (io::Residency res : {io::Residency::kCopy, io::Residency::kSplit}) {
+    const auto w = load_weights(dir, res);
+    std::vector<const WeightView*> views;
+    auto add_block = [&](const BlockWeights& b) {
+      const AttentionWeights& a = b.attn;
+      for (const WeightView* v : {&a.wq_a, &a.wq_b, &a.wkv, &a.wo_a, &a.wo_b, &a.index_wq_b, &a.index_weights_proj,
+                                  &a.compressor.wkv, &a.compressor.wgate, &b.ffn.gate})
+        views.push_back(v);
+      for (const ExpertWeights& e : b.ffn.experts)
+        for (const WeightView* v : {&e.w1, &e.w2, &e.w3}) views.push_back(v);
+      if (b.ffn.has_shared)
+        for (const WeightView* v : {&b.ffn.shared.w1, &b.ffn.shared.w2, &b.ffn.shared.w3}) views.push_back(v);
+    };
+    for (const BlockWeights& b : w->layers) add_block(b);
+    for (const MtpWeights& m : w->mtp) {
+      add_block(m.block);
+      views.push_back(&m.e_proj);
+      views.push_back(&m.h_proj);
+    }
+    int flagged = 0;
+    for (const WeightView* v : views) {
+      if (v->format != WeightFormat::FP8_BLOCK128) {
+        EXPECT_EQ(v->fp8_normal, nullptr) << v->name;
+        continue;
+      }
+      if (is_routed_expert_tensor(v->name) && w->checkpoint->residency() != io::Residency::kCopy) {
+        EXPECT_EQ(v->fp8_normal, nullptr) << v->name;
+        continue;
+      }
+      ASSERT_NE(v->fp8_normal, nullptr) << v->name << " " << io::residency_name(res);
+      const std::vector<uint64_t> want = fp8_normal_blocks(*v);
+      EXPECT_TRUE(std::equal(want.begin(), want.end(), v->fp8_normal)) << v->name;
+      ++flagged;
+    }
+    EXPECT_GT(flagged, 0) << io::residency_name(res);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Presets, PresetTest, testing::ValuesIn(tiny_presets()),
