@@ -163,7 +163,8 @@ TEST(Weight, Fp8SliceStartingMidBlock) {
 // cross word boundaries; slices read the stored tensor's bits through row_offset.
 TEST(Weight, Fp8NormalBlocks) {
   const int64_t n_out = 70, n_in = 300, nb = 3;  // 210 bits: four words, rows straddling them
-  std::vector<uint8_t> data(size_t(n_out * n_in)), scale(size_t(1 * nb), 127);
+  Fp8Weight m(n_out, n_in);
+  std::vector<uint8_t>& data = m.data;  // normal codes only, then the placed ones
   for (int64_t r = 0; r < n_out; ++r)
     for (int64_t c = 0; c < n_in; ++c) data[size_t(r * n_in + c)] = uint8_t(0x08 + (r * 7 + c * 13) % 0x70) | (c % 2 ? 0x80 : 0);
   // One special code in some (row, block) segments: zero, -zero, subnormals, NaN, at the
@@ -174,13 +175,7 @@ TEST(Weight, Fp8NormalBlocks) {
   } placed[] = {{0, 0, 0x00},   {1, 127, 0x80}, {2, 128, 0x01}, {3, 255, 0x87}, {4, 256, 0x7F}, {5, 299, 0xFF},
                 {9, 200, 0x07}, {21, 5, 0x05},  {42, 130, 0x00}, {63, 299, 0x81}, {69, 0, 0x7F}};
   for (const auto& p : placed) data[size_t(p.row * n_in + p.col)] = p.code;
-  WeightView w;
-  w.format = WeightFormat::FP8_BLOCK128;
-  w.n_out = n_out;
-  w.n_in = n_in;
-  w.data = data.data();
-  w.scale = scale.data();
-  w.name = "fp8";
+  WeightView w = m.view();
   const std::vector<uint64_t> bits = fp8_normal_blocks(w);
   ASSERT_EQ(bits.size(), 4u);
   EXPECT_EQ(bits[3] >> (210 - 192), 0u) << "bits past the last block stay clear";
