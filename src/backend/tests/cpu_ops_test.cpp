@@ -938,6 +938,22 @@ std::vector<float> dequantised_int8(const std::vector<float>& x) {
 // order of fp32 sums. This checks the kernels against the exact ones on x', independently
 // of the oracle's int8 code, on odd widths (a lone last block), special-scale rows, every
 // token count and target, and a token whose activations hold a NaN.
+// Activation blocks at the edges of the int8 quantisation (the vector prep must give
+// quantize_int8_block's codes): all zero, exact ties at two scales (x * 127 / max|x| =
+// k + 1/2: nearest-even), subnormals only; the first blocks of a token row of n columns.
+// (A block of much larger values would hide them: the tolerance scales with sum |w x|.)
+void set_int8_edge_blocks(float* x, int64_t n) {
+  for (int64_t i = 0; i < std::min<int64_t>(n, 4 * 32); ++i) {
+    const int64_t b = i / 32, k = i % 32;
+    switch (b) {
+      case 0: x[i] = 0.0f; break;
+      case 1: x[i] = k == 0 ? 127.0f : float(k - 16) + 0.5f; break;                // step 1: ties
+      case 2: x[i] = std::ldexp(k == 0 ? -127.0f : float(k) - 15.5f, -10); break;  // step 2^-10: ties
+      default: x[i] = float(k - 13) * 0x1p-140f; break;                            // subnormal values
+    }
+  }
+}
+
 TEST(CpuMatmul, Int8IsExactOnQuantisedActivationsEveryIsa) {
   OwnedWeight special = random_weight(WeightFormat::FP4_BLOCK32, 6, 256, 61);
   special.scale[0 * 8 + 3] = 0;
@@ -958,6 +974,8 @@ TEST(CpuMatmul, Int8IsExactOnQuantisedActivationsEveryIsa) {
       for (int64_t n_tok : {1, 3, 6}) {
         std::vector<float> x = random_x(n_tok * w.n_in, seed++);
         if (n_tok == 3) x[size_t(w.n_in + w.n_in / 2)] = std::nanf("");  // token 1
+        if (n_tok == 3) x[size_t(2 * w.n_in + w.n_in - 1)] = -INFINITY;    // token 2: its block's step is NaN
+        if (n_tok == 6) set_int8_edge_blocks(x.data() + 2 * w.n_in, w.n_in);  // token 2
         const std::vector<float> xq = dequantised_int8(x);
         std::vector<float> y(size_t(n_tok * w.n_out)), ye(y.size());
         int8.matmul(w, x.data(), n_tok, y.data());
@@ -969,8 +987,8 @@ TEST(CpuMatmul, Int8IsExactOnQuantisedActivationsEveryIsa) {
             const std::string where = std::string(" [") + std::to_string(w.n_out) + "," + std::to_string(w.n_in) +
                                       "] n_tok " + std::to_string(n_tok) + " tok " + std::to_string(t) + " row " +
                                       std::to_string(o) + " isa " + isa;
-            if (n_tok == 3 && t == 1) {
-              EXPECT_TRUE(std::isnan(got)) << "a NaN activation must spoil its token" << where;
+            if (n_tok == 3 && t >= 1) {
+              EXPECT_TRUE(std::isnan(got)) << "a NaN or inf activation must spoil its token" << where;
               continue;
             }
             w.dequant_row(o, row.data());
