@@ -33,13 +33,12 @@ int64_t WeightView::row_bytes() const {
 
 int64_t WeightView::total_bytes() const {
   int64_t bytes = row_bytes() * n_out;
-  if (format == WeightFormat::FP8_BLOCK128)
-    bytes += (ceil_div(row_offset + n_out, 128) - row_offset / 128) * ceil_div(n_in, 128);
-  if (format == WeightFormat::FP4_BLOCK32) bytes += n_out * (n_in / 32);
-  if (format == WeightFormat::FP8_BLOCK128 && fp8_normal != nullptr) {  // the flag words read
+  if (format == WeightFormat::FP8_BLOCK128) {
     const int64_t nb = ceil_div(n_in, 128);
-    bytes += 8 * (ceil_div((row_offset + n_out) * nb, 64) - row_offset * nb / 64);
+    bytes += (ceil_div(row_offset + n_out, 128) - row_offset / 128) * nb;  // the scale rows
+    if (fp8_normal != nullptr) bytes += 8 * (ceil_div((row_offset + n_out) * nb, 64) - row_offset * nb / 64);
   }
+  if (format == WeightFormat::FP4_BLOCK32) bytes += n_out * (n_in / 32);
   return bytes;
 }
 

@@ -30,8 +30,9 @@ struct WeightView {
   // FP8 only, optional: one bit per (stored row, 128-column block), bit (row * n_blocks +
   // block) of the stored tensor (row_offset applies, like the scale grid), set when every
   // code of the block in that row is a normal number: exponent field != 0 and not NaN
-  // (fp8_normal_blocks). The AVX2 kernels decode such codes with byte lookups only and
-  // otherwise check each block as they go; null: no flags, every block is checked.
+  // (fp8_normal_blocks). The AVX2 kernels decode with byte lookups, right for normal
+  // codes, and decode the blocks without the bit again exactly; null: no flags, and the
+  // kernels check every block as they decode it.
   const uint64_t* fp8_normal = nullptr;
   std::string name;              // checkpoint tensor name, for error messages and dumps
 

@@ -578,20 +578,24 @@ HWY_INLINE bool Row2Fp8(const Job& j, int64_t r, int64_t r2, int64_t t0) {
   return j.w->fp8_normal != nullptr ? Row2Fp8Impl<false>(j, r, r2, t0) : Row2Fp8Impl<true>(j, r, r2, t0);
 }
 
-// Decode (one token) of rows [r0, r1) shorter than 4 KiB: the two rows of a step are taken
-// half the piece apart. Adjacent rows share a 4 KiB page, and two streams interleaved
-// within a page read slower from DRAM, though not from cache (one Zen 3 core, 1024-wide
-// rows: 12.5 -> 13.8 GB/s; two: 23.8 -> 27.1, `kernels_bench --only fp8 --fp8-shape
-// 40960x1024`; 2048-wide +2%; 4096-byte rows, each its own page, lost 3-5% this way).
-// The same arithmetic per row, so the same bits.
+// Decode (one token) of FP8 rows [r0, r1), two per step. Rows of 4 KiB or more pair with
+// their neighbour; shorter rows pair with the row half the piece further on: adjacent
+// short rows share a 4 KiB page, and two streams interleaved within a page read slower
+// from DRAM, though not from cache (one Zen 3 core, 1024-wide rows: 12.5 -> 13.8 GB/s;
+// two: 23.8 -> 27.1, `kernels_bench --only fp8 --fp8-shape 40960x1024`; 2048-wide +2%;
+// 4096-byte rows, each its own page, lost 3-5% paired apart). The same arithmetic per
+// row in any pairing, so the same bits.
 constexpr int64_t kFp8ApartBelowBytes = 4096;
-void RowsFp8Apart(const Job& j, int64_t r0, int64_t r1) {
+void RowsFp8Decode(const Job& j, int64_t r0, int64_t r1) {
   const int64_t h = (r1 - r0) / 2;
-  for (int64_t i = 0; i < h; ++i)
-    if (!Row2Fp8(j, r0 + i, r0 + h + i, 0)) {
-      RowFp8<1>(j, r0 + i, 0);
-      RowFp8<1>(j, r0 + h + i, 0);
+  const bool apart = j.w->row_bytes() < kFp8ApartBelowBytes;
+  for (int64_t i = 0; i < h; ++i) {
+    const int64_t ra = apart ? r0 + i : r0 + 2 * i, rb = apart ? ra + h : ra + 1;
+    if (!Row2Fp8(j, ra, rb, 0)) {
+      RowFp8<1>(j, ra, 0);
+      RowFp8<1>(j, rb, 0);
     }
+  }
   if (2 * h < r1 - r0) RowFp8<1>(j, r1 - 1, 0);
 }
 
@@ -1322,8 +1326,8 @@ HWY_NOINLINE void Rows(const Job& job, int64_t r0, int64_t r1) {
   Job j = job;
   if (j.w->format == WeightFormat::FP8_BLOCK128) j.fp8_scales_ok = Fp8ScalesOk(*j.w, r0, r1);
 #ifdef DSV4_HAVE_ROW2_FP8_AVX2
-  if (j.n_tok == 1 && j.w->format == WeightFormat::FP8_BLOCK128 && j.w->row_bytes() < kFp8ApartBelowBytes) {
-    RowsFp8Apart(j, r0, r1);
+  if (j.n_tok == 1 && j.w->format == WeightFormat::FP8_BLOCK128) {
+    RowsFp8Decode(j, r0, r1);
     return;
   }
 #endif
@@ -1365,12 +1369,6 @@ HWY_NOINLINE void Rows(const Job& job, int64_t r0, int64_t r1) {
           ++r;
           continue;
         }
-#ifdef DSV4_HAVE_ROW2_FP8_AVX2
-        if (nt == 1 && j.w->format == WeightFormat::FP8_BLOCK128 && r + 1 < b1 && Row2Fp8(j, r, r + 1, t0)) {
-          ++r;
-          continue;
-        }
-#endif
 #ifdef DSV4_HAVE_ROWS_FP8
         if (nt == 1 && j.w->format == WeightFormat::FP8_BLOCK128 && r + kFp8Rows <= b1 &&
             RowsFp8<kFp8Rows, 1>(j, r, t0)) {
