@@ -107,11 +107,9 @@ class Binder {
     return it->second;
   }
 
-  // The flags read every code once. A routed expert left in the file mapping is read
-  // only when the router picks it, so it gets none (the kernels check its blocks as they
-  // decode them) rather than the whole expert set being read here.
+  // The flags read every code once (fp8_flags_at_load says which weights get them).
   void attach_fp8_flags(WeightView& w) {
-    if (is_routed_expert_tensor(w.name) && ckpt_.residency() != io::Residency::kCopy) return;
+    if (!fp8_flags_at_load(w.name, ckpt_.residency())) return;
     fp8_flags_.push_back(fp8_normal_blocks(w));
     w.fp8_normal = fp8_flags_.back().data();
   }
@@ -256,6 +254,10 @@ std::unique_ptr<ModelWeights> bind_weights(io::Config config, std::unique_ptr<io
 
 bool is_routed_expert_tensor(const std::string& name) {
   return name.find(".ffn.experts.") != std::string::npos;
+}
+
+bool fp8_flags_at_load(const std::string& name, io::Residency resolved) {
+  return resolved == io::Residency::kCopy || !is_routed_expert_tensor(name);
 }
 
 std::unique_ptr<ModelWeights> load_weights(const std::string& dir, io::Residency residency) {

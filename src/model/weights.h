@@ -116,6 +116,11 @@ std::unique_ptr<ModelWeights> load_weights(const std::string& dir, io::Residency
 // the few its router picks, so kSplit streams these from the file mapping.
 bool is_routed_expert_tensor(const std::string& name);
 
+// Whether the loader scans an FP8 linear for its normal-code flags (WeightView::fp8_normal)
+// under the resolved residency: every one but a routed expert left in the file mapping
+// (read only when the router picks it; the kernels check its blocks as they decode them).
+bool fp8_flags_at_load(const std::string& name, io::Residency resolved);
+
 // Binds weights from an already opened checkpoint and parsed config.
 std::unique_ptr<ModelWeights> bind_weights(io::Config config, std::unique_ptr<io::Checkpoint> ckpt);
 
