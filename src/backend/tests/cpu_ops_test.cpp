@@ -56,7 +56,7 @@ Tolerance tolerance(Numerics numerics, WeightFormat f) {
     // Int8 (FP4 products only; the others are exact): the oracle quantises with the same
     // function, and each block's integer sum of codes times doubled E2M1 weights is exact
     // in both, as is its product with step * 2^(e-127) inside an fp32 FMA; what remains is
-    // the fp32 summation of n_in / 8 lane terms. Their magnitudes sum to sum|w q step|,
+    // the fp32 summation of n_in / 32 block terms. Their magnitudes sum to sum|w q step|,
     // which is at most about twice sum|w x| (a code rounds x up by at most half a step):
     // the exact model's lambda covers it.
     case Numerics::kInt8: return {4.0, 0x1p-146};
@@ -333,6 +333,8 @@ const Shape kOddShapes[] = {
     {WeightFormat::FP4_BLOCK32, 3, 4128}, {WeightFormat::FP4_BLOCK32, 5, 256},
     {WeightFormat::FP4_BLOCK32, 6, 704},  // five 128-column chunks: a partial group of four scale words
     {WeightFormat::FP4_BLOCK32, 5, 224},  // int8: three 64-column chunks and a lone 32-column block
+    {WeightFormat::FP4_BLOCK32, 4, 320},  // int8: a 256-column group and a partial group of one chunk
+    {WeightFormat::FP4_BLOCK32, 3, 384},  // int8: a group and a partial group of two chunks
 };
 
 constexpr Numerics kAllNumerics[] = {Numerics::kExact, Numerics::kFast, Numerics::kInt8};
@@ -963,7 +965,9 @@ TEST(CpuMatmul, Int8IsExactOnQuantisedActivationsEveryIsa) {
   const OwnedWeight others[] = {random_weight(WeightFormat::FP4_BLOCK32, 9, 4128, 62),
                                 random_weight(WeightFormat::FP4_BLOCK32, 5, 224, 63),
                                 random_weight(WeightFormat::FP4_BLOCK32, 3, 32, 64),
-                                random_weight(WeightFormat::FP4_BLOCK32, 33, 2048, 65)};
+                                random_weight(WeightFormat::FP4_BLOCK32, 33, 2048, 65),
+                                random_weight(WeightFormat::FP4_BLOCK32, 4, 320, 74),
+                                random_weight(WeightFormat::FP4_BLOCK32, 4, 384, 75)};
   std::vector<const OwnedWeight*> ws = {&special};
   for (const OwnedWeight& o : others) ws.push_back(&o);
   CpuOps int8(2, Numerics::kInt8), exact(2, Numerics::kExact);
