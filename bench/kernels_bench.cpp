@@ -311,14 +311,21 @@ int main(int argc, char** argv) {
       const bench::FlopsResult peak = bench::measure_peak_fma(pool);
       std::printf("isa %-6s threads %d  peak fp32 FMA %.1f GFLOP/s (probe target %s)\n", cur.c_str(),
                   T, peak.gflops, peak.isa.c_str());
+      // Int8 numerics runs FP4 products on byte multiply-adds: their own peak.
+      const bench::FlopsResult int8 =
+          g_numerics == backend::Numerics::kInt8 ? bench::measure_peak_int8(pool) : bench::FlopsResult{};
+      if (int8.gflops > 0)
+        std::printf("isa %-6s threads %d  peak int8 byte multiply-add %.1f GOP/s\n", cur.c_str(), T, int8.gflops);
       const Matrix m4 = make_matrix(WeightFormat::FP4_BLOCK32, 2048, 4096);
       const Matrix m8 = make_matrix(WeightFormat::FP8_BLOCK128, fp8_rows, fp8_cols);  // --fp8-shape
       const Matrix mb = make_matrix(WeightFormat::BF16, 4096, 4096);
       for (const auto* m : {&m4, &m8, &mb}) {
         const double g = matmul_gflops(*m, 512, pool, std::max(2, reps / 2));
-        std::printf("isa %-6s threads %d  matmul n_tok=512 %-17s [%lld,%lld] %7.1f GFLOP/s = %.2f of peak FMA\n",
+        const bool on_int8 = int8.gflops > 0 && m->view.format == WeightFormat::FP4_BLOCK32;
+        std::printf("isa %-6s threads %d  matmul n_tok=512 %-17s [%lld,%lld] %7.1f GFLOP/s = %.2f of peak %s\n",
                     cur.c_str(), T, weight_format_name(m->view.format), (long long)m->view.n_out,
-                    (long long)m->view.n_in, g, g / peak.gflops);
+                    (long long)m->view.n_in, g, g / (on_int8 ? int8.gflops : peak.gflops),
+                    on_int8 ? "byte multiply-add" : "FMA");
         std::fflush(stdout);
       }
     }

@@ -77,6 +77,30 @@ double FmaBurn(int64_t iters, float* sink) {
   return double(iters) * 16.0 * double(L) * 2.0;
 }
 
+// iters rounds of 12 independent VPMADDUBSW chains (32 byte multiply-adds each: the
+// products of the int8-numerics FP4 kernel, which runs 256-bit code on the AVX2 and
+// AVX-512 targets). Returns operations done, a multiply-add counting 2 as in FmaBurn; 0
+// on targets without that kernel.
+double Int8Burn(int64_t iters, float* sink) {
+#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
+  const __m256i b = _mm256_set1_epi8(3);
+  __m256i v[12];
+  for (int k = 0; k < 12; ++k) v[k] = _mm256_set1_epi8(char(k + 1));
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int k = 0; k < 12; ++k) v[k] = _mm256_maddubs_epi16(v[k], b);
+  }
+  __m256i s = v[0];
+  for (int k = 1; k < 12; ++k) s = _mm256_xor_si256(s, v[k]);
+  *sink = float(_mm256_extract_epi32(s, 0));
+  return double(iters) * 12.0 * 32.0 * 2.0;
+#else
+  *sink = 0.0f;
+  (void)iters;
+  return 0.0;
+#endif
+}
+
 const char* ProbeTarget() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
@@ -88,6 +112,7 @@ namespace dsv4::bench {
 
 HWY_EXPORT(ReadSum);
 HWY_EXPORT(FmaBurn);
+HWY_EXPORT(Int8Burn);
 HWY_EXPORT(ProbeTarget);
 
 double now_seconds() {
@@ -199,6 +224,26 @@ FlopsResult measure_peak_fma(ThreadPool& pool, int passes) {
   r.gflops = best;
   r.threads = T;
   r.isa = HWY_DYNAMIC_DISPATCH(ProbeTarget)();
+  return r;
+}
+
+FlopsResult measure_peak_int8(ThreadPool& pool, int passes) {
+  const int T = pool.n_threads();
+  std::vector<float> sink(static_cast<size_t>(T));
+  std::vector<double> ops(static_cast<size_t>(T));
+  FlopsResult r;
+  r.threads = T;
+  r.isa = HWY_DYNAMIC_DISPATCH(ProbeTarget)();
+  for (int p = 0; p < passes; ++p) {
+    const double t0 = now_seconds();
+    pool.parallel_ranges(T, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) ops[size_t(t)] = HWY_DYNAMIC_DISPATCH(Int8Burn)(20'000'000, &sink[size_t(t)]);
+    });
+    const double dt = now_seconds() - t0;
+    double total = 0;
+    for (double o : ops) total += o;
+    r.gflops = std::max(r.gflops, total / dt * 1e-9);
+  }
   return r;
 }
 

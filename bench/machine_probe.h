@@ -6,7 +6,8 @@
 //    prefetches 16 KiB ahead like the weight kernels (on a shared host with a busy
 //    neighbour the hardware prefetchers alone under-report). A naive one-accumulator
 //    summation loop is latency-bound and under-reports bandwidth several-fold.
-//  * peak fp32 FMA rate: each thread runs many independent FMA chains in registers.
+//  * peak fp32 FMA rate: each thread runs many independent FMA chains in registers (and
+//    likewise the BF16 dot product and the byte multiply-add of the other numerics).
 // Both use Highway dynamic dispatch, so they run on the best (or forced) target.
 #pragma once
 
@@ -47,6 +48,11 @@ FlopsResult measure_peak_fma(ThreadPool& pool, int passes = 5);
 // Peak of the AVX-512 BF16 dot product (the fast-numerics path); gflops 0 when this CPU
 // lacks AVX512_BF16.
 FlopsResult measure_peak_bf16dot(ThreadPool& pool, int passes = 5);
+
+// Peak of the byte multiply-add (VPMADDUBSW, 256-bit) that int8 numerics runs its FP4
+// products on, in 1e9 operations per second (a multiply-add counts 2); 0 on targets
+// without the int8 vector kernel.
+FlopsResult measure_peak_int8(ThreadPool& pool, int passes = 5);
 
 // Monotonic seconds.
 double now_seconds();
