@@ -1200,8 +1200,8 @@ HWY_INLINE int32_t Int8CodeSum(const int8_t* q) {
 }
 
 void PrepInt8(const float* x, int64_t n, uint8_t* dst) {
-  // Even and odd codes of 32 columns apart within each 128-bit half, then the halves'
-  // even and odd quarters joined: [e0..e15 | o0..o15].
+  // 32 codes to [even 0-15 | odd 0-15]: the byte shuffle sorts each 128-bit half into
+  // [8 even | 8 odd], the 64-bit permute joins the halves' even and odd parts.
   const __m256i split = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,  //
                                          0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
   for (int64_t g0 = 0; g0 < n; g0 += kInt8Group) {
