@@ -182,68 +182,53 @@ double read_gbps(ThreadPool& pool, const void* const* bufs, const size_t* bytes,
   return best;
 }
 
+namespace {
+
+// Best-of-passes rate, in 1e9 operations per second, of burn(&sink) (which returns the
+// operations it did) run once on every thread of the pool at the same time.
+template <class Burn>
+double best_burn_rate(ThreadPool& pool, int passes, Burn burn) {
+  const int T = pool.n_threads();
+  std::vector<float> sink(static_cast<size_t>(T));
+  std::vector<double> ops(static_cast<size_t>(T));
+  double best = 0;
+  for (int p = 0; p < passes; ++p) {
+    const double t0 = now_seconds();
+    pool.parallel_ranges(T, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) ops[size_t(t)] = burn(&sink[size_t(t)]);
+    });
+    const double dt = now_seconds() - t0;
+    double total = 0;
+    for (double o : ops) total += o;
+    best = std::max(best, total / dt * 1e-9);
+  }
+  return best;
+}
+
+}  // namespace
+
 FlopsResult measure_peak_bf16dot(ThreadPool& pool, int passes) {
   FlopsResult r;
   r.threads = pool.n_threads();
   r.isa = "avx512_bf16";
   if (!backend::cpu::bf16dot::available()) return r;
-  const int T = pool.n_threads();
-  std::vector<float> sink(static_cast<size_t>(T));
-  std::vector<double> flops(static_cast<size_t>(T));
-  for (int p = 0; p < passes; ++p) {
-    const double t0 = now_seconds();
-    pool.parallel_ranges(T, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t) flops[size_t(t)] = backend::cpu::bf16dot::burn(10'000'000, &sink[size_t(t)]);
-    });
-    const double dt = now_seconds() - t0;
-    double total = 0;
-    for (double f : flops) total += f;
-    r.gflops = std::max(r.gflops, total / dt * 1e-9);
-  }
+  r.gflops = best_burn_rate(pool, passes, [](float* sink) { return backend::cpu::bf16dot::burn(10'000'000, sink); });
   return r;
 }
 
 FlopsResult measure_peak_fma(ThreadPool& pool, int passes) {
-  const int T = pool.n_threads();
-  std::vector<float> sink(static_cast<size_t>(T));
-  std::vector<double> flops(static_cast<size_t>(T));
-  double best = 0;
-  const int64_t iters = 20'000'000;
-  for (int p = 0; p < passes; ++p) {
-    const double t0 = now_seconds();
-    pool.parallel_ranges(T, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t)
-        flops[size_t(t)] = HWY_DYNAMIC_DISPATCH(FmaBurn)(iters, &sink[size_t(t)]);
-    });
-    const double dt = now_seconds() - t0;
-    double total = 0;
-    for (double f : flops) total += f;
-    best = std::max(best, total / dt * 1e-9);
-  }
   FlopsResult r;
-  r.gflops = best;
-  r.threads = T;
+  r.threads = pool.n_threads();
   r.isa = HWY_DYNAMIC_DISPATCH(ProbeTarget)();
+  r.gflops = best_burn_rate(pool, passes, [](float* sink) { return HWY_DYNAMIC_DISPATCH(FmaBurn)(20'000'000, sink); });
   return r;
 }
 
 FlopsResult measure_peak_int8(ThreadPool& pool, int passes) {
-  const int T = pool.n_threads();
-  std::vector<float> sink(static_cast<size_t>(T));
-  std::vector<double> ops(static_cast<size_t>(T));
   FlopsResult r;
-  r.threads = T;
+  r.threads = pool.n_threads();
   r.isa = HWY_DYNAMIC_DISPATCH(ProbeTarget)();
-  for (int p = 0; p < passes; ++p) {
-    const double t0 = now_seconds();
-    pool.parallel_ranges(T, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t) ops[size_t(t)] = HWY_DYNAMIC_DISPATCH(Int8Burn)(20'000'000, &sink[size_t(t)]);
-    });
-    const double dt = now_seconds() - t0;
-    double total = 0;
-    for (double o : ops) total += o;
-    r.gflops = std::max(r.gflops, total / dt * 1e-9);
-  }
+  r.gflops = best_burn_rate(pool, passes, [](float* sink) { return HWY_DYNAMIC_DISPATCH(Int8Burn)(20'000'000, sink); });
   return r;
 }
 

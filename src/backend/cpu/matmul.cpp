@@ -866,7 +866,8 @@ struct Fp4Scales {
 
 #if DSV4_FP4_AVX2 || DSV4_FP4_AVX3
 // Codes and scales of FP4 row r, and whether every scale suits the fast kernels (bytes
-// outside [1, kFp4MaxScale] send the row to a scalar path).
+// outside [1, kFp4MaxScale] send the row to a scalar path): known for the whole piece
+// when Rows found its scales in range, else checked for the row.
 struct Fp4RowPtrs {
   const uint8_t* wr;
   const uint8_t* sr;
@@ -1297,9 +1298,8 @@ template <int T>
 HWY_INLINE void RowFp4Int8(const Job& j, int64_t r, int64_t t0) {
   const WeightView& w = *j.w;
   const int64_t n = w.n_in;
-  const uint8_t* wr = w.data + r * (n / 2);
-  const uint8_t* sr = w.scale + r * (n / 32);
-  if (!j.fp4_scales_ok && !scales_in_range(sr, n / 32, 1, kFp4MaxScale)) {
+  const auto [wr, sr, fast] = Fp4Row(j, r);
+  if (!fast) {
     int8_scalar_row(w, r, j.x, t0, T, j.y);
     return;
   }
@@ -1340,9 +1340,7 @@ HWY_INLINE void RowFp4Int8(const Job& j, int64_t r, int64_t t0) {
 
 // Rows [r0, r1) of an int8-numerics FP4 product: token tiles over row blocks that stay in
 // cache, as Rows does for the exact kernels.
-void RowsInt8(const Job& job, int64_t r0, int64_t r1) {
-  Job j = job;
-  j.fp4_scales_ok = Fp4ScalesOk(*j.w, r0, r1);
+void RowsInt8(const Job& j, int64_t r0, int64_t r1) {
   const int64_t rb = std::max<int64_t>(1, (int64_t(64) << 10) / std::max<int64_t>(1, j.w->row_bytes()));
   for (int64_t b0 = r0; b0 < r1; b0 += rb) {
     const int64_t b1 = std::min(r1, b0 + rb);
@@ -1376,17 +1374,19 @@ bool Fp8ScalesOk(const WeightView& w, int64_t r0, int64_t r1) {
 
 HWY_NOINLINE void Rows(const Job& job, int64_t r0, int64_t r1) {
   static_assert(kTokTile == 4, "token tile switch below");
-  if (job.int8) {
-    RowsInt8(job, r0, r1);
-    return;
-  }
   if (job.xb != nullptr) {
     bf16dot::rows(*job.w, job.xb, job.ldxb, job.x, job.n_tok, job.y, r0, r1);
     return;
   }
   Job j = job;
   if (j.w->format == WeightFormat::FP8_BLOCK128) j.fp8_scales_ok = Fp8ScalesOk(*j.w, r0, r1);
-  if (j.w->format == WeightFormat::FP4_BLOCK32) j.fp4_scales_ok = Fp4ScalesOk(*j.w, r0, r1);
+  // (The FP4 kernels that read the flag: int8, and exact on AVX2; AVX-512 checks in-loop.)
+  if (j.w->format == WeightFormat::FP4_BLOCK32 && (j.int8 || DSV4_FP4_AVX2))
+    j.fp4_scales_ok = Fp4ScalesOk(*j.w, r0, r1);
+  if (j.int8) {
+    RowsInt8(j, r0, r1);
+    return;
+  }
 #ifdef DSV4_HAVE_ROW2_FP8_AVX2
   if (j.n_tok == 1 && j.w->format == WeightFormat::FP8_BLOCK128) {
     RowsFp8Decode(j, r0, r1);
