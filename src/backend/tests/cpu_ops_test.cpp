@@ -7,6 +7,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -755,6 +756,30 @@ TEST(CpuAttention, RealShapeEveryIsa) {
     check_attention(ops, 64, 512, 640, float(1.0 / std::sqrt(512.0)), 0.0f, 3000);
     check_attention(ops, 64, 512, 131, 0.2f, -2.0f, 3001);
   });
+}
+
+// A NaN in one key makes that key's logit NaN for every head, and the oracle's softmax
+// then NaN everywhere: the vector exp must pass it on, not turn it into a zero weight.
+TEST(CpuAttention, NaNKeyReachesEveryOutputEveryIsa) {
+  CpuOps ops(2);
+  const int64_t n_head = 5, hd = 24;
+  for (int64_t n_keys : {1, 9, 20}) {
+    const std::vector<float> q = random_x(n_head * hd, 4000), sink = random_x(n_head, 4001);
+    std::vector<float> rows = random_x(n_keys * hd, 4002);
+    rows[size_t((n_keys / 2) * hd + 5)] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<const float*> keys;
+    for (int64_t k = 0; k < n_keys; ++k) keys.push_back(rows.data() + k * hd);
+    std::vector<float> want(size_t(n_head * hd));
+    RefOps().attention(q.data(), keys.data(), n_keys, sink.data(), n_head, hd, 0.3f, want.data());
+    ASSERT_TRUE(std::isnan(want[0]));  // the oracle's behaviour this test relies on
+    for_each_isa([&](const std::string& isa) {
+      std::vector<float> got(size_t(n_head * hd), 0.0f);
+      ops.attention(q.data(), keys.data(), n_keys, sink.data(), n_head, hd, 0.3f, got.data());
+      int64_t finite = 0;
+      for (float v : got) finite += std::isnan(v) ? 0 : 1;
+      EXPECT_EQ(finite, 0) << "isa " << isa << " keys " << n_keys;
+    });
+  }
 }
 
 TEST(CpuIndexScores, OddShapesEveryIsa) {
