@@ -12,8 +12,9 @@
 // column vectors per head, keys walked in order). Softmax in fp32 (vector Exp) with the
 // maximum taken over the logits and the sink, which keeps exp(sink - m) finite.
 // index_scores: the query is transposed once so that its heads lie across the vector
-// lanes; four keys at a time, each feature costs four query vector loads and one
-// broadcast per key for sixteen multiply-adds, and relu(dot) * weight is summed over the
+// lanes; four keys at a time, each feature costs kIdxVecs query vector loads (four on
+// AVX-512, two on 16-register targets) and one broadcast per key for 4 * kIdxVecs
+// multiply-adds, and relu(dot) * weight is summed over the
 // heads in order. (Transposing every 16-key tile of the keys instead, one scalar move per
 // key element: decode indexer at 32K context 0.66-0.82 ms per token, against 0.58-0.78.)
 // The summation order of every result depends only on the shapes, never on the thread
