@@ -580,6 +580,36 @@ TEST(CpuMatmul, Fp8ZeroSubnormalAndNaNCodesEveryIsa) {
   });
 }
 
+// Exact FP4 prefill with 8 or more tokens and rows over 2048 columns takes decoded panels
+// of 16 rows x 8 chunks on AVX2: partial panels in rows (37, 21) and in chunks (65 and 33
+// chunks), a 32-column tail (4128), odd token counts (a single-token step last). Every
+// result must be within the oracle's bound and equal, bit for bit, to the same token alone.
+TEST(CpuMatmul, Fp4PrefillPanelsEveryIsa) {
+  const Shape shapes[] = {{WeightFormat::FP4_BLOCK32, 37, 4160},
+                          {WeightFormat::FP4_BLOCK32, 21, 2112},
+                          {WeightFormat::FP4_BLOCK32, 18, 4128}};
+  CpuOps batched(2), single(1);
+  for_each_isa([&](const std::string& isa) {
+    uint32_t seed = 700;
+    for (const Shape& sh : shapes) {
+      const OwnedWeight w = random_weight(sh.f, sh.n_out, sh.n_in, seed++);
+      for (int64_t n_tok : {8, 13}) {
+        check_matmul(batched, w.view, n_tok, seed++);
+        const std::vector<float> x = random_x(n_tok * sh.n_in, seed++);
+        std::vector<float> yb(size_t(n_tok * sh.n_out)), y1(size_t(sh.n_out));
+        batched.matmul(w.view, x.data(), n_tok, yb.data());
+        for (int64_t t = 0; t < n_tok; ++t) {
+          single.matmul(w.view, x.data() + t * sh.n_in, 1, y1.data());
+          for (int64_t o = 0; o < sh.n_out; ++o)
+            ASSERT_EQ(yb[size_t(t * sh.n_out + o)], y1[size_t(o)])
+                << "isa " << isa << " [" << sh.n_out << "," << sh.n_in << "] n_tok " << n_tok << " tok " << t
+                << " row " << o;
+        }
+      }
+    }
+  });
+}
+
 TEST(CpuMatmul, BatchInvariantEveryIsa) {
   const Shape shapes[] = {{WeightFormat::F32, 9, 37},           {WeightFormat::BF16, 9, 70},
                           {WeightFormat::FP8_BLOCK128, 9, 300}, {WeightFormat::FP8_BLOCK128, 9, 256},
