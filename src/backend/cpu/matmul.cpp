@@ -120,6 +120,7 @@ using namespace detail;
 #undef DSV4_FP4_AVX2
 #undef DSV4_HAVE_ROW2_FP4
 #undef DSV4_HAVE_FP4_PANELS
+#undef DSV4_HAVE_FP8_PANELS
 #undef DSV4_HAVE_ROWS_FP8
 #undef DSV4_HAVE_ROW2_FP8_AVX2
 #if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
@@ -609,6 +610,158 @@ void RowsFp8Decode(const Job& j, int64_t r0, int64_t r1) {
   }
   if (2 * h < r1 - r0) RowFp8<1>(j, r1 - 1, 0);
 }
+
+// An empty asm that claims to change v: v must be in a register and cannot be re-read
+// from memory later. Without it GCC turns the prefill panels' loads into memory operands
+// of every multiply-add and reloads them (~52 loads per 32 multiply-adds instead of 32):
+// one Zen 3 core, L1-resident FP4 2x2 step, 54 -> 83 GFLOP/s of a 103 peak.
+HWY_INLINE void KeepInRegister(__m256& v) { asm("" : "+x"(v)); }
+
+// ------------------------------------------------------------------ FP8 prefill panels
+// Prefill of FP8 rows on AVX2 (kFp8PanelMinTokens tokens or more), as the FP4 panels
+// below: the weight vectors of kFp8PanelRows rows x kFp8PanelBlocks 128-column blocks
+// are decoded once (blocks holding a zero, subnormal or NaN code exactly, as
+// RowFp8Impl's second pass does) and every token pair passes over them, two rows x two
+// tokens per step. RowFp8Impl's arithmetic in its order (p and q from zero per block,
+// then acc, the scalar tail last), so results are bit-identical to decode.
+// Two Zen 3 threads, 512 tokens: [2048, 4096] 78 -> 101 GFLOP/s, [2048, 2048] 88 -> 101,
+// wo_b's [4096, 8192] 72 -> 81; RowFp8Impl stays for fewer than 16 tokens and rows under
+// 2048 columns (8-12 tokens or [2048, 1024]: no gain, some losses).
+constexpr int64_t kFp8PanelRows = 16;
+constexpr int64_t kFp8PanelBlocks = 4;  // 512 columns
+constexpr int64_t kFp8PanelMinTokens = 16;
+constexpr int64_t kFp8PanelMinCols = 2048;
+
+struct Fp8Panel {
+  __m256 w[kFp8PanelRows][kFp8PanelBlocks][16];  // the Fp8Avx2Weights of each group of the block
+  __m256 s[kFp8PanelRows][kFp8PanelBlocks];      // the block's scale, broadcast
+};
+
+// Rows [r, r + nr) of the panel, blocks [b0, b0 + nbk) of the weight.
+template <bool kCheck>
+HWY_INLINE void DecodeFp8Panel(const Job& j, const Fp8Avx2Tables& tb, int64_t r, int64_t nr, int64_t b0,
+                               int64_t nbk, Fp8Panel& panel) {
+  const WeightView& w = *j.w;
+  const int64_t n = w.n_in, nb = ceil_div(n, 128);
+  for (int64_t a = 0; a < nr; ++a) {
+    const uint8_t* wr = w.data + (r + a) * n;
+    const uint8_t* sr = w.scale + ((r + a + w.row_offset) / 128) * nb;
+    const uint64_t row_bit = fp8_normal_bit(w, r + a + w.row_offset, 0);
+    for (int64_t k = 0; k < nbk; ++k) {
+      const int64_t b = b0 + k, c0 = b * 128, cg = c0 + (std::min(n, c0 + 128) - c0) / 32 * 32;
+      __m256i bad = _mm256_set1_epi8(-1);
+      for (int64_t c = c0; c < cg; c += 32) {
+        __m256i lo, hi;
+        Fp8Avx2Group<kCheck>(tb, wr + c, lo, hi, bad);
+        Fp8Avx2Weights(lo, hi, panel.w[a][k] + (c - c0) / 8);
+      }
+      if (cg > c0 && Fp8Avx2Special<kCheck>(tb, w, row_bit, b, bad))
+        for (int64_t c = c0; c < cg; c += 32) {
+          __m256i lo, hi;
+          Fp8Avx2GroupExact(tb, wr + c, lo, hi);
+          Fp8Avx2Weights(lo, hi, panel.w[a][k] + (c - c0) / 8);
+        }
+      panel.s[a][k] = _mm256_castsi256_ps(_mm256_set1_epi32(int32_t(uint32_t(sr[b]) << 23)));
+    }
+  }
+}
+
+// R panel rows from a x T tokens (activation rows xt) over blocks [b0, b0 + nbk):
+// RowFp8Impl's per-block arithmetic, acc[R][T] in and out.
+template <int R, int T>
+HWY_INLINE void Fp8PanelStep(const Fp8Panel& panel, int64_t a, const float* const xt[T], int64_t n, int64_t b0,
+                             int64_t nbk, __m256 acc[R][T]) {
+  for (int64_t k = 0; k < nbk; ++k) {
+    const int64_t c0 = (b0 + k) * 128, ng = (std::min(n, c0 + 128) - c0) / 32;
+    __m256 p[R][T], q[R][T];
+    for (int b = 0; b < R; ++b)
+      for (int t = 0; t < T; ++t) p[b][t] = q[b][t] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < ng; ++g) {
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        __m256 wv[R], xv[T];
+        for (int b = 0; b < R; ++b) {
+          wv[b] = panel.w[a + b][k][4 * g + i];
+          KeepInRegister(wv[b]);
+        }
+        for (int t = 0; t < T; ++t) {
+          xv[t] = _mm256_load_ps(xt[t] + c0 + 32 * g + 8 * i);
+          KeepInRegister(xv[t]);
+        }
+        for (int b = 0; b < R; ++b)
+          for (int t = 0; t < T; ++t) {
+            if (i % 2 == 0) p[b][t] = _mm256_fmadd_ps(wv[b], xv[t], p[b][t]);
+            else q[b][t] = _mm256_fmadd_ps(wv[b], xv[t], q[b][t]);
+          }
+      }
+    }
+    for (int b = 0; b < R; ++b)
+      for (int t = 0; t < T; ++t)
+        acc[b][t] = _mm256_fmadd_ps(_mm256_add_ps(p[b][t], q[b][t]), panel.s[a + b][k], acc[b][t]);
+  }
+}
+
+// Tokens [t, t + T) x panel rows [a, a + R): acc from accs ([n_tok][kFp8PanelRows]) and back.
+template <int R, int T>
+HWY_INLINE void Fp8PanelTile(const Fp8Panel& panel, int64_t a, const Job& j, int64_t t, int64_t b0, int64_t nbk,
+                             __m256* accs) {
+  const float* xt[T];
+  for (int u = 0; u < T; ++u) xt[u] = j.xp + (t + u) * j.ldx;
+  __m256 acc[R][T];
+  for (int b = 0; b < R; ++b)
+    for (int u = 0; u < T; ++u) acc[b][u] = accs[(t + u) * kFp8PanelRows + a + b];
+  Fp8PanelStep<R, T>(panel, a, xt, j.w->n_in, b0, nbk, acc);
+  for (int b = 0; b < R; ++b)
+    for (int u = 0; u < T; ++u) accs[(t + u) * kFp8PanelRows + a + b] = acc[b][u];
+}
+
+// Rows [r0, r1) of an FP8 product for every token; every scale of the piece is in range.
+template <bool kCheck>
+void RowsFp8PanelsImpl(const Job& j, int64_t r0, int64_t r1) {
+  const WeightView& w = *j.w;
+  const int64_t n = w.n_in, nb = ceil_div(n, 128), cg_end = n / 32 * 32;
+  thread_local ScratchBuffer<Fp8Panel> panel_buf;
+  thread_local ScratchBuffer<__m256> acc_buf;
+  Fp8Panel& panel = *panel_buf.get(1);
+  __m256* accs = acc_buf.get(j.n_tok * kFp8PanelRows);  // [n_tok][kFp8PanelRows]
+  const Fp8Avx2Tables tb;
+  const DF d;
+  for (int64_t rb = r0; rb < r1; rb += kFp8PanelRows) {
+    const int64_t nr = std::min(kFp8PanelRows, r1 - rb);
+    for (int64_t i = 0; i < j.n_tok * kFp8PanelRows; ++i) accs[i] = _mm256_setzero_ps();
+    for (int64_t b0 = 0; b0 < nb; b0 += kFp8PanelBlocks) {
+      const int64_t nbk = std::min(kFp8PanelBlocks, nb - b0);
+      DecodeFp8Panel<kCheck>(j, tb, rb, nr, b0, nbk, panel);
+      for (int64_t t = 0; t < j.n_tok; t += 2) {
+        const bool two_tokens = t + 1 < j.n_tok;
+        for (int64_t a = 0; a < nr; a += 2) {
+          if (a + 1 < nr) {
+            if (two_tokens) Fp8PanelTile<2, 2>(panel, a, j, t, b0, nbk, accs);
+            else Fp8PanelTile<2, 1>(panel, a, j, t, b0, nbk, accs);
+          } else {
+            if (two_tokens) Fp8PanelTile<1, 2>(panel, a, j, t, b0, nbk, accs);
+            else Fp8PanelTile<1, 1>(panel, a, j, t, b0, nbk, accs);
+          }
+        }
+      }
+    }
+    for (int64_t t = 0; t < j.n_tok; ++t)  // token-major: a token's rows share lines of y
+      for (int64_t a = 0; a < nr; ++a) {
+        float tail = 0.0f;
+        if (cg_end < n) {  // RowFp8Impl's scalar tail: the last block's columns past its groups
+          const uint8_t* wr = w.data + (rb + a) * n;
+          const float es = e8m0_to_f32(w.scale[((rb + a + w.row_offset) / 128) * nb + nb - 1]);
+          for (int64_t c = cg_end; c < n; ++c) tail = std::fma(e4m3_to_f32(wr[c]) * es, j.xp[t * j.ldx + c], tail);
+        }
+        j.y[t * w.n_out + rb + a] = Sum(d, hn::Vec<DF>{accs[t * kFp8PanelRows + a]}) + tail;
+      }
+  }
+}
+void RowsFp8Panels(const Job& j, int64_t r0, int64_t r1) {
+  if (j.w->fp8_normal != nullptr) RowsFp8PanelsImpl<false>(j, r0, r1);
+  else RowsFp8PanelsImpl<true>(j, r0, r1);
+}
+#define DSV4_HAVE_FP8_PANELS 1
 
 #else
 // E4M3 byte -> half bits: (sign-extended byte << 7) & 0xBF80; value = E4M3 * 2^-8.
@@ -1147,12 +1300,6 @@ struct Fp4Panel {
   __m256 s[kFp4PanelRows][kFp4PanelChunks];     // its scale vector
 };
 
-// An empty asm that claims to change v: v must be in a register and cannot be re-read
-// from memory later. Without it GCC turns the 2x2 step's loads into memory operands of
-// every multiply-add and reloads them (~52 loads per 32 multiply-adds instead of 32):
-// one Zen 3 core, L1-resident, 54 -> 83 GFLOP/s of a 103 peak.
-HWY_INLINE void KeepInRegister(__m256& v) { asm("" : "+x"(v)); }
-
 // Rows [r, r + nr) of the panel, chunks [c0, c0 + nck) of the weight.
 HWY_INLINE void DecodeFp4Panel(const Job& j, const Fp4Avx2Tables& tb, int64_t r, int64_t nr, int64_t c0,
                                int64_t nck, Fp4Panel& panel) {
@@ -1523,6 +1670,13 @@ HWY_NOINLINE void Rows(const Job& job, int64_t r0, int64_t r1) {
     RowsInt8(j, r0, r1);
     return;
   }
+#ifdef DSV4_HAVE_FP8_PANELS
+  if (j.n_tok >= kFp8PanelMinTokens && j.w->format == WeightFormat::FP8_BLOCK128 && j.fp8_scales_ok &&
+      j.w->n_in >= kFp8PanelMinCols) {
+    RowsFp8Panels(j, r0, r1);
+    return;
+  }
+#endif
 #ifdef DSV4_HAVE_FP4_PANELS
   if (j.n_tok >= kFp4PanelMinTokens && j.w->format == WeightFormat::FP4_BLOCK32 && j.fp4_scales_ok &&
       j.w->n_in >= kFp4PanelMinCols) {

@@ -610,6 +610,47 @@ TEST(CpuMatmul, Fp4PrefillPanelsEveryIsa) {
   });
 }
 
+// Exact FP8 prefill with 16 or more tokens and rows of 2048 columns or more takes decoded
+// panels of 16 rows x 4 blocks on AVX2: partial panels in rows (37, 19) and in blocks (17
+// and 18 blocks), a partial last block with groups (2100) and a scalar tail (2150), zero,
+// subnormal and NaN codes (blocks decoded exactly), with and without the loader's
+// fp8_normal flags, odd token counts. Against the oracle and bit for bit against single
+// tokens.
+TEST(CpuMatmul, Fp8PrefillPanelsEveryIsa) {
+  const Shape shapes[] = {{WeightFormat::FP8_BLOCK128, 37, 2176},
+                          {WeightFormat::FP8_BLOCK128, 19, 2150},
+                          {WeightFormat::FP8_BLOCK128, 18, 2100}};
+  CpuOps batched(2), single(1);
+  uint32_t seed = 800;
+  for (const Shape& sh : shapes) {
+    OwnedWeight w = random_weight(sh.f, sh.n_out, sh.n_in, seed++);
+    for (int64_t r = 0; r < sh.n_out; r += 3) w.data[size_t(r * sh.n_in + (r * 29) % sh.n_in)] = uint8_t(r % 8);
+    w.data[size_t(5 * sh.n_in + 700)] = 0x7F;  // a NaN code
+    const std::vector<uint64_t> flags = fp8_normal_blocks(w.view);
+    for (bool with_flags : {false, true}) {
+      WeightView v = w.view;
+      v.fp8_normal = with_flags ? flags.data() : nullptr;
+      for_each_isa([&](const std::string& isa) {
+        for (int64_t n_tok : {16, 19}) {
+          check_matmul(batched, v, n_tok, seed + uint32_t(n_tok));
+          const std::vector<float> x = random_x(n_tok * sh.n_in, seed + 50 + uint32_t(n_tok));
+          std::vector<float> yb(size_t(n_tok * sh.n_out)), y1(size_t(sh.n_out));
+          batched.matmul(v, x.data(), n_tok, yb.data());
+          for (int64_t t = 0; t < n_tok; ++t) {
+            single.matmul(v, x.data() + t * sh.n_in, 1, y1.data());
+            for (int64_t o = 0; o < sh.n_out; ++o) {
+              const float a = yb[size_t(t * sh.n_out + o)], b = y1[size_t(o)];
+              ASSERT_TRUE(std::memcmp(&a, &b, 4) == 0)
+                  << "isa " << isa << " flags " << with_flags << " [" << sh.n_out << "," << sh.n_in << "] n_tok "
+                  << n_tok << " tok " << t << " row " << o << ": " << a << " vs " << b;
+            }
+          }
+        }
+      });
+    }
+  }
+}
+
 TEST(CpuMatmul, BatchInvariantEveryIsa) {
   const Shape shapes[] = {{WeightFormat::F32, 9, 37},           {WeightFormat::BF16, 9, 70},
                           {WeightFormat::FP8_BLOCK128, 9, 300}, {WeightFormat::FP8_BLOCK128, 9, 256},
