@@ -624,11 +624,13 @@ HWY_INLINE void KeepInRegister(__m256& v) { asm("" : "+x"(v)); }
 // RowFp8Impl's second pass does) and every token pair passes over them, two rows x two
 // tokens per step. RowFp8Impl's arithmetic in its order (p and q from zero per block,
 // then acc, the scalar tail last), so results are bit-identical to decode.
-// Two Zen 3 threads, 512 tokens: [2048, 4096] 78 -> 101 GFLOP/s, [2048, 2048] 88 -> 101,
-// wo_b's [4096, 8192] 72 -> 81; RowFp8Impl stays for fewer than 16 tokens and rows under
-// 2048 columns (8-12 tokens or [2048, 1024]: no gain, some losses).
-constexpr int64_t kFp8PanelRows = 16;
-constexpr int64_t kFp8PanelBlocks = 4;  // 512 columns
+// Two Zen 3 threads, 512 tokens: [2048, 4096] 78 -> 107-109 GFLOP/s, [2048, 2048] 88 ->
+// 104-107, wo_b's [4096, 8192] 72 -> 108 (64 rows x 4 blocks, a 128 KiB panel in L2: the
+// activations of a 512-column slice, 1 MiB for 512 tokens, are read once per 64 rows;
+// 16 rows gave 101 / 101 / 81, 128 rows no more). RowFp8Impl stays for fewer than 16
+// tokens and rows under 2048 columns (8-12 tokens or [2048, 1024]: no gain, some losses).
+constexpr int64_t kFp8PanelRows = 64;
+constexpr int64_t kFp8PanelBlocks = 4;
 constexpr int64_t kFp8PanelMinTokens = 16;
 constexpr int64_t kFp8PanelMinCols = 2048;
 
