@@ -581,9 +581,10 @@ TEST(CpuMatmul, Fp8ZeroSubnormalAndNaNCodesEveryIsa) {
 }
 
 // Exact FP4 prefill with 8 or more tokens and rows over 2048 columns takes decoded panels
-// of 16 rows x 8 chunks on AVX2: partial panels in rows (37, 21) and in chunks (65 and 33
-// chunks), a 32-column tail (4128), odd token counts (a single-token step last). Every
-// result must be within the oracle's bound and equal, bit for bit, to the same token alone.
+// of 8 chunks on AVX2 (8 rows below 64 tokens, 16 from 64): partial panels in rows (37,
+// 21) and in chunks (65 and 33 chunks), a 32-column tail (4128), odd token counts (a
+// single-token step last). Every result must be within the oracle's bound and equal, bit
+// for bit, to the same token alone.
 TEST(CpuMatmul, Fp4PrefillPanelsEveryIsa) {
   const Shape shapes[] = {{WeightFormat::FP4_BLOCK32, 37, 4160},
                           {WeightFormat::FP4_BLOCK32, 21, 2112},
@@ -593,7 +594,7 @@ TEST(CpuMatmul, Fp4PrefillPanelsEveryIsa) {
     uint32_t seed = 700;
     for (const Shape& sh : shapes) {
       const OwnedWeight w = random_weight(sh.f, sh.n_out, sh.n_in, seed++);
-      for (int64_t n_tok : {8, 13}) {
+      for (int64_t n_tok : {8, 13, 65}) {
         check_matmul(batched, w.view, n_tok, seed++);
         const std::vector<float> x = random_x(n_tok * sh.n_in, seed++);
         std::vector<float> yb(size_t(n_tok * sh.n_out)), y1(size_t(sh.n_out));
