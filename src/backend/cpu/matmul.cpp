@@ -40,6 +40,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "backend/cpu/bf16dot.h"
@@ -617,6 +618,42 @@ void RowsFp8Decode(const Job& j, int64_t r0, int64_t r1) {
 // one Zen 3 core, L1-resident FP4 2x2 step, 54 -> 83 GFLOP/s of a 103 peak.
 HWY_INLINE void KeepInRegister(__m256& v) { asm("" : "+x"(v)); }
 
+// The tiles of a prefill panel of nr rows (FP8 and FP4 below): for every token pair and
+// row pair, step(xt, acc) with acc[R][T] taken from accs ([n_tok][stride] vectors, row a
+// of the panel at column a) and put back, R and T 2 where the rows and tokens last, else 1.
+template <int R, int T, class Step>
+HWY_INLINE void PanelTile(const Job& j, int64_t a, int64_t t, int64_t stride, __m256* accs, const Step& step) {
+  const float* xt[T];
+  for (int u = 0; u < T; ++u) xt[u] = j.xp + (t + u) * j.ldx;
+  __m256 acc[R][T];
+  for (int b = 0; b < R; ++b)
+    for (int u = 0; u < T; ++u) acc[b][u] = accs[(t + u) * stride + a + b];
+  step(a, xt, acc);
+  for (int b = 0; b < R; ++b)
+    for (int u = 0; u < T; ++u) accs[(t + u) * stride + a + b] = acc[b][u];
+}
+// step is a generic lambda (auto rows, auto tokens, a, xt, acc) with rows and tokens
+// std::integral_constant<int, R or T>.
+template <class Step>
+HWY_INLINE void PanelTiles(const Job& j, int64_t nr, int64_t stride, __m256* accs, const Step& step) {
+  using One = std::integral_constant<int, 1>;
+  using Two = std::integral_constant<int, 2>;
+  const auto tile = [&](auto rows, auto tokens, int64_t a, int64_t t) HWY_ATTR {
+    constexpr int R = decltype(rows)::value, T = decltype(tokens)::value;
+    PanelTile<R, T>(j, a, t, stride, accs, [&](int64_t a_, const float* const* xt, __m256 (*acc)[T]) HWY_ATTR {
+      step(rows, tokens, a_, xt, acc);
+    });
+  };
+  for (int64_t t = 0; t < j.n_tok; t += 2)
+    for (int64_t a = 0; a < nr; a += 2) {
+      const bool two_rows = a + 1 < nr, two_tokens = t + 1 < j.n_tok;
+      if (two_rows && two_tokens) tile(Two{}, Two{}, a, t);
+      else if (two_rows) tile(Two{}, One{}, a, t);
+      else if (two_tokens) tile(One{}, Two{}, a, t);
+      else tile(One{}, One{}, a, t);
+    }
+}
+
 // ------------------------------------------------------------------ FP8 prefill panels
 // Prefill of FP8 rows on AVX2 (kFp8PanelMinTokens tokens or more), as the FP4 panels
 // below: the weight vectors of kFp8PanelRows rows x kFp8PanelBlocks 128-column blocks
@@ -706,20 +743,6 @@ HWY_INLINE void Fp8PanelStep(const Fp8Panel& panel, int64_t a, const float* cons
   }
 }
 
-// Tokens [t, t + T) x panel rows [a, a + R): acc from accs ([n_tok][kFp8PanelRows]) and back.
-template <int R, int T>
-HWY_INLINE void Fp8PanelTile(const Fp8Panel& panel, int64_t a, const Job& j, int64_t t, int64_t b0, int64_t nbk,
-                             __m256* accs) {
-  const float* xt[T];
-  for (int u = 0; u < T; ++u) xt[u] = j.xp + (t + u) * j.ldx;
-  __m256 acc[R][T];
-  for (int b = 0; b < R; ++b)
-    for (int u = 0; u < T; ++u) acc[b][u] = accs[(t + u) * kFp8PanelRows + a + b];
-  Fp8PanelStep<R, T>(panel, a, xt, j.w->n_in, b0, nbk, acc);
-  for (int b = 0; b < R; ++b)
-    for (int u = 0; u < T; ++u) accs[(t + u) * kFp8PanelRows + a + b] = acc[b][u];
-}
-
 // Rows [r0, r1) of an FP8 product for every token; every scale of the piece is in range.
 template <bool kCheck>
 void RowsFp8PanelsImpl(const Job& j, int64_t r0, int64_t r1) {
@@ -737,18 +760,10 @@ void RowsFp8PanelsImpl(const Job& j, int64_t r0, int64_t r1) {
     for (int64_t b0 = 0; b0 < nb; b0 += kFp8PanelBlocks) {
       const int64_t nbk = std::min(kFp8PanelBlocks, nb - b0);
       DecodeFp8Panel<kCheck>(j, tb, rb, nr, b0, nbk, panel);
-      for (int64_t t = 0; t < j.n_tok; t += 2) {
-        const bool two_tokens = t + 1 < j.n_tok;
-        for (int64_t a = 0; a < nr; a += 2) {
-          if (a + 1 < nr) {
-            if (two_tokens) Fp8PanelTile<2, 2>(panel, a, j, t, b0, nbk, accs);
-            else Fp8PanelTile<2, 1>(panel, a, j, t, b0, nbk, accs);
-          } else {
-            if (two_tokens) Fp8PanelTile<1, 2>(panel, a, j, t, b0, nbk, accs);
-            else Fp8PanelTile<1, 1>(panel, a, j, t, b0, nbk, accs);
-          }
-        }
-      }
+      PanelTiles(j, nr, kFp8PanelRows, accs, [&](auto rows, auto tokens, int64_t a, const float* const* xt,
+                                                 auto acc) HWY_ATTR {
+        Fp8PanelStep<decltype(rows)::value, decltype(tokens)::value>(panel, a, xt, n, b0, nbk, acc);
+      });
     }
     for (int64_t t = 0; t < j.n_tok; ++t)  // token-major: a token's rows share lines of y
       for (int64_t a = 0; a < nr; ++a) {
@@ -1360,20 +1375,6 @@ HWY_INLINE void Fp4PanelStep(const Fp4Panel& panel, int64_t a, const float* cons
   }
 }
 
-// Tokens [t, t + T) x panel rows [a, a + R): acc from accs ([n_tok][kFp4PanelRows]) and back.
-template <int R, int T>
-HWY_INLINE void Fp4PanelTile(const Fp4Panel& panel, int64_t a, const Job& j, int64_t t, int64_t c0, int64_t nck,
-                             __m256* accs) {
-  const float* xt[T];
-  for (int u = 0; u < T; ++u) xt[u] = j.xp + (t + u) * j.ldx;
-  __m256 acc[R][T];
-  for (int b = 0; b < R; ++b)
-    for (int u = 0; u < T; ++u) acc[b][u] = accs[(t + u) * kFp4PanelRows + a + b];
-  Fp4PanelStep<R, T>(panel, a, xt, c0, nck, acc);
-  for (int b = 0; b < R; ++b)
-    for (int u = 0; u < T; ++u) accs[(t + u) * kFp4PanelRows + a + b] = acc[b][u];
-}
-
 // Rows [r0, r1) of an FP4 product for every token; every scale of the piece is in range.
 void RowsFp4Panels(const Job& j, int64_t r0, int64_t r1) {
   const WeightView& w = *j.w;
@@ -1393,18 +1394,10 @@ void RowsFp4Panels(const Job& j, int64_t r0, int64_t r1) {
     for (int64_t c0 = 0; c0 < nc; c0 += kFp4PanelChunks) {
       const int64_t nck = std::min(kFp4PanelChunks, nc - c0);
       DecodeFp4Panel(j, tb, rb, nr, panel_rows, c0, nck, panel);
-      for (int64_t t = 0; t < j.n_tok; t += 2) {
-        const bool two_tokens = t + 1 < j.n_tok;
-        for (int64_t a = 0; a < nr; a += 2) {
-          if (a + 1 < nr) {
-            if (two_tokens) Fp4PanelTile<2, 2>(panel, a, j, t, c0, nck, accs);
-            else Fp4PanelTile<2, 1>(panel, a, j, t, c0, nck, accs);
-          } else {
-            if (two_tokens) Fp4PanelTile<1, 2>(panel, a, j, t, c0, nck, accs);
-            else Fp4PanelTile<1, 1>(panel, a, j, t, c0, nck, accs);
-          }
-        }
-      }
+      PanelTiles(j, nr, kFp4PanelRows, accs, [&](auto rows, auto tokens, int64_t a, const float* const* xt,
+                                                 auto acc) HWY_ATTR {
+        Fp4PanelStep<decltype(rows)::value, decltype(tokens)::value>(panel, a, xt, c0, nck, acc);
+      });
     }
     for (int64_t t = 0; t < j.n_tok; ++t)  // token-major: a token's rows share lines of y
       for (int64_t a = 0; a < nr; ++a) {
