@@ -446,6 +446,14 @@ void PrepFp8(const float* x, int64_t n, float* xp) {
   for (; c < n; ++c) xp[c] = x[c];
 }
 
+// Columns [c0, c1) of an FP8 row (the last block's columns past its whole groups) times
+// activations xt, scale es, summed in order from zero.
+HWY_INLINE float Fp8Tail(const uint8_t* wr, float es, int64_t c0, int64_t c1, const float* xt) {
+  float tail = 0.0f;
+  for (int64_t c = c0; c < c1; ++c) tail = std::fma(e4m3_to_f32(wr[c]) * es, xt[c], tail);
+  return tail;
+}
+
 // Per (row, token) two chains over the block's groups (A and C words into p, B and D into
 // q), the block sum scaled once, the columns past the last whole group in a scalar tail:
 // the same order for every T.
@@ -501,13 +509,8 @@ HWY_INLINE void RowFp8Impl(const Job& j, int64_t r, int64_t t0) {
     // 2^(e-127), exact for e in [1, kFp8MaxScale].
     const __m256 s = _mm256_castsi256_ps(_mm256_set1_epi32(int32_t(uint32_t(sr[b]) << 23)));
     for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(_mm256_add_ps(p[t], q[t]), s, acc[t]);
-    if (cg < c1) {  // fewer than 32 columns left in the last block
-      const float es = e8m0_to_f32(sr[b]);
-      for (int64_t c = cg; c < c1; ++c) {
-        const float wv = e4m3_to_f32(wr[c]) * es;
-        for (int t = 0; t < T; ++t) tail[t] = std::fma(wv, j.xp[(t0 + t) * j.ldx + c], tail[t]);
-      }
-    }
+    if (cg < c1)  // fewer than 32 columns left in the last block
+      for (int t = 0; t < T; ++t) tail[t] = Fp8Tail(wr, e8m0_to_f32(sr[b]), cg, c1, j.xp + (t0 + t) * j.ldx);
   }
   const DF d;
   for (int t = 0; t < T; ++t) j.y[(t0 + t) * w.n_out + r] = Sum(d, hn::Vec<DF>{acc[t]}) + tail[t];
@@ -576,10 +579,7 @@ HWY_INLINE bool Row2Fp8Impl(const Job& j, int64_t r, int64_t r2, int64_t t0) {
       }
       const __m256 s = _mm256_castsi256_ps(_mm256_set1_epi32(int32_t(uint32_t(sr[k][b]) << 23)));
       acc[k] = _mm256_fmadd_ps(_mm256_add_ps(p[k], q[k]), s, acc[k]);
-      if (cg < c1) {  // fewer than 32 columns left in the last block
-        const float es = e8m0_to_f32(sr[k][b]);
-        for (int64_t c = cg; c < c1; ++c) tail[k] = std::fma(e4m3_to_f32(wr[k][c]) * es, xt[c], tail[k]);
-      }
+      if (cg < c1) tail[k] = Fp8Tail(wr[k], e8m0_to_f32(sr[k][b]), cg, c1, xt);  // the last block's last columns
     }
   }
   const DF d;
@@ -619,8 +619,9 @@ void RowsFp8Decode(const Job& j, int64_t r0, int64_t r1) {
 HWY_INLINE void KeepInRegister(__m256& v) { asm("" : "+x"(v)); }
 
 // The tiles of a prefill panel of nr rows (FP8 and FP4 below): for every token pair and
-// row pair, step(xt, acc) with acc[R][T] taken from accs ([n_tok][stride] vectors, row a
-// of the panel at column a) and put back, R and T 2 where the rows and tokens last, else 1.
+// row pair, step(rows, tokens, a, xt, acc) with rows and tokens std::integral_constant<int,
+// R or T> (2 where the rows and tokens last, else 1) and acc[R][T] taken from accs
+// ([n_tok][stride] vectors, row a of the panel at column a) and put back.
 template <int R, int T, class Step>
 HWY_INLINE void PanelTile(const Job& j, int64_t a, int64_t t, int64_t stride, __m256* accs, const Step& step) {
   const float* xt[T];
@@ -628,29 +629,19 @@ HWY_INLINE void PanelTile(const Job& j, int64_t a, int64_t t, int64_t stride, __
   __m256 acc[R][T];
   for (int b = 0; b < R; ++b)
     for (int u = 0; u < T; ++u) acc[b][u] = accs[(t + u) * stride + a + b];
-  step(a, xt, acc);
+  step(std::integral_constant<int, R>{}, std::integral_constant<int, T>{}, a, xt, acc);
   for (int b = 0; b < R; ++b)
     for (int u = 0; u < T; ++u) accs[(t + u) * stride + a + b] = acc[b][u];
 }
-// step is a generic lambda (auto rows, auto tokens, a, xt, acc) with rows and tokens
-// std::integral_constant<int, R or T>.
 template <class Step>
 HWY_INLINE void PanelTiles(const Job& j, int64_t nr, int64_t stride, __m256* accs, const Step& step) {
-  using One = std::integral_constant<int, 1>;
-  using Two = std::integral_constant<int, 2>;
-  const auto tile = [&](auto rows, auto tokens, int64_t a, int64_t t) HWY_ATTR {
-    constexpr int R = decltype(rows)::value, T = decltype(tokens)::value;
-    PanelTile<R, T>(j, a, t, stride, accs, [&](int64_t a_, const float* const* xt, __m256 (*acc)[T]) HWY_ATTR {
-      step(rows, tokens, a_, xt, acc);
-    });
-  };
   for (int64_t t = 0; t < j.n_tok; t += 2)
     for (int64_t a = 0; a < nr; a += 2) {
       const bool two_rows = a + 1 < nr, two_tokens = t + 1 < j.n_tok;
-      if (two_rows && two_tokens) tile(Two{}, Two{}, a, t);
-      else if (two_rows) tile(Two{}, One{}, a, t);
-      else if (two_tokens) tile(One{}, Two{}, a, t);
-      else tile(One{}, One{}, a, t);
+      if (two_rows && two_tokens) PanelTile<2, 2>(j, a, t, stride, accs, step);
+      else if (two_rows) PanelTile<2, 1>(j, a, t, stride, accs, step);
+      else if (two_tokens) PanelTile<1, 2>(j, a, t, stride, accs, step);
+      else PanelTile<1, 1>(j, a, t, stride, accs, step);
     }
 }
 
@@ -767,12 +758,10 @@ void RowsFp8PanelsImpl(const Job& j, int64_t r0, int64_t r1) {
     }
     for (int64_t t = 0; t < j.n_tok; ++t)  // token-major: a token's rows share lines of y
       for (int64_t a = 0; a < nr; ++a) {
-        float tail = 0.0f;
-        if (cg_end < n) {  // RowFp8Impl's scalar tail: the last block's columns past its groups
-          const uint8_t* wr = w.data + (rb + a) * n;
-          const float es = e8m0_to_f32(w.scale[((rb + a + w.row_offset) / 128) * nb + nb - 1]);
-          for (int64_t c = cg_end; c < n; ++c) tail = std::fma(e4m3_to_f32(wr[c]) * es, j.xp[t * j.ldx + c], tail);
-        }
+        const float tail = cg_end < n ? Fp8Tail(w.data + (rb + a) * n,
+                                                e8m0_to_f32(w.scale[((rb + a + w.row_offset) / 128) * nb + nb - 1]),
+                                                cg_end, n, j.xp + t * j.ldx)
+                                      : 0.0f;
         j.y[t * w.n_out + rb + a] = Sum(d, hn::Vec<DF>{accs[t * kFp8PanelRows + a]}) + tail;
       }
   }
@@ -1294,7 +1283,6 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   if (nc * 64 < n) Fp4Tail<T>(j, wr, sr, nc * 64, t0, out);
   for (int t = 0; t < T; ++t) j.y[(t0 + t) * w.n_out + r] = out[t];
 }
-
 
 // ------------------------------------------------------------------ FP4 prefill panels
 // Prefill of FP4 rows on AVX2 (kFp4PanelMinTokens tokens or more). RowFp4<T> decodes a
