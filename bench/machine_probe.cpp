@@ -14,6 +14,7 @@
 #include "machine_probe.h"
 
 #include "backend/cpu/bf16dot.h"
+#include "backend/cpu/prefetch.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace dsv4::bench {
@@ -22,8 +23,9 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 // Sums n floats (n a multiple of 8 lanes) with eight independent accumulators so that
 // the loads, not the add latency, bound the loop. prefetch: also prefetch every cache
-// line 16 KiB ahead, as the weight kernels do (with a busy neighbour on a shared host
-// the hardware prefetchers alone fall short and the probe would under-report).
+// line kPrefetchBytes ahead, with the weight kernels' hint (with a busy neighbour on a
+// shared host the hardware prefetchers alone fall short and the probe would
+// under-report).
 float ReadSum(const float* HWY_RESTRICT p, size_t n, bool prefetch) {
   const hn::ScalableTag<float> d;
   const size_t L = hn::Lanes(d);
@@ -33,7 +35,7 @@ float ReadSum(const float* HWY_RESTRICT p, size_t n, bool prefetch) {
 #if HWY_ARCH_X86
     if (prefetch)
       for (size_t b = 0; b < 8 * L * sizeof(float); b += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(p + i) + 16384 + b, _MM_HINT_NTA);
+        backend::cpu::prefetch_stream(reinterpret_cast<const char*>(p + i) + backend::cpu::kPrefetchBytes + b);
 #endif
     a0 = hn::Add(a0, hn::LoadU(d, p + i));
     a1 = hn::Add(a1, hn::LoadU(d, p + i + L));

@@ -13,7 +13,27 @@ namespace dsv4::backend::cpu {
 // prefetchers alone leave the FP4 expert products at half speed (kernels_bench on Zen 5,
 // 2 threads: 18 GB/s without, 35 GB/s at 8 KiB, 38-41 GB/s at 16 KiB, less at 32-64 KiB;
 // the T0/T1 hints were no better than NTA). Measurements in docs/performance-history.md.
-constexpr int64_t kPrefetchBytes = 16384;
+#ifndef DSV4_PREFETCH_BYTES
+#define DSV4_PREFETCH_BYTES 16384
+#endif
+constexpr int64_t kPrefetchBytes = DSV4_PREFETCH_BYTES;
+
+// Cache level the weight-stream prefetches fill, as __builtin_prefetch's locality: 2 =
+// T1 (into L2). Not NTA: on Intel Xeons (Skylake-SP and later, non-inclusive L3) an NTA
+// prefetch fills L1 alone, and the LM head's four rows prefetched 32 KiB ahead (128 KiB
+// in flight per core) overflow the 48 KiB L1, so the lines are gone before their loads
+// and every load waits on DRAM: on an Emerald Rapids VM (2 threads, kernels_bench) NTA
+// held the BF16 head at 9.2 GB/s, the FP4 experts at 5.1 and FP8 at 10.3; T1 ran them at
+// 27.2, 15.6 and 16.8 against a 25-26 GB/s read probe. On Zen 3 all hints were equal.
+#ifndef DSV4_PREFETCH_LOCALITY
+#define DSV4_PREFETCH_LOCALITY 2
+#endif
+constexpr int kPrefetchLocality = DSV4_PREFETCH_LOCALITY;
+
+// One cache line of a weight stream, ahead of its loads.
+[[gnu::always_inline]] inline void prefetch_stream(const void* p) {
+  __builtin_prefetch(p, 0, kPrefetchLocality);
+}
 
 // Distance for a kernel that walks `rows` consecutive rows of `row_bytes` side by side
 // (one step = rows x row_bytes): a whole number of steps, at least kPrefetchBytes, so that
@@ -60,9 +80,9 @@ class RowPrefetcher {
   void before(int64_t r) {
     const int64_t want = std::min(end_, r + 1 + ahead_);
     if (next_ >= want || row_bytes_ <= 0) return;
-    prefetch_lines<0>(w_.data + next_ * row_bytes_, (want - next_) * row_bytes_);
+    prefetch_lines<kPrefetchLocality>(w_.data + next_ * row_bytes_, (want - next_) * row_bytes_);
     if (w_.format == WeightFormat::FP4_BLOCK32)
-      prefetch_lines<0>(w_.scale + next_ * (w_.n_in / 32), (want - next_) * (w_.n_in / 32));
+      prefetch_lines<kPrefetchLocality>(w_.scale + next_ * (w_.n_in / 32), (want - next_) * (w_.n_in / 32));
     next_ = want;
   }
 
