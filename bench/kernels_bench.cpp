@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/prefetch.h"
 #include "core/dtype.h"
 #include "core/thread_pool.h"
 #include "core/weight.h"
@@ -234,7 +235,8 @@ int main(int argc, char** argv) {
   }
   auto want = [&](const char* what) { return only.empty() || only == what; };
 
-  std::printf("threads %d (physical cores %d)\n", T, default_threads());
+  std::printf("threads %d (physical cores %d), weight prefetch %s\n", T, default_threads(),
+              backend::cpu::prefetch_hint_name());
   double bw = 0;
   {
     backend::force_isa("best");

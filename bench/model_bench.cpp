@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/prefetch.h"
 #include "backend/ops.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -296,8 +297,9 @@ int run_model_bench(const ModelBenchOptions& opt) {
   auto counting = std::make_unique<CountingOps>(std::move(inner));
   CountingOps& ops = *counting;
   model::Model m(model::load_weights(dir, opt.residency), std::move(counting));
-  std::printf("machine: %u logical CPUs, %d threads, isa %s, numerics %s\n", std::thread::hardware_concurrency(),
-              threads, backend::current_isa().c_str(), backend::numerics_name(opt.numerics));
+  std::printf("machine: %u logical CPUs, %d threads, isa %s, numerics %s, weight prefetch %s\n",
+              std::thread::hardware_concurrency(), threads, backend::current_isa().c_str(),
+              backend::numerics_name(opt.numerics), backend::cpu::prefetch_hint_name());
   ThreadPool pool(threads);
   const double t_fault = now_seconds();
   const uint64_t mapped = prefault_weights(m);

@@ -18,21 +18,27 @@ namespace dsv4::backend::cpu {
 #endif
 constexpr int64_t kPrefetchBytes = DSV4_PREFETCH_BYTES;
 
-// Cache level the weight-stream prefetches fill, as __builtin_prefetch's locality: 2 =
-// T1 (into L2). Not NTA: on Intel Xeons (Skylake-SP and later, non-inclusive L3) an NTA
-// prefetch fills L1 alone, and the LM head's four rows prefetched 32 KiB ahead (128 KiB
-// in flight per core) overflow the 48 KiB L1, so the lines are gone before their loads
-// and every load waits on DRAM: on an Emerald Rapids VM (2 threads, kernels_bench) NTA
-// held the BF16 head at 9.2 GB/s, the FP4 experts at 5.1 and FP8 at 10.3; T1 ran them at
-// 27.2, 15.6 and 16.8 against a 25-26 GB/s read probe. On Zen 3 all hints were equal.
-#ifndef DSV4_PREFETCH_LOCALITY
-#define DSV4_PREFETCH_LOCALITY 2
-#endif
-constexpr int kPrefetchLocality = DSV4_PREFETCH_LOCALITY;
+// Cache level of the weight-stream prefetches, chosen once per process (prefetch.cpp):
+// NTA on AMD, T1 (into L2) elsewhere. On Intel Xeons (Skylake-SP and later,
+// non-inclusive L3) an NTA prefetch fills L1 alone, and the LM head's four rows
+// prefetched 32 KiB ahead (128 KiB in flight per core) overflow the 48 KiB L1: the lines
+// are gone before their loads and every load waits on DRAM. On an Emerald Rapids VM (2
+// threads, kernels_bench) NTA held the BF16 head at 9.2 GB/s, the FP4 experts at 5.1 and
+// FP8 at 10.3; T1 ran them at 27.2, 15.6 and 16.8 against a 25-26 GB/s read probe. On
+// AMD the two measure the same (Zen 3) or NTA is ahead (Zen 5, exact LM head: 54-57
+// against 46-50 GB/s). DSV4_PREFETCH=nta|l2 in the environment overrides the choice.
+extern const bool g_prefetch_nta;
 
-// One cache line of a weight stream, ahead of its loads.
+// Name of the hint in use, for the benchmarks' reports: "nta" or "l2".
+const char* prefetch_hint_name();
+
+// One cache line of a weight stream, ahead of its loads (the test is one predictable
+// branch per 64-128 weight bytes).
 [[gnu::always_inline]] inline void prefetch_stream(const void* p) {
-  __builtin_prefetch(p, 0, kPrefetchLocality);
+  if (g_prefetch_nta)
+    __builtin_prefetch(p, 0, 0);
+  else
+    __builtin_prefetch(p, 0, 2);
 }
 
 // Distance for a kernel that walks `rows` consecutive rows of `row_bytes` side by side
@@ -51,15 +57,21 @@ inline int64_t prefetch_distance(int64_t rows, int64_t row_bytes) {
 // to a demand miss stalls each row for a full DRAM latency.
 constexpr int64_t kPrefetchScaleRows = 8;
 
-// Every cache line of [p, p + n) (also the last, partly covered one); Locality is
-// __builtin_prefetch's: 3 = T0 (into L1), 0 = NTA. Always inlined: called from the
-// kernels' target-specific code, an out-of-line copy (default target) was judged free of
-// side effects and its calls deleted (GCC 12, -O3: no prefetcht0 left in matmul.o).
-template <int Locality = 3>
+// Every cache line of [p, p + n) (also the last, partly covered one) into L1 (T0).
+// Always inlined: called from the kernels' target-specific code, an out-of-line copy
+// (default target) was judged free of side effects and its calls deleted (GCC 12, -O3:
+// no prefetcht0 left in matmul.o).
 [[gnu::always_inline]] inline void prefetch_lines(const uint8_t* p, int64_t n) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   for (uintptr_t l = a & ~uintptr_t(63); l < a + uintptr_t(n); l += 64)
-    __builtin_prefetch(reinterpret_cast<const void*>(l), 0, Locality);
+    __builtin_prefetch(reinterpret_cast<const void*>(l), 0, 3);
+}
+
+// The same over a weight stream, with prefetch_stream's hint.
+[[gnu::always_inline]] inline void prefetch_stream_lines(const uint8_t* p, int64_t n) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  for (uintptr_t l = a & ~uintptr_t(63); l < a + uintptr_t(n); l += 64)
+    prefetch_stream(reinterpret_cast<const void*>(l));
 }
 
 // Multi-token tiles (prefill) meet a row block's weights in memory during the block's
@@ -80,9 +92,9 @@ class RowPrefetcher {
   void before(int64_t r) {
     const int64_t want = std::min(end_, r + 1 + ahead_);
     if (next_ >= want || row_bytes_ <= 0) return;
-    prefetch_lines<kPrefetchLocality>(w_.data + next_ * row_bytes_, (want - next_) * row_bytes_);
+    prefetch_stream_lines(w_.data + next_ * row_bytes_, (want - next_) * row_bytes_);
     if (w_.format == WeightFormat::FP4_BLOCK32)
-      prefetch_lines<kPrefetchLocality>(w_.scale + next_ * (w_.n_in / 32), (want - next_) * (w_.n_in / 32));
+      prefetch_stream_lines(w_.scale + next_ * (w_.n_in / 32), (want - next_) * (w_.n_in / 32));
     next_ = want;
   }
 
