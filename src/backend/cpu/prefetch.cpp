@@ -1,5 +1,6 @@
 #include "backend/cpu/prefetch.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -25,15 +26,21 @@ bool cpu_is_amd() {
 #endif
 }
 
-// DSV4_PREFETCH=nta|l2 wins; anything else (or nothing) leaves the vendor's default.
-bool choose_prefetch_nta() {
-  if (const char* env = std::getenv("DSV4_PREFETCH")) {
-    if (std::strcmp(env, "nta") == 0) return true;
-    if (std::strcmp(env, "l2") == 0) return false;
-  }
-  return cpu_is_amd();
+}  // namespace
+
+bool prefetch_nta_for(const char* env, bool amd) {
+  if (env != nullptr && std::strcmp(env, "nta") == 0) return true;
+  if (env != nullptr && std::strcmp(env, "l2") == 0) return false;
+  return amd;
 }
 
+namespace {
+bool choose_prefetch_nta() {
+  const char* env = std::getenv("DSV4_PREFETCH");
+  if (env != nullptr && std::strcmp(env, "nta") != 0 && std::strcmp(env, "l2") != 0)
+    std::fprintf(stderr, "dsv4: ignoring DSV4_PREFETCH=%s (expected nta or l2)\n", env);
+  return prefetch_nta_for(env, cpu_is_amd());
+}
 }  // namespace
 
 const bool g_prefetch_nta = choose_prefetch_nta();

@@ -29,6 +29,11 @@ constexpr int64_t kPrefetchBytes = DSV4_PREFETCH_BYTES;
 // against 46-50 GB/s). DSV4_PREFETCH=nta|l2 in the environment overrides the choice.
 extern const bool g_prefetch_nta;
 
+// The choice: env (the value of DSV4_PREFETCH, or null) "nta" or "l2" wins; otherwise
+// (also for an unknown value, which the start-up choice reports on stderr) NTA exactly
+// when the CPU is AMD's.
+bool prefetch_nta_for(const char* env, bool amd);
+
 // Name of the hint in use, for the benchmarks' reports: "nta" or "l2".
 const char* prefetch_hint_name();
 

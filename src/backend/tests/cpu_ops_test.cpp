@@ -1191,6 +1191,18 @@ TEST(CpuRounding, Bf16PrepEqualsReference) {
   }
 }
 
+// The weight prefetch hint: DSV4_PREFETCH=nta|l2 overrides the vendor default (NTA on
+// AMD, L2 elsewhere); anything else leaves the default.
+TEST(CpuPrefetch, HintChoice) {
+  EXPECT_TRUE(cpu::prefetch_nta_for(nullptr, true));
+  EXPECT_FALSE(cpu::prefetch_nta_for(nullptr, false));
+  EXPECT_TRUE(cpu::prefetch_nta_for("nta", false));
+  EXPECT_FALSE(cpu::prefetch_nta_for("l2", true));
+  EXPECT_TRUE(cpu::prefetch_nta_for("L2", true));
+  EXPECT_FALSE(cpu::prefetch_nta_for("", false));
+  EXPECT_STREQ(cpu::prefetch_hint_name(), cpu::g_prefetch_nta ? "nta" : "l2");
+}
+
 // The first multi-token tile prefetches kPrefetchBytes of rows ahead of the row it is at,
 // each row once, and never past the end of its row range (the rows beyond belong to
 // another thread's piece, or to no tensor at all).
