@@ -173,7 +173,7 @@ DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t 
     }
     const __m512i sidx = _mm512_load_si512(kFp4ScaleIdx.idx[c & 3]);
     for (int k = 0; k < R; ++k) {
-      if (T == 1) prefetch_stream(reinterpret_cast<const char*>(wr[k] + c * 64 + pf));
+      if (T == 1) prefetch_stream(wr[k] + c * 64 + pf);
       const __m512i v = _mm512_loadu_si512(wr[k] + c * 64);
       s[k] = _mm512_permutexvar_ps(sidx, g[k]);
       wk[k][0] = as_bh(_mm512_permutexvar_epi16(v, lut));
@@ -276,7 +276,7 @@ DSV4_BF16_TARGET bool fp8_rows(const WeightView& w, const uint16_t* xb, int64_t 
       for (int t = 0; t < T; ++t) p[k][t] = _mm512_setzero_ps();
     for (int64_t c = b * 128; c < std::min(n, b * 128 + 128); c += 64) {
       for (int k = 0; k < R; ++k) {
-        if (T == 1) prefetch_stream(reinterpret_cast<const char*>(wr[k] + c + pf));
+        if (T == 1) prefetch_stream(wr[k] + c + pf);
         __m512i run_a, run_b;
         fp8_decode(dec, wr[k] + c, run_a, run_b);
         const __m512bh wa = as_bh(run_a), wb = as_bh(run_b);

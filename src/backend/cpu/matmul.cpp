@@ -261,7 +261,7 @@ HWY_INLINE void RowsBf16(const Job& j, int64_t r, int64_t t0) {
       for (int k = 0; k < R; ++k) {
 #if HWY_ARCH_X86
         for (int64_t o = 0; o < U * C * 2; o += 64)
-          prefetch_stream(reinterpret_cast<const char*>(wr + k * row_bytes + c * 2 + o + pf));
+          prefetch_stream(wr + k * row_bytes + c * 2 + o + pf);
 #endif
         for (int u = 0; u < U; ++u) {
           const auto v = hn::LoadU(du, reinterpret_cast<const uint32_t*>(wr + k * row_bytes + (c + u * C) * 2));
@@ -276,7 +276,7 @@ HWY_INLINE void RowsBf16(const Job& j, int64_t r, int64_t t0) {
     for (int k = 0; k < R; ++k) {
 #if HWY_ARCH_X86
       if (T == 1 && (c * 2) % 64 == 0)  // decode streams from memory; a tile's rows are in cache
-        prefetch_stream(reinterpret_cast<const char*>(wr + k * row_bytes + c * 2 + pf));
+        prefetch_stream(wr + k * row_bytes + c * 2 + pf);
 #endif
       const auto v = hn::LoadU(du, reinterpret_cast<const uint32_t*>(wr + k * row_bytes + c * 2));
       we[k] = hn::BitCast(d, hn::ShiftLeft<16>(v));
@@ -492,7 +492,7 @@ HWY_INLINE void RowFp8Impl(const Job& j, int64_t r, int64_t t0) {
     __m256i bad = _mm256_set1_epi8(-1);
     for (int64_t c = c0; c < cg; c += 32) {
       if constexpr (kPrefetchBytes > 0)
-        if ((c & 63) == 0) prefetch_stream(reinterpret_cast<const char*>(wr + c + kPrefetchBytes));
+        if ((c & 63) == 0) prefetch_stream(wr + c + kPrefetchBytes);
       __m256i lo, hi;
       Fp8Avx2Group<kCheck>(tb, wr + c, lo, hi, bad);
       multiply(lo, hi, c);
@@ -550,7 +550,7 @@ HWY_INLINE bool Row2Fp8Impl(const Job& j, int64_t r, int64_t r2, int64_t t0) {
       if constexpr (kPrefetchBytes > 0)
         if ((c & 63) == 0)
           for (int k = 0; k < 2; ++k)
-            prefetch_stream(reinterpret_cast<const char*>(wr[k] + c + kPrefetchBytes));
+            prefetch_stream(wr[k] + c + kPrefetchBytes);
       __m256 x[4];
       Fp8Avx2LoadX(xt + c, x);
       for (int k = 0; k < 2; ++k) {
@@ -817,7 +817,7 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
               _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c))), 7),
           _mm512_set1_epi16(int16_t(0xBF80)));
       if constexpr (kPrefetchBytes > 0)
-        if ((c & 63) == 0) prefetch_stream(reinterpret_cast<const char*>(wr + c + kPrefetchBytes));
+        if ((c & 63) == 0) prefetch_stream(wr + c + kPrefetchBytes);
       nan_acc = _mm512_max_epu16(nan_acc, _mm512_and_si512(hw, _mm512_set1_epi16(0x3F80)));
       const hn::Vec<DF> w0{_mm512_cvtph_ps(_mm512_castsi512_si256(hw))};
       const hn::Vec<DF> w1{_mm512_cvtph_ps(_mm512_extracti64x4_epi64(hw, 1))};
@@ -906,8 +906,8 @@ HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0) {
       __m512 xv[8];
       for (int i = 0; i < 8; ++i) xv[i] = _mm512_load_ps(xt + b * 128 + 16 * i);
       for (int k = 0; k < R; ++k) {
-        prefetch_stream(reinterpret_cast<const char*>(wr[k] + b * 128 + pf));
-        prefetch_stream(reinterpret_cast<const char*>(wr[k] + b * 128 + 64 + pf));
+        prefetch_stream(wr[k] + b * 128 + pf);
+        prefetch_stream(wr[k] + b * 128 + 64 + pf);
         for (int i = 0; i < 4; ++i) {
           __m512 w0, w1;
           decode32(wr[k] + b * 128 + 32 * i, w0, w1);
@@ -1088,7 +1088,7 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   // next rows follow this one contiguously, so running past the row end is useful).
   prefetch_lines(sr + kPrefetchScaleRows * (n / 32), n / 32);
   for (int64_t c = 0; c < nc; ++c) {
-    if constexpr (kPrefetchBytes > 0) prefetch_stream(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchBytes));
+    if constexpr (kPrefetchBytes > 0) prefetch_stream(wr + c * 64 + kPrefetchBytes);
     if constexpr (kPrefetchL1Bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wr + c * 64 + kPrefetchL1Bytes), _MM_HINT_T0);
     const __m512i v = _mm512_loadu_si512(wr + c * 64);
     const __m512 s = sc.get(c);
@@ -1154,8 +1154,8 @@ HWY_INLINE bool Row2Fp4(const Job& j, int64_t r, int64_t t0) {
   if (T == 1) prefetch_lines(sr + kPrefetchScaleRows * (n / 32), 2 * (n / 32));
   for (int64_t c = 0; c < nc; ++c) {
     if (T == 1) {  // decode streams from memory; a prefill tile's rows are in cache
-      prefetch_stream(reinterpret_cast<const char*>(wr + c * 64 + pf));
-      prefetch_stream(reinterpret_cast<const char*>(wr2 + c * 64 + pf));
+      prefetch_stream(wr + c * 64 + pf);
+      prefetch_stream(wr2 + c * 64 + pf);
     }
     const __m512i v = _mm512_loadu_si512(wr + c * 64);
     const __m512i v2 = _mm512_loadu_si512(wr2 + c * 64);
@@ -1259,7 +1259,7 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
   prefetch_lines(sr + kPrefetchScaleRows * (n / 32), n / 32);
   Fp4Avx2Scales scales{sr, nc};
   for (int64_t c = 0; c < nc; ++c) {
-    if ((c & 1) == 0) prefetch_stream(reinterpret_cast<const char*>(wr + c * 32 + kPrefetchBytes));
+    if ((c & 1) == 0) prefetch_stream(wr + c * 32 + kPrefetchBytes);
     const __m256 s = scales.get(c);
     __m256 wv[8];
     Fp4Avx2Weights(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32)), wv);
@@ -1591,8 +1591,8 @@ HWY_INLINE void RowFp4Int8(const Job& j, int64_t r, int64_t t0) {
   prefetch_lines(sr + kPrefetchScaleRows * (n / 32), n / 32);
   const int64_t ng = n / kInt8Group;
   for (int64_t g = 0; g < ng; ++g) {
-    prefetch_stream(reinterpret_cast<const char*>(wr + g * 128 + kPrefetchBytes));
-    prefetch_stream(reinterpret_cast<const char*>(wr + g * 128 + kPrefetchBytes + 64));
+    prefetch_stream(wr + g * 128 + kPrefetchBytes);
+    prefetch_stream(wr + g * 128 + kPrefetchBytes + 64);
     uint64_t b8;
     std::memcpy(&b8, sr + 8 * g, 8);
     Int8Group<T>(tb, wr + g * 128, Int8GroupScales(b8), xg, acc);

@@ -26,22 +26,20 @@ bool cpu_is_amd() {
 #endif
 }
 
-}  // namespace
+bool is_hint_name(const char* s) { return std::strcmp(s, "nta") == 0 || std::strcmp(s, "l2") == 0; }
 
-bool prefetch_nta_for(const char* env, bool amd) {
-  if (env != nullptr && std::strcmp(env, "nta") == 0) return true;
-  if (env != nullptr && std::strcmp(env, "l2") == 0) return false;
-  return amd;
-}
-
-namespace {
 bool choose_prefetch_nta() {
   const char* env = std::getenv("DSV4_PREFETCH");
-  if (env != nullptr && std::strcmp(env, "nta") != 0 && std::strcmp(env, "l2") != 0)
+  if (env != nullptr && !is_hint_name(env))
     std::fprintf(stderr, "dsv4: ignoring DSV4_PREFETCH=%s (expected nta or l2)\n", env);
   return prefetch_nta_for(env, cpu_is_amd());
 }
+
 }  // namespace
+
+bool prefetch_nta_for(const char* env, bool amd) {
+  return env != nullptr && is_hint_name(env) ? std::strcmp(env, "nta") == 0 : amd;
+}
 
 const bool g_prefetch_nta = choose_prefetch_nta();
 

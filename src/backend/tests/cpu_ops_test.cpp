@@ -1200,7 +1200,6 @@ TEST(CpuPrefetch, HintChoice) {
   EXPECT_FALSE(cpu::prefetch_nta_for("l2", true));
   EXPECT_TRUE(cpu::prefetch_nta_for("L2", true));
   EXPECT_FALSE(cpu::prefetch_nta_for("", false));
-  EXPECT_STREQ(cpu::prefetch_hint_name(), cpu::g_prefetch_nta ? "nta" : "l2");
 }
 
 // The first multi-token tile prefetches kPrefetchBytes of rows ahead of the row it is at,
