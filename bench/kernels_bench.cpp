@@ -10,7 +10,7 @@
 // for each requested SIMD target.
 //
 // usage: kernels_bench [--threads N] [--isa avx512|avx512-nobf16|avx2|sse4|scalar|best|all]
-//                      [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--misalign BYTES] [--numerics exact|fast|int8]
+//                      [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--mm-shape ROWSxCOLSxTOKENS] [--no-thp] [--misalign BYTES] [--numerics exact|fast|int8]
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -181,6 +181,8 @@ double matmul_gflops(const Matrix& m, int64_t n_tok, ThreadPool& pool, int reps)
 int main(int argc, char** argv) {
   int threads = 0, reps = 5, n_experts = 64, n_fp8 = 16, expert_rows = 2048;
   int64_t fp8_rows = 4096, fp8_cols = 4096;  // wq_b is [32768, 1024], wo_b [4096, 8192]
+  // --mm-shape: the products of --only mm (default: each format's V4-Flash-like shape, 512 tokens).
+  int64_t mm_rows = 0, mm_cols = 0, mm_tokens = 512;
   std::string isa_arg = "all", only;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -215,11 +217,21 @@ int main(int argc, char** argv) {
         return 2;
       }
     }
+    else if (a == "--mm-shape") {
+      const std::string v = val();
+      long long r = 0, c = 0, t = 0;
+      if (std::sscanf(v.c_str(), "%lldx%lldx%lld", &r, &c, &t) != 3 || r < 1 || t < 1 || c < 128 || c % 128 != 0) {
+        std::fprintf(stderr, "kernels_bench: --mm-shape wants ROWSxCOLSxTOKENS with COLS a multiple of 128, got '%s'\n",
+                     v.c_str());
+        return 2;
+      }
+      mm_rows = r, mm_cols = c, mm_tokens = t;
+    }
     else if (a == "--no-thp") g_thp = false;
     else if (a == "--misalign") g_misalign = std::clamp<int64_t>(std::atoll(val().c_str()), 0, 63);
     else if (a == "--experts") n_experts = std::max(1, std::atoi(val().c_str()));
     else {
-      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx512-nobf16|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--no-thp] [--misalign BYTES] [--numerics exact|fast|int8]\n");
+      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx512-nobf16|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--mm-shape ROWSxCOLSxTOKENS] [--no-thp] [--misalign BYTES] [--numerics exact|fast|int8]\n");
       return 2;
     }
   }
@@ -318,14 +330,15 @@ int main(int argc, char** argv) {
           g_numerics == backend::Numerics::kInt8 ? bench::measure_peak_int8(pool) : bench::FlopsResult{};
       if (int8.gflops > 0)
         std::printf("isa %-6s threads %d  peak int8 byte multiply-add %.1f GOP/s\n", cur.c_str(), T, int8.gflops);
-      const Matrix m4 = make_matrix(WeightFormat::FP4_BLOCK32, 2048, 4096);
-      const Matrix m8 = make_matrix(WeightFormat::FP8_BLOCK128, fp8_rows, fp8_cols);  // --fp8-shape
-      const Matrix mb = make_matrix(WeightFormat::BF16, 4096, 4096);
+      const Matrix m4 = make_matrix(WeightFormat::FP4_BLOCK32, mm_rows > 0 ? mm_rows : 2048, mm_rows > 0 ? mm_cols : 4096);
+      const Matrix m8 = mm_rows > 0 ? make_matrix(WeightFormat::FP8_BLOCK128, mm_rows, mm_cols)
+                                    : make_matrix(WeightFormat::FP8_BLOCK128, fp8_rows, fp8_cols);  // --fp8-shape
+      const Matrix mb = make_matrix(WeightFormat::BF16, mm_rows > 0 ? mm_rows : 4096, mm_rows > 0 ? mm_cols : 4096);
       for (const auto* m : {&m4, &m8, &mb}) {
-        const double g = matmul_gflops(*m, 512, pool, std::max(2, reps / 2));
+        const double g = matmul_gflops(*m, mm_tokens, pool, std::max(2, reps / 2));
         const bool on_int8 = int8.gflops > 0 && m->view.format == WeightFormat::FP4_BLOCK32;
-        std::printf("isa %-6s threads %d  matmul n_tok=512 %-17s [%lld,%lld] %7.1f GFLOP/s = %.2f of peak %s\n",
-                    cur.c_str(), T, weight_format_name(m->view.format), (long long)m->view.n_out,
+        std::printf("isa %-6s threads %d  matmul n_tok=%lld %-17s [%lld,%lld] %7.1f GFLOP/s = %.2f of peak %s\n",
+                    cur.c_str(), T, (long long)mm_tokens, weight_format_name(m->view.format), (long long)m->view.n_out,
                     (long long)m->view.n_in, g, g / (on_int8 ? int8.gflops : peak.gflops),
                     on_int8 ? "byte multiply-add" : "FMA");
         std::fflush(stdout);

@@ -453,9 +453,11 @@ HWY_INLINE float Fp8Tail(const uint8_t* wr, float es, int64_t c0, int64_t c1, co
   return tail;
 }
 
-// Per (row, token) two chains over the block's groups (A and C words into p, B and D into
-// q), the block sum scaled once, the columns past the last whole group in a scalar tail:
-// the same order for every T.
+// Per (row, token) and block two chains from zero over the block's groups (A and C words
+// into p, B and D into q), scaled into acc one after the other (where the block has a
+// whole group); the columns past the last whole group in a scalar tail: the same order
+// for every T. (Scaling p + q once took one operation less, but the prefill panels then
+// need both chains of every (row, token) in registers at once.)
 template <int T, bool kCheck>
 HWY_INLINE void RowFp8Impl(const Job& j, int64_t r, int64_t t0) {
   const WeightView& w = *j.w;
@@ -507,7 +509,8 @@ HWY_INLINE void RowFp8Impl(const Job& j, int64_t r, int64_t t0) {
     }
     // 2^(e-127), exact for e in [1, kFp8MaxScale].
     const __m256 s = _mm256_castsi256_ps(_mm256_set1_epi32(int32_t(uint32_t(sr[b]) << 23)));
-    for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(_mm256_add_ps(p[t], q[t]), s, acc[t]);
+    if (cg > c0)
+      for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(q[t], s, _mm256_fmadd_ps(p[t], s, acc[t]));
     if (cg < c1)  // fewer than 32 columns left in the last block
       for (int t = 0; t < T; ++t) tail[t] = Fp8Tail(wr, e8m0_to_f32(sr[b]), cg, c1, j.xp + (t0 + t) * j.ldx);
   }
@@ -577,7 +580,7 @@ HWY_INLINE bool Row2Fp8Impl(const Job& j, int64_t r, int64_t r2, int64_t t0) {
         }
       }
       const __m256 s = _mm256_castsi256_ps(_mm256_set1_epi32(int32_t(uint32_t(sr[k][b]) << 23)));
-      acc[k] = _mm256_fmadd_ps(_mm256_add_ps(p[k], q[k]), s, acc[k]);
+      if (cg > c0) acc[k] = _mm256_fmadd_ps(q[k], s, _mm256_fmadd_ps(p[k], s, acc[k]));
       if (cg < c1) tail[k] = Fp8Tail(wr[k], e8m0_to_f32(sr[k][b]), cg, c1, xt);  // the last block's last columns
     }
   }
@@ -617,49 +620,45 @@ void RowsFp8Decode(const Job& j, int64_t r0, int64_t r1) {
 // one Zen 3 core, L1-resident FP4 2x2 step, 54 -> 83 GFLOP/s of a 103 peak.
 HWY_INLINE void KeepInRegister(__m256& v) { asm("" : "+x"(v)); }
 
-// The tiles of a prefill panel of nr rows (FP8 and FP4 below): for every token pair and
-// row pair, step(rows, tokens, a, xt, acc) with rows and tokens std::integral_constant<int,
-// R or T> (2 where the rows and tokens last, else 1) and acc[R][T] taken from accs
-// ([n_tok][stride] vectors, row a of the panel at column a) and put back.
-template <int R, int T, class Step>
-HWY_INLINE void PanelTile(const Job& j, int64_t a, int64_t t, int64_t stride, __m256* accs, const Step& step) {
-  const float* xt[T];
-  for (int u = 0; u < T; ++u) xt[u] = j.xp + (t + u) * j.ldx;
-  __m256 acc[R][T];
-  for (int b = 0; b < R; ++b)
-    for (int u = 0; u < T; ++u) acc[b][u] = accs[(t + u) * stride + a + b];
-  step(std::integral_constant<int, R>{}, std::integral_constant<int, T>{}, a, xt, acc);
-  for (int b = 0; b < R; ++b)
-    for (int u = 0; u < T; ++u) accs[(t + u) * stride + a + b] = acc[b][u];
+constexpr int kPanelTileRows = 3, kPanelTileTokens = 3;
+
+// The tiles of a prefill panel (FP8 and FP4 below), at most MaxR rows x MaxT tokens,
+// covering nr panel rows x n_tok tokens: step(rows, tokens, a, t) with rows and tokens
+// std::integral_constant<int, R or T> (smaller where the rows and tokens run out).
+// Per weight-vector position a tile loads R weight and T activation vectors for R x T
+// multiply-adds, one chain each: 3 x 3 takes 15 of AVX2's 16 vector registers.
+template <int R, int T, int MaxT, class Step>
+HWY_INLINE void PanelTileOf(int64_t nr_left, int64_t nt_left, int64_t a, int64_t t, const Step& step) {
+  if (nr_left == R && nt_left == T) step(std::integral_constant<int, R>{}, std::integral_constant<int, T>{}, a, t);
+  else if constexpr (T > 1) PanelTileOf<R, T - 1, MaxT>(nr_left, nt_left, a, t, step);
+  else if constexpr (R > 1) PanelTileOf<R - 1, MaxT, MaxT>(nr_left, nt_left, a, t, step);
 }
-template <class Step>
-HWY_INLINE void PanelTiles(const Job& j, int64_t nr, int64_t stride, __m256* accs, const Step& step) {
-  for (int64_t t = 0; t < j.n_tok; t += 2)
-    for (int64_t a = 0; a < nr; a += 2) {
-      const bool two_rows = a + 1 < nr, two_tokens = t + 1 < j.n_tok;
-      if (two_rows && two_tokens) PanelTile<2, 2>(j, a, t, stride, accs, step);
-      else if (two_rows) PanelTile<2, 1>(j, a, t, stride, accs, step);
-      else if (two_tokens) PanelTile<1, 2>(j, a, t, stride, accs, step);
-      else PanelTile<1, 1>(j, a, t, stride, accs, step);
-    }
+template <int MaxR, int MaxT, class Step>
+HWY_INLINE void PanelTilesOf(int64_t nr, int64_t n_tok, const Step& step) {
+  for (int64_t t = 0; t < n_tok; t += MaxT)
+    for (int64_t a = 0; a < nr; a += MaxR)
+      PanelTileOf<MaxR, MaxT, MaxT>(std::min<int64_t>(MaxR, nr - a), std::min<int64_t>(MaxT, n_tok - t), a, t, step);
 }
 
 // ------------------------------------------------------------------ FP8 prefill panels
 // Prefill of FP8 rows on AVX2 (kFp8PanelMinTokens tokens or more), as the FP4 panels
 // below: the weight vectors of kFp8PanelRows rows x kFp8PanelBlocks 128-column blocks
 // are decoded once (blocks holding a zero, subnormal or NaN code exactly, as
-// RowFp8Impl's second pass does) and every token pair passes over them, two rows x two
-// tokens per step. RowFp8Impl's arithmetic in its order (p and q from zero per block,
-// then acc, the scalar tail last), so results are bit-identical to decode.
-// Two Zen 3 threads, 512 tokens: [2048, 4096] 78 -> 107-109 GFLOP/s, [2048, 2048] 88 ->
-// 104-107, wo_b's [4096, 8192] 72 -> 108 (64 rows x 4 blocks, a 128 KiB panel in L2: the
-// activations of a 512-column slice, 1 MiB for 512 tokens, are read once per 64 rows;
-// 16 rows gave 101 / 101 / 81, 128 rows no more). RowFp8Impl stays for fewer than 16
-// tokens and rows under 2048 columns (8-12 tokens or [2048, 1024]: no gain, some losses).
-constexpr int64_t kFp8PanelRows = 64;
+// RowFp8Impl's second pass does) and every token triple passes over them in tiles of
+// three rows x three tokens (PanelTilesOf). RowFp8Impl's arithmetic in its order (per
+// block the chain of the A and C vectors from zero, then that of the B and D vectors,
+// each scaled into acc; the scalar tail last), so results are bit-identical to decode.
+// 96 rows x 4 blocks (a 192 KiB panel in L2: the activations of a 512-column slice, 1 MiB
+// for 512 tokens, are read once per 96 rows), measured best of 24-144 rows x 1-8 blocks.
+// One Zen 3 thread, 512 tokens, against the 2 x 2 tiles of two chains per block before
+// (`kernels_bench --only mm --fp8-shape ...`): [4096, 4096] 51-58 -> 60-64 GFLOP/s,
+// [4096, 8192] 54 -> 60, [2048, 4096] 53 -> 60, [4096, 2048] 57 -> 64. Against
+// RowFp8Impl (`--mm-shape`): [8192, 1024] x 512 tokens 37 -> 64, x 16 52 vs 38, x 6 43
+// vs 33, x 4 34 vs 37; [4096, 128] x 64 40 vs 28; hence from 6 tokens and 128 columns.
+constexpr int64_t kFp8PanelRows = 96;
 constexpr int64_t kFp8PanelBlocks = 4;
-constexpr int64_t kFp8PanelMinTokens = 16;
-constexpr int64_t kFp8PanelMinCols = 2048;
+constexpr int64_t kFp8PanelMinTokens = 6;
+constexpr int64_t kFp8PanelMinCols = 128;
 
 struct Fp8Panel {
   __m256 w[kFp8PanelRows][kFp8PanelBlocks][16];  // the Fp8Avx2Weights of each group of the block
@@ -698,38 +697,52 @@ HWY_INLINE void DecodeFp8Panel(const Job& j, const Fp8Avx2Tables& tb, int64_t r,
   }
 }
 
-// R panel rows from a x T tokens (activation rows xt) over blocks [b0, b0 + nbk):
-// RowFp8Impl's per-block arithmetic, acc[R][T] in and out.
-template <int R, int T>
-HWY_INLINE void Fp8PanelStep(const Fp8Panel& panel, int64_t a, const float* const xt[T], int64_t n, int64_t b0,
-                             int64_t nbk, __m256 acc[R][T]) {
-  for (int64_t k = 0; k < nbk; ++k) {
-    const int64_t c0 = (b0 + k) * 128, ng = (std::min(n, c0 + 128) - c0) / 32;
-    __m256 p[R][T], q[R][T];
+// R panel rows from a x T tokens (activation rows xt), block k of the panel (its first
+// column c0, its NG whole groups): RowFp8Impl's per-block arithmetic (the chain of the A
+// and C vectors, then the chain of the B and D vectors); acc[u] points at token u's
+// accumulator of panel row a. NG is a template argument so that the group loops unroll
+// and the chains stay in registers.
+template <int R, int T, int NG>
+HWY_INLINE void Fp8PanelBlock(const Fp8Panel& panel, int64_t a, const float* const xt[T], int64_t k, int64_t c0,
+                              __m256* const acc[T]) {
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {  // h = 0: vectors A and C of every group; h = 1: B and D
+    __m256 p[R][T];
     for (int b = 0; b < R; ++b)
-      for (int t = 0; t < T; ++t) p[b][t] = q[b][t] = _mm256_setzero_ps();
-    for (int64_t g = 0; g < ng; ++g) {
-#pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) {
-        __m256 wv[R], xv[T];
-        for (int b = 0; b < R; ++b) {
-          wv[b] = panel.w[a + b][k][4 * g + i];
-          KeepInRegister(wv[b]);
-        }
-        for (int t = 0; t < T; ++t) {
-          xv[t] = _mm256_load_ps(xt[t] + c0 + 32 * g + 8 * i);
-          KeepInRegister(xv[t]);
-        }
-        for (int b = 0; b < R; ++b)
-          for (int t = 0; t < T; ++t) {
-            if (i % 2 == 0) p[b][t] = _mm256_fmadd_ps(wv[b], xv[t], p[b][t]);
-            else q[b][t] = _mm256_fmadd_ps(wv[b], xv[t], q[b][t]);
-          }
+      for (int t = 0; t < T; ++t) p[b][t] = _mm256_setzero_ps();
+#pragma GCC unroll 8
+    for (int v = 0; v < 2 * NG; ++v) {
+      const int i = 4 * (v / 2) + 2 * (v % 2) + h;  // weight vector i of the block
+      __m256 wv[R], xv[T];
+      for (int b = 0; b < R; ++b) {
+        wv[b] = panel.w[a + b][k][i];
+        KeepInRegister(wv[b]);
       }
+      for (int t = 0; t < T; ++t) {
+        xv[t] = _mm256_load_ps(xt[t] + c0 + 8 * i);
+        KeepInRegister(xv[t]);
+      }
+      for (int b = 0; b < R; ++b)
+        for (int t = 0; t < T; ++t) p[b][t] = _mm256_fmadd_ps(wv[b], xv[t], p[b][t]);
     }
     for (int b = 0; b < R; ++b)
-      for (int t = 0; t < T; ++t)
-        acc[b][t] = _mm256_fmadd_ps(_mm256_add_ps(p[b][t], q[b][t]), panel.s[a + b][k], acc[b][t]);
+      for (int t = 0; t < T; ++t) acc[t][b] = _mm256_fmadd_ps(p[b][t], panel.s[a + b][k], acc[t][b]);
+  }
+}
+
+// The same over blocks [b0, b0 + nbk) of the weight.
+template <int R, int T>
+HWY_INLINE void Fp8PanelStep(const Fp8Panel& panel, int64_t a, const float* const xt[T], int64_t n, int64_t b0,
+                             int64_t nbk, __m256* const acc[T]) {
+  for (int64_t k = 0; k < nbk; ++k) {
+    const int64_t c0 = (b0 + k) * 128;
+    switch ((std::min(n, c0 + 128) - c0) / 32) {
+      case 4: Fp8PanelBlock<R, T, 4>(panel, a, xt, k, c0, acc); break;
+      case 3: Fp8PanelBlock<R, T, 3>(panel, a, xt, k, c0, acc); break;
+      case 2: Fp8PanelBlock<R, T, 2>(panel, a, xt, k, c0, acc); break;
+      case 1: Fp8PanelBlock<R, T, 1>(panel, a, xt, k, c0, acc); break;
+      default: break;  // no whole group: the scalar tail only
+    }
   }
 }
 
@@ -750,9 +763,16 @@ void RowsFp8PanelsImpl(const Job& j, int64_t r0, int64_t r1) {
     for (int64_t b0 = 0; b0 < nb; b0 += kFp8PanelBlocks) {
       const int64_t nbk = std::min(kFp8PanelBlocks, nb - b0);
       DecodeFp8Panel<kCheck>(j, tb, rb, nr, b0, nbk, panel);
-      PanelTiles(j, nr, kFp8PanelRows, accs, [&](auto rows, auto tokens, int64_t a, const float* const* xt,
-                                                 auto acc) HWY_ATTR {
-        Fp8PanelStep<decltype(rows)::value, decltype(tokens)::value>(panel, a, xt, n, b0, nbk, acc);
+      PanelTilesOf<kPanelTileRows, kPanelTileTokens>(nr, j.n_tok, [&](auto rows, auto tokens, int64_t a,
+                                                                      int64_t t) HWY_ATTR {
+        constexpr int R = decltype(rows)::value, T = decltype(tokens)::value;
+        const float* xt[T];
+        __m256* acc[T];
+        for (int u = 0; u < T; ++u) {
+          xt[u] = j.xp + (t + u) * j.ldx;
+          acc[u] = accs + (t + u) * kFp8PanelRows + a;
+        }
+        Fp8PanelStep<R, T>(panel, a, xt, n, b0, nbk, acc);
       });
     }
     for (int64_t t = 0; t < j.n_tok; ++t)  // token-major: a token's rows share lines of y
@@ -1264,16 +1284,18 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
     __m256 wv[8];
     Fp4Avx2Weights(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32)), wv);
     for (int t = 0; t < T; ++t) {  // one order per token for every n_tok (batch invariance)
-      // Two chains (even and odd weight vectors): one chain of eight dependent FMAs per
-      // chunk held decode on Zen 3 at its FMA latency (L1-resident micro-benchmark:
-      // 15.3 -> 10.8 cycles per chunk).
+      // One chain of eight multiply-adds per chunk, started afresh in every chunk, so the
+      // chains of consecutive chunks overlap. Two chains per chunk decode a little faster
+      // (L1-resident, one Zen 3 core: 9.9-10.0 cycles per chunk against 9.9-10.4;
+      // `kernels_bench --only fp4`, best of 4-6: one thread 8.1 against 7.6 GB/s, two
+      // 15.5 against 14.8) but cost the prefill panels more: summed first, both chains of
+      // every (row, token) must sit in registers (2 x 2 tiles, 0.54 of the FMA peak
+      // L1-resident against 0.62 for 3 x 3); scaled into acc one by one, acc goes through
+      // memory twice per chunk (3 x 3 tiles, one thread: 52 against 64 GFLOP/s).
       const float* xc = j.xp + (t0 + t) * j.ldx + c * 64;
-      __m256 p = _mm256_mul_ps(wv[0], _mm256_load_ps(xc)), q = _mm256_mul_ps(wv[1], _mm256_load_ps(xc + 8));
-      for (int i = 2; i < 8; i += 2) {
-        p = _mm256_fmadd_ps(wv[i], _mm256_load_ps(xc + 8 * i), p);
-        q = _mm256_fmadd_ps(wv[i + 1], _mm256_load_ps(xc + 8 * i + 8), q);
-      }
-      acc[t] = _mm256_fmadd_ps(_mm256_add_ps(p, q), s, acc[t]);
+      __m256 p = _mm256_mul_ps(wv[0], _mm256_load_ps(xc));
+      for (int i = 1; i < 8; ++i) p = _mm256_fmadd_ps(wv[i], _mm256_load_ps(xc + 8 * i), p);
+      acc[t] = _mm256_fmadd_ps(p, s, acc[t]);
     }
   }
   const DF d;
@@ -1285,22 +1307,26 @@ HWY_INLINE void RowFp4(const Job& j, int64_t r, int64_t t0) {
 
 // ------------------------------------------------------------------ FP4 prefill panels
 // Prefill of FP4 rows on AVX2 (kFp4PanelMinTokens tokens or more). RowFp4<T> decodes a
-// row again for every tile of four tokens, and GCC spills its tile (20 live vectors):
-// ~0.43 of the FMA peak. Here the weight vectors of kFp4PanelRows rows x kFp4PanelChunks
-// chunks are decoded once into a panel (36 KiB, L1/L2), and every token pair passes over
-// it, two rows x two tokens per step: per weight-vector position two weight and two
-// activation loads for four multiply-adds, 16 vector registers in all. Each (row, token)
-// runs RowFp4's arithmetic in RowFp4's order (p and q per chunk, then acc; acc is parked
-// in memory between panels, which does not round), so results are bit-identical to the
-// decode kernel and batch invariance holds.
-// 16 x 8 measured best of 4-32 rows x 4-16 chunks (2 Zen 3 threads, 512 tokens: [2048,
-// 4096] 86 -> 112 GFLOP/s). RowFp4<T> stays where it is as fast or faster: fewer than 8
-// tokens (the panel's decode and stores are not repaid) and rows of up to 2048 columns,
-// whose four-token tile (32 KiB) still sits in L1 ([4096, 2048]: 111 against 103-109).
-constexpr int64_t kFp4PanelRows = 16;
-constexpr int64_t kFp4PanelChunks = 8;  // 512 columns
-constexpr int64_t kFp4PanelMinTokens = 8;
-constexpr int64_t kFp4PanelMinCols = 2049;
+// row again for every tile of four tokens, and GCC spills its tile: ~0.43 of the FMA peak.
+// Here the weight vectors of kFp4PanelRows rows x kFp4PanelChunks chunks are decoded once
+// into a panel (L1), and every token triple passes over it, three rows x three tokens per
+// step: per weight-vector position three weight and three activation loads for nine
+// multiply-adds, one chain per (row, token) (15 vector registers). Each (row, token) runs
+// RowFp4's arithmetic in RowFp4's order (a fresh chain per chunk, then acc, which is
+// parked in memory between chunks: that does not round), so results are bit-identical to
+// the decode kernel and batch invariance holds. With RowFp4's earlier two chains per
+// chunk only 2 x 2 tiles fit the 16 registers (L1-resident, one Zen 3 core: 0.54 of the
+// FMA peak against 0.62 for 3 x 3).
+// RowFp4<T> stays where it is as fast or faster: fewer than 6 tokens, where the panel's
+// decode and stores are not repaid (one Zen 3 thread, `kernels_bench --only mm
+// --mm-shape ...`: [2048, 4096] x 4 tokens 43 vs 44 GFLOP/s, x 6 49 vs 44, x 8 53 vs 55;
+// [4096, 2048] x 12 59 vs 54, x 512 66 vs 54; [4096, 1024] x 512 61 vs 56; [4096, 512] x
+// 64 57 vs 54).
+constexpr int64_t kFp4PanelRows = 24;
+constexpr int64_t kFp4PanelRowsFewTokens = 12;
+constexpr int64_t kFp4PanelChunks = 4;
+constexpr int64_t kFp4PanelMinTokens = 6;
+constexpr int64_t kFp4PanelMinCols = 128;
 
 struct Fp4Panel {
   __m256 w[kFp4PanelRows][kFp4PanelChunks][8];  // Fp4Avx2Weights of each (row, chunk)
@@ -1330,13 +1356,13 @@ HWY_INLINE void DecodeFp4Panel(const Job& j, const Fp4Avx2Tables& tb, int64_t r,
 }
 
 // R panel rows from a x T tokens (activation rows xt) over chunks [c0, c0 + nck): RowFp4's
-// per-chunk arithmetic, acc[R][T] in and out.
+// per-chunk arithmetic; acc[u] points at token u's accumulator of panel row a.
 template <int R, int T>
 HWY_INLINE void Fp4PanelStep(const Fp4Panel& panel, int64_t a, const float* const xt[T], int64_t c0, int64_t nck,
-                             __m256 acc[R][T]) {
+                             __m256* const acc[T]) {
   for (int64_t k = 0; k < nck; ++k) {
     const int64_t c = c0 + k;
-    __m256 p[R][T], q[R][T];
+    __m256 p[R][T];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) {
       __m256 wv[R], xv[T];
@@ -1349,16 +1375,11 @@ HWY_INLINE void Fp4PanelStep(const Fp4Panel& panel, int64_t a, const float* cons
         KeepInRegister(xv[t]);
       }
       for (int b = 0; b < R; ++b)
-        for (int t = 0; t < T; ++t) {
-          if (i == 0) p[b][t] = _mm256_mul_ps(wv[b], xv[t]);
-          else if (i == 1) q[b][t] = _mm256_mul_ps(wv[b], xv[t]);
-          else if (i % 2 == 0) p[b][t] = _mm256_fmadd_ps(wv[b], xv[t], p[b][t]);
-          else q[b][t] = _mm256_fmadd_ps(wv[b], xv[t], q[b][t]);
-        }
+        for (int t = 0; t < T; ++t)
+          p[b][t] = i == 0 ? _mm256_mul_ps(wv[b], xv[t]) : _mm256_fmadd_ps(wv[b], xv[t], p[b][t]);
     }
     for (int b = 0; b < R; ++b)
-      for (int t = 0; t < T; ++t)
-        acc[b][t] = _mm256_fmadd_ps(_mm256_add_ps(p[b][t], q[b][t]), panel.s[a + b][k], acc[b][t]);
+      for (int t = 0; t < T; ++t) acc[t][b] = _mm256_fmadd_ps(p[b][t], panel.s[a + b][k], acc[t][b]);
   }
 }
 
@@ -1372,18 +1393,23 @@ void RowsFp4Panels(const Job& j, int64_t r0, int64_t r1) {
   __m256* accs = acc_buf.get(j.n_tok * kFp4PanelRows);  // [n_tok][kFp4PanelRows]
   const Fp4Avx2Tables tb;
   const DF d;
-  // Under 64 tokens half a panel (18 KiB, L1) does better: [2048, 4096] x 12 tokens 101.5
-  // -> 106.7 GFLOP/s, 24 tokens 108.7 -> 111.0; with 512 tokens 104 against 112.
-  const int64_t panel_rows = j.n_tok >= 64 ? kFp4PanelRows : kFp4PanelRows / 2;
+  const int64_t panel_rows = j.n_tok >= 64 ? kFp4PanelRows : kFp4PanelRowsFewTokens;
   for (int64_t rb = r0; rb < r1; rb += panel_rows) {
     const int64_t nr = std::min(panel_rows, r1 - rb);
     for (int64_t i = 0; i < j.n_tok * kFp4PanelRows; ++i) accs[i] = _mm256_setzero_ps();
     for (int64_t c0 = 0; c0 < nc; c0 += kFp4PanelChunks) {
       const int64_t nck = std::min(kFp4PanelChunks, nc - c0);
       DecodeFp4Panel(j, tb, rb, nr, panel_rows, c0, nck, panel);
-      PanelTiles(j, nr, kFp4PanelRows, accs, [&](auto rows, auto tokens, int64_t a, const float* const* xt,
-                                                 auto acc) HWY_ATTR {
-        Fp4PanelStep<decltype(rows)::value, decltype(tokens)::value>(panel, a, xt, c0, nck, acc);
+      PanelTilesOf<kPanelTileRows, kPanelTileTokens>(nr, j.n_tok, [&](auto rows, auto tokens, int64_t a,
+                                                                      int64_t t) HWY_ATTR {
+        constexpr int R = decltype(rows)::value, T = decltype(tokens)::value;
+        const float* xt[T];
+        __m256* acc[T];
+        for (int u = 0; u < T; ++u) {
+          xt[u] = j.xp + (t + u) * j.ldx;
+          acc[u] = accs + (t + u) * kFp4PanelRows + a;
+        }
+        Fp4PanelStep<R, T>(panel, a, xt, c0, nck, acc);
       });
     }
     for (int64_t t = 0; t < j.n_tok; ++t)  // token-major: a token's rows share lines of y

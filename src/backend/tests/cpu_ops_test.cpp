@@ -580,21 +580,23 @@ TEST(CpuMatmul, Fp8ZeroSubnormalAndNaNCodesEveryIsa) {
   });
 }
 
-// Exact FP4 prefill with 8 or more tokens and rows over 2048 columns takes decoded panels
-// of 8 chunks on AVX2 (8 rows below 64 tokens, 16 from 64): partial panels in rows (37,
-// 21) and in chunks (65 and 33 chunks), a 32-column tail (4128), odd token counts (a
-// single-token step last). Every result must be within the oracle's bound and equal, bit
-// for bit, to the same token alone.
+// Exact FP4 prefill with 6 or more tokens and rows of 128 columns or more takes decoded
+// panels of 4 chunks on AVX2 (12 rows below 64 tokens, 24 from 64), walked in tiles of up
+// to 3 rows x 3 tokens: partial panels in rows (37, 21, 7) and in chunks (65, 33 and 3
+// chunks), a 32-column tail (4128, 224), token counts that leave one and two tokens (and
+// rows) of a tile, 6 (the fewest). Every result must be within the oracle's bound and
+// equal, bit for bit, to the same token alone.
 TEST(CpuMatmul, Fp4PrefillPanelsEveryIsa) {
   const Shape shapes[] = {{WeightFormat::FP4_BLOCK32, 37, 4160},
                           {WeightFormat::FP4_BLOCK32, 21, 2112},
-                          {WeightFormat::FP4_BLOCK32, 18, 4128}};
+                          {WeightFormat::FP4_BLOCK32, 18, 4128},
+                          {WeightFormat::FP4_BLOCK32, 7, 224}};
   CpuOps batched(2), single(1);
   for_each_isa([&](const std::string& isa) {
     uint32_t seed = 700;
     for (const Shape& sh : shapes) {
       const OwnedWeight w = random_weight(sh.f, sh.n_out, sh.n_in, seed++);
-      for (int64_t n_tok : {8, 13, 65}) {
+      for (int64_t n_tok : {6, 8, 13, 65}) {
         check_matmul(batched, w.view, n_tok, seed++);
         const std::vector<float> x = random_x(n_tok * sh.n_in, seed++);
         std::vector<float> yb(size_t(n_tok * sh.n_out)), y1(size_t(sh.n_out));
@@ -611,28 +613,31 @@ TEST(CpuMatmul, Fp4PrefillPanelsEveryIsa) {
   });
 }
 
-// Exact FP8 prefill with 16 or more tokens and rows of 2048 columns or more takes decoded
-// panels of 16 rows x 4 blocks on AVX2: partial panels in rows (37, 19) and in blocks (17
-// and 18 blocks), a partial last block with groups (2100) and a scalar tail (2150), zero,
-// subnormal and NaN codes (blocks decoded exactly), with and without the loader's
-// fp8_normal flags, odd token counts. Against the oracle and bit for bit against single
-// tokens.
+// Exact FP8 prefill with 6 or more tokens and rows of 128 columns or more takes decoded
+// panels of 96 rows x 4 blocks on AVX2, walked in tiles of up to 3 rows x 3 tokens:
+// partial panels in rows (37, 19, 7; 200 in two threads' pieces of 96 + 4) and in blocks
+// (17 and 18 blocks; 5 = 4 + 1), last blocks of 3, 1 and 2 whole groups with a scalar
+// tail (2150, 2100, 200), zero, subnormal and NaN codes (blocks decoded exactly), with
+// and without the loader's fp8_normal flags, token counts that leave one and two tokens
+// of a tile, 6 (the fewest). Against the oracle and bit for bit against single tokens.
 TEST(CpuMatmul, Fp8PrefillPanelsEveryIsa) {
   const Shape shapes[] = {{WeightFormat::FP8_BLOCK128, 37, 2176},
                           {WeightFormat::FP8_BLOCK128, 19, 2150},
-                          {WeightFormat::FP8_BLOCK128, 18, 2100}};
+                          {WeightFormat::FP8_BLOCK128, 18, 2100},
+                          {WeightFormat::FP8_BLOCK128, 7, 200},
+                          {WeightFormat::FP8_BLOCK128, 200, 640}};
   CpuOps batched(2), single(1);
   uint32_t seed = 800;
   for (const Shape& sh : shapes) {
     OwnedWeight w = random_weight(sh.f, sh.n_out, sh.n_in, seed++);
     for (int64_t r = 0; r < sh.n_out; r += 3) w.data[size_t(r * sh.n_in + (r * 29) % sh.n_in)] = uint8_t(r % 8);
-    w.data[size_t(5 * sh.n_in + 700)] = 0x7F;  // a NaN code
+    w.data[size_t(5 * sh.n_in + 700 % sh.n_in)] = 0x7F;  // a NaN code
     const std::vector<uint64_t> flags = fp8_normal_blocks(w.view);
     for (bool with_flags : {false, true}) {
       WeightView v = w.view;
       v.fp8_normal = with_flags ? flags.data() : nullptr;
       for_each_isa([&](const std::string& isa) {
-        for (int64_t n_tok : {16, 19}) {
+        for (int64_t n_tok : {6, 16, 19}) {
           check_matmul(batched, v, n_tok, seed + uint32_t(n_tok));
           const std::vector<float> x = random_x(n_tok * sh.n_in, seed + 50 + uint32_t(n_tok));
           std::vector<float> yb(size_t(n_tok * sh.n_out)), y1(size_t(sh.n_out));
