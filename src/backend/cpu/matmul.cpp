@@ -623,21 +623,35 @@ HWY_INLINE void KeepInRegister(__m256& v) { asm("" : "+x"(v)); }
 constexpr int kPanelTileRows = 3, kPanelTileTokens = 3;
 
 // The tiles of a prefill panel (FP8 and FP4 below), at most MaxR rows x MaxT tokens,
-// covering nr panel rows x n_tok tokens: step(rows, tokens, a, t) with rows and tokens
-// std::integral_constant<int, R or T> (smaller where the rows and tokens run out).
+// covering nr panel rows x every token: step(rows, tokens, a, xt, acc) with rows and
+// tokens std::integral_constant<int, R or T> (smaller where the rows and tokens run out),
+// xt[u] token u's activation row and acc[u] its accumulators of the panel's rows from a
+// (accs: [n_tok][stride] vectors, row a of the panel at column a).
 // Per weight-vector position a tile loads R weight and T activation vectors for R x T
 // multiply-adds, one chain each: 3 x 3 takes 15 of AVX2's 16 vector registers.
 template <int R, int T, int MaxT, class Step>
-HWY_INLINE void PanelTileOf(int64_t nr_left, int64_t nt_left, int64_t a, int64_t t, const Step& step) {
-  if (nr_left == R && nt_left == T) step(std::integral_constant<int, R>{}, std::integral_constant<int, T>{}, a, t);
-  else if constexpr (T > 1) PanelTileOf<R, T - 1, MaxT>(nr_left, nt_left, a, t, step);
-  else if constexpr (R > 1) PanelTileOf<R - 1, MaxT, MaxT>(nr_left, nt_left, a, t, step);
+HWY_INLINE void PanelTileOf(const Job& j, int64_t nr_left, int64_t nt_left, int64_t a, int64_t t, int64_t stride,
+                            __m256* accs, const Step& step) {
+  if (nr_left == R && nt_left == T) {
+    const float* xt[T];
+    __m256* acc[T];
+    for (int u = 0; u < T; ++u) {
+      xt[u] = j.xp + (t + u) * j.ldx;
+      acc[u] = accs + (t + u) * stride + a;
+    }
+    step(std::integral_constant<int, R>{}, std::integral_constant<int, T>{}, a, xt, acc);
+  } else if constexpr (T > 1) {
+    PanelTileOf<R, T - 1, MaxT>(j, nr_left, nt_left, a, t, stride, accs, step);
+  } else if constexpr (R > 1) {
+    PanelTileOf<R - 1, MaxT, MaxT>(j, nr_left, nt_left, a, t, stride, accs, step);
+  }
 }
 template <int MaxR, int MaxT, class Step>
-HWY_INLINE void PanelTilesOf(int64_t nr, int64_t n_tok, const Step& step) {
-  for (int64_t t = 0; t < n_tok; t += MaxT)
+HWY_INLINE void PanelTilesOf(const Job& j, int64_t nr, int64_t stride, __m256* accs, const Step& step) {
+  for (int64_t t = 0; t < j.n_tok; t += MaxT)
     for (int64_t a = 0; a < nr; a += MaxR)
-      PanelTileOf<MaxR, MaxT, MaxT>(std::min<int64_t>(MaxR, nr - a), std::min<int64_t>(MaxT, n_tok - t), a, t, step);
+      PanelTileOf<MaxR, MaxT, MaxT>(j, std::min<int64_t>(MaxR, nr - a), std::min<int64_t>(MaxT, j.n_tok - t), a, t,
+                                    stride, accs, step);
 }
 
 // ------------------------------------------------------------------ FP8 prefill panels
@@ -763,17 +777,11 @@ void RowsFp8PanelsImpl(const Job& j, int64_t r0, int64_t r1) {
     for (int64_t b0 = 0; b0 < nb; b0 += kFp8PanelBlocks) {
       const int64_t nbk = std::min(kFp8PanelBlocks, nb - b0);
       DecodeFp8Panel<kCheck>(j, tb, rb, nr, b0, nbk, panel);
-      PanelTilesOf<kPanelTileRows, kPanelTileTokens>(nr, j.n_tok, [&](auto rows, auto tokens, int64_t a,
-                                                                      int64_t t) HWY_ATTR {
-        constexpr int R = decltype(rows)::value, T = decltype(tokens)::value;
-        const float* xt[T];
-        __m256* acc[T];
-        for (int u = 0; u < T; ++u) {
-          xt[u] = j.xp + (t + u) * j.ldx;
-          acc[u] = accs + (t + u) * kFp8PanelRows + a;
-        }
-        Fp8PanelStep<R, T>(panel, a, xt, n, b0, nbk, acc);
-      });
+      PanelTilesOf<kPanelTileRows, kPanelTileTokens>(
+          j, nr, kFp8PanelRows, accs, [&](auto rows, auto tokens, int64_t a, const float* const* xt, __m256* const* acc)
+                                          HWY_ATTR {
+            Fp8PanelStep<decltype(rows)::value, decltype(tokens)::value>(panel, a, xt, n, b0, nbk, acc);
+          });
     }
     for (int64_t t = 0; t < j.n_tok; ++t)  // token-major: a token's rows share lines of y
       for (int64_t a = 0; a < nr; ++a) {
@@ -1400,17 +1408,11 @@ void RowsFp4Panels(const Job& j, int64_t r0, int64_t r1) {
     for (int64_t c0 = 0; c0 < nc; c0 += kFp4PanelChunks) {
       const int64_t nck = std::min(kFp4PanelChunks, nc - c0);
       DecodeFp4Panel(j, tb, rb, nr, panel_rows, c0, nck, panel);
-      PanelTilesOf<kPanelTileRows, kPanelTileTokens>(nr, j.n_tok, [&](auto rows, auto tokens, int64_t a,
-                                                                      int64_t t) HWY_ATTR {
-        constexpr int R = decltype(rows)::value, T = decltype(tokens)::value;
-        const float* xt[T];
-        __m256* acc[T];
-        for (int u = 0; u < T; ++u) {
-          xt[u] = j.xp + (t + u) * j.ldx;
-          acc[u] = accs + (t + u) * kFp4PanelRows + a;
-        }
-        Fp4PanelStep<R, T>(panel, a, xt, c0, nck, acc);
-      });
+      PanelTilesOf<kPanelTileRows, kPanelTileTokens>(
+          j, nr, kFp4PanelRows, accs, [&](auto rows, auto tokens, int64_t a, const float* const* xt, __m256* const* acc)
+                                          HWY_ATTR {
+            Fp4PanelStep<decltype(rows)::value, decltype(tokens)::value>(panel, a, xt, c0, nck, acc);
+          });
     }
     for (int64_t t = 0; t < j.n_tok; ++t)  // token-major: a token's rows share lines of y
       for (int64_t a = 0; a < nr; ++a) {
