@@ -330,10 +330,13 @@ int main(int argc, char** argv) {
           g_numerics == backend::Numerics::kInt8 ? bench::measure_peak_int8(pool) : bench::FlopsResult{};
       if (int8.gflops > 0)
         std::printf("isa %-6s threads %d  peak int8 byte multiply-add %.1f GOP/s\n", cur.c_str(), T, int8.gflops);
-      const Matrix m4 = make_matrix(WeightFormat::FP4_BLOCK32, mm_rows > 0 ? mm_rows : 2048, mm_rows > 0 ? mm_cols : 4096);
-      const Matrix m8 = mm_rows > 0 ? make_matrix(WeightFormat::FP8_BLOCK128, mm_rows, mm_cols)
-                                    : make_matrix(WeightFormat::FP8_BLOCK128, fp8_rows, fp8_cols);  // --fp8-shape
-      const Matrix mb = make_matrix(WeightFormat::BF16, mm_rows > 0 ? mm_rows : 4096, mm_rows > 0 ? mm_cols : 4096);
+      // Each format's default shape unless --mm-shape gave one for all.
+      const auto mm_matrix = [&](WeightFormat f, int64_t rows, int64_t cols) {
+        return mm_rows > 0 ? make_matrix(f, mm_rows, mm_cols) : make_matrix(f, rows, cols);
+      };
+      const Matrix m4 = mm_matrix(WeightFormat::FP4_BLOCK32, 2048, 4096);
+      const Matrix m8 = mm_matrix(WeightFormat::FP8_BLOCK128, fp8_rows, fp8_cols);  // --fp8-shape
+      const Matrix mb = mm_matrix(WeightFormat::BF16, 4096, 4096);
       for (const auto* m : {&m4, &m8, &mb}) {
         const double g = matmul_gflops(*m, mm_tokens, pool, std::max(2, reps / 2));
         const bool on_int8 = int8.gflops > 0 && m->view.format == WeightFormat::FP4_BLOCK32;

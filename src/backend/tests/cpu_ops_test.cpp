@@ -582,15 +582,17 @@ TEST(CpuMatmul, Fp8ZeroSubnormalAndNaNCodesEveryIsa) {
 
 // Exact FP4 prefill with 6 or more tokens and rows of 128 columns or more takes decoded
 // panels of 4 chunks on AVX2 (12 rows below 64 tokens, 24 from 64), walked in tiles of up
-// to 3 rows x 3 tokens: partial panels in rows (37, 21, 7) and in chunks (65, 33 and 3
-// chunks), a 32-column tail (4128, 224), token counts that leave one and two tokens (and
-// rows) of a tile, 6 (the fewest). Every result must be within the oracle's bound and
+// to 3 rows x 3 tokens: partial panels in rows (37, 21, 7; 60 in two threads' pieces of
+// 30: 24 + 6 from 64 tokens, 12 + 12 + 6 below) and in chunks (65, 33 and 3 chunks), a
+// 32-column tail (4128, 224), token counts that leave one and two tokens (and rows) of a
+// tile, 6 (the fewest). Every result must be within the oracle's bound and
 // equal, bit for bit, to the same token alone.
 TEST(CpuMatmul, Fp4PrefillPanelsEveryIsa) {
   const Shape shapes[] = {{WeightFormat::FP4_BLOCK32, 37, 4160},
                           {WeightFormat::FP4_BLOCK32, 21, 2112},
                           {WeightFormat::FP4_BLOCK32, 18, 4128},
-                          {WeightFormat::FP4_BLOCK32, 7, 224}};
+                          {WeightFormat::FP4_BLOCK32, 7, 224},
+                          {WeightFormat::FP4_BLOCK32, 60, 256}};
   CpuOps batched(2), single(1);
   for_each_isa([&](const std::string& isa) {
     uint32_t seed = 700;
