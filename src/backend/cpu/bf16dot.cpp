@@ -211,14 +211,15 @@ DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t 
   return true;
 }
 
-// BF16 rows r .. r+R-1, tokens t0 .. t0+T-1. Two accumulators per (row, token), for even
-// and odd 32-column steps, in the same order for every R and T (batch invariance).
+// BF16 rows r + k * rs (k < R), tokens t0 .. t0+T-1. Two accumulators per (row, token),
+// for even and odd 32-column steps, in the same order for every R, T and rs (batch
+// invariance). Decode takes two rows half a piece apart (for_row_pairs_apart).
 template <int R, int T>
 DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
-                                float* y, int64_t r) {
-  const int64_t n = w.n_in, pf = prefetch_distance(R, 2 * n);
+                                float* y, int64_t r, int64_t rs = 1) {
+  const int64_t n = w.n_in, pf = rs == 1 ? prefetch_distance(R, 2 * n) : prefetch_distance(1, 2 * n);
   const uint8_t* wr[R];  // bytes: a mapped tensor may start at any byte
-  for (int k = 0; k < R; ++k) wr[k] = w.data + (r + k) * n * 2;
+  for (int k = 0; k < R; ++k) wr[k] = w.data + (r + k * rs) * n * 2;
   __m512 acc_a[R][T], acc_b[R][T];
   for (int k = 0; k < R; ++k)
     for (int t = 0; t < T; ++t) acc_a[k][t] = acc_b[k][t] = _mm512_setzero_ps();
@@ -247,7 +248,7 @@ DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t
       float out = hsum(_mm512_add_ps(acc_a[k][t], acc_b[k][t]));
       const float* xt = xr + (t0 + t) * n;
       for (int64_t i = c; i < n; ++i) out = std::fma(bf16_to_f32(load_u16(wr[k] + 2 * i)), round_bf16_ftz(xt[i]), out);
-      y[(t0 + t) * w.n_out + r + k] = out;
+      y[(t0 + t) * w.n_out + r + k * rs] = out;
     }
 }
 
@@ -318,7 +319,8 @@ DSV4_BF16_TARGET void row_tile(const WeightView& w, const uint16_t* xb, int64_t 
 }
 
 // Tokens t0 .. t0+T-1 of rows [b0, b1): pairs of rows when there are several tokens (each
-// activation load then serves two rows), four rows at a time for one token.
+// activation load then serves two rows), four rows at a time for one token (BF16 decode:
+// rows() takes pairs half a piece apart).
 // pf: the block's first multi-token tile prefetches the rows ahead (RowPrefetcher); null
 // in the later tiles and for one token (the decode kernels prefetch in their loops).
 template <int T>
@@ -332,7 +334,7 @@ DSV4_BF16_TARGET void tile_rows(const WeightView& w, const uint16_t* xb, int64_t
         r += kDecodeRows - 1;
         continue;
       }
-      if (w.format == WeightFormat::BF16) {
+      if (w.format == WeightFormat::BF16) {  // a prefill's last token (decode: see rows())
         bf16_rows<kDecodeRows, 1>(w, xb, ldxb, xr, t0, y, r);
         r += kDecodeRows - 1;
         continue;
@@ -660,6 +662,12 @@ DSV4_BF16_TARGET void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb
                            float* y, int64_t r0, int64_t r1) {
   if (n_tok > kTokTile && w.format == WeightFormat::FP8_BLOCK128)
     return fp8_rows_from_panels(w, xb, ldxb, xr, n_tok, y, r0, r1);
+  if (n_tok == 1 && w.format == WeightFormat::BF16) {
+    for_row_pairs_apart(
+        r0, r1, [&](int64_t ra, int64_t rb) DSV4_BF16_TARGET { bf16_rows<2, 1>(w, xb, ldxb, xr, 0, y, ra, rb - ra); },
+        [&](int64_t r) DSV4_BF16_TARGET { bf16_rows<1, 1>(w, xb, ldxb, xr, 0, y, r); });
+    return;
+  }
   // Row blocks of ~256 KiB of weights stay in L2 while the token tiles pass over them;
   // every block streams all tokens' activations again (4 MiB at 512 tokens x 4096), so
   // larger blocks read them less often: kernels_bench (fast, 512 tokens, 2 threads) BF16

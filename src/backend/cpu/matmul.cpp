@@ -227,19 +227,20 @@ void PrepBf16(const float* x, int64_t n, float* xp) {
   for (; c < n; ++c) xp[c] = x[c];
 }
 
-// R rows x T tokens. Each activation vector loaded once serves all R rows: one row per
-// step makes a multi-token tile load-bound (2T activation loads for 2T FMAs). Decode
-// (T = 1, e.g. the LM head) takes four rows: four weight streams in flight, prefetched a
-// whole step ahead as the fast kernel does. Per (row, token) the order is the same for
-// every R and T (one row: RowsBf16<1, T>), so the results are batch invariant.
+// R rows x T tokens: rows r + k * rs for k < R. Each activation vector loaded once serves
+// all R rows: one row per step makes a multi-token tile load-bound (2T activation loads
+// for 2T FMAs). Decode (T = 1, e.g. the LM head) takes two rows half a piece apart
+// (for_row_pairs_apart): two independent FMA chains, two weight streams. Per (row,
+// token) the order is the same for every R, T and rs (one row: RowsBf16<1, T>), so the
+// results are batch invariant.
 template <int R, int T>
-HWY_INLINE void RowsBf16(const Job& j, int64_t r, int64_t t0) {
+HWY_INLINE void RowsBf16(const Job& j, int64_t r, int64_t t0, int64_t rs = 1) {
   const DF d;
   const hn::RebindToUnsigned<DF> du;
   const int64_t L = int64_t(hn::Lanes(d)), C = 2 * L;
-  const int64_t n = j.w->n_in, row_bytes = 2 * n;
-  const uint8_t* wr = j.w->data + r * row_bytes;
-  const int64_t pf = prefetch_distance(R, row_bytes);
+  const int64_t n = j.w->n_in, row_step = 2 * n * rs;  // bytes from one of the R rows to the next
+  const uint8_t* wr = j.w->data + r * 2 * n;
+  const int64_t pf = rs == 1 ? prefetch_distance(R, row_step) : prefetch_distance(1, 2 * n);
   const auto hi_mask = hn::Set(du, 0xFFFF0000u);
   decltype(hn::Zero(d)) acc[R][T], acc2[R][T];
   for (int k = 0; k < R; ++k)
@@ -261,10 +262,10 @@ HWY_INLINE void RowsBf16(const Job& j, int64_t r, int64_t t0) {
       for (int k = 0; k < R; ++k) {
 #if HWY_ARCH_X86
         for (int64_t o = 0; o < U * C * 2; o += 64)
-          prefetch_stream(wr + k * row_bytes + c * 2 + o + pf);
+          prefetch_stream(wr + k * row_step + c * 2 + o + pf);
 #endif
         for (int u = 0; u < U; ++u) {
-          const auto v = hn::LoadU(du, reinterpret_cast<const uint32_t*>(wr + k * row_bytes + (c + u * C) * 2));
+          const auto v = hn::LoadU(du, reinterpret_cast<const uint32_t*>(wr + k * row_step + (c + u * C) * 2));
           acc[k][0] = hn::MulAdd(hn::BitCast(d, hn::ShiftLeft<16>(v)), xe[u], acc[k][0]);
           acc2[k][0] = hn::MulAdd(hn::BitCast(d, hn::And(v, hi_mask)), xo[u], acc2[k][0]);
         }
@@ -276,9 +277,9 @@ HWY_INLINE void RowsBf16(const Job& j, int64_t r, int64_t t0) {
     for (int k = 0; k < R; ++k) {
 #if HWY_ARCH_X86
       if (T == 1 && (c * 2) % 64 == 0)  // decode streams from memory; a tile's rows are in cache
-        prefetch_stream(wr + k * row_bytes + c * 2 + pf);
+        prefetch_stream(wr + k * row_step + c * 2 + pf);
 #endif
-      const auto v = hn::LoadU(du, reinterpret_cast<const uint32_t*>(wr + k * row_bytes + c * 2));
+      const auto v = hn::LoadU(du, reinterpret_cast<const uint32_t*>(wr + k * row_step + c * 2));
       we[k] = hn::BitCast(d, hn::ShiftLeft<16>(v));
       wo[k] = hn::BitCast(d, hn::And(v, hi_mask));
     }
@@ -292,14 +293,14 @@ HWY_INLINE void RowsBf16(const Job& j, int64_t r, int64_t t0) {
     }
   }
   for (int k = 0; k < R; ++k) {
-    const uint8_t* wk = wr + k * row_bytes;
+    const uint8_t* wk = wr + k * row_step;
     for (int t = 0; t < T; ++t) {
       const float* xt = j.xp + (t0 + t) * j.ldx;
       float s = Sum(d, hn::Add(acc[k][t], acc2[k][t]));
       for (int64_t i = c; i < n; ++i) {
         s = std::fma(bf16_to_f32(load_u16(wk + 2 * i)), xt[i], s);
       }
-      j.y[(t0 + t) * j.w->n_out + r + k] = s;
+      j.y[(t0 + t) * j.w->n_out + r + k * rs] = s;
     }
   }
 }
@@ -1713,6 +1714,12 @@ HWY_NOINLINE void Rows(const Job& job, int64_t r0, int64_t r1) {
     return;
   }
 #endif
+  if (j.n_tok == 1 && j.w->format == WeightFormat::BF16) {
+    for_row_pairs_apart(
+        r0, r1, [&](int64_t ra, int64_t rb) { RowsBf16<2, 1>(j, ra, 0, rb - ra); },
+        [&](int64_t r) { RowsBf16<1, 1>(j, r, 0); });
+    return;
+  }
   // Rows are walked in blocks of about 64 KiB of weights so that a block stays in cache
   // while all token tiles pass over it.
   // (at least kF32Rows rows, so that wide F32 rows still form row tiles).
@@ -1737,7 +1744,7 @@ HWY_NOINLINE void Rows(const Job& job, int64_t r0, int64_t r1) {
           r += kF32Rows - 1;
           continue;
         }
-        if (nt == 1 && j.w->format == WeightFormat::BF16 && r + 3 < b1) {
+        if (nt == 1 && j.w->format == WeightFormat::BF16 && r + 3 < b1) {  // a prefill's last token
           RowsBf16<4, 1>(j, r, t0);
           r += 3;
           continue;
