@@ -145,13 +145,13 @@ DSV4_BF16_TARGET inline __m512bh load_bh(const void* p) { return as_bh(_mm512_lo
 // written) when a row's scales need the scalar path.
 template <int R, int T>
 DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
-                               float* y, int64_t r) {
-  const int64_t n = w.n_in, nc = n / 128, pf = prefetch_distance(R, n / 2);
+                               float* y, int64_t r, int64_t rs = 1) {
+  const int64_t n = w.n_in, nc = n / 128, pf = rs == 1 ? prefetch_distance(R, n / 2) : prefetch_distance(1, n / 2);
   const uint8_t* wr[R];
   const uint8_t* sr[R];
   for (int k = 0; k < R; ++k) {
-    wr[k] = w.data + (r + k) * (n / 2);
-    sr[k] = w.scale + (r + k) * (n / 32);
+    wr[k] = w.data + (r + k * rs) * (n / 2);
+    sr[k] = w.scale + (r + k * rs) * (n / 32);
     if (!fp4_scales_ok(sr[k], n / 32)) return false;
     if (T == 1) prefetch_lines(sr[k] + kPrefetchScaleRows * (n / 32), n / 32);
   }
@@ -206,7 +206,7 @@ DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t 
         const float wv = kE2M1Values[col % 2 ? b >> 4 : b & 0xF] * e8m0_to_f32(sr[k][col / 32]);
         out[k][t] = std::fma(wv, round_bf16_ftz(xt[col]), out[k][t]);
       }
-      y[(t0 + t) * w.n_out + r + k] = out[k][t];
+      y[(t0 + t) * w.n_out + r + k * rs] = out[k][t];
     }
   return true;
 }
@@ -258,13 +258,13 @@ DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t
 // Returns false (nothing written) when a row's scales need the scalar path.
 template <int R, int T>
 DSV4_BF16_TARGET bool fp8_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, int64_t t0, float* y,
-                               int64_t r) {
-  const int64_t n = w.n_in, nb = (n + 127) / 128, pf = prefetch_distance(R, n);
+                               int64_t r, int64_t rs = 1) {
+  const int64_t n = w.n_in, nb = (n + 127) / 128, pf = rs == 1 ? prefetch_distance(R, n) : prefetch_distance(1, n);
   const uint8_t* wr[R];
   const uint8_t* sr[R];
   for (int k = 0; k < R; ++k) {
-    wr[k] = w.data + (r + k) * n;
-    sr[k] = w.scale + ((r + k + w.row_offset) / 128) * nb;
+    wr[k] = w.data + (r + k * rs) * n;
+    sr[k] = w.scale + ((r + k * rs + w.row_offset) / 128) * nb;
     if (!fp8_scales_ok(sr[k], nb)) return false;
   }
   const Fp8Decoder dec = fp8_decoder();
@@ -294,7 +294,7 @@ DSV4_BF16_TARGET bool fp8_rows(const WeightView& w, const uint16_t* xb, int64_t 
     }
   }
   for (int k = 0; k < R; ++k)
-    for (int t = 0; t < T; ++t) y[(t0 + t) * w.n_out + r + k] = hsum(acc[k][t]);
+    for (int t = 0; t < T; ++t) y[(t0 + t) * w.n_out + r + k * rs] = hsum(acc[k][t]);
   return true;
 }
 
@@ -658,16 +658,35 @@ DSV4_BF16_TARGET void prep(const WeightView& w, const float* x, uint16_t* xb) {
   for (; c < prep_words(w); ++c) xb[c] = 0;
 }
 
+// Decode (one token): the rows of the piece in pairs half the piece apart
+// (for_row_pairs_apart; a pair whose scales need it goes row by row). kernels_bench, 2
+// threads, Zen 5, alternating runs, against four adjacent rows per step before: FP4
+// experts 34.5-46.5 -> 48.0-48.3 GB/s (groups of 12: 34.7-51.6 -> 49.7-53.9), FP8
+// [4096, 4096] 48.7-49.4 -> 52.0-53.0, [4096, 8192] (two adjacent rows before) 47.5-49.3
+// -> 55.7-57.1, [32768, 1024] 53.0-54.7 -> 60.9-62.2; the LM head 44.7-45.0 -> 57.1-57.3.
+DSV4_BF16_TARGET void decode_rows_apart(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr,
+                                        float* y, int64_t r0, int64_t r1) {
+  const auto one = [&](int64_t r) DSV4_BF16_TARGET { row_tile<1, 1>(w, xb, ldxb, xr, 0, y, r); };
+  const auto pair = [&](int64_t ra, int64_t rb) DSV4_BF16_TARGET {
+    bool done = true;
+    if (w.format == WeightFormat::FP4_BLOCK32)
+      done = fp4_rows<2, 1>(w, xb, ldxb, xr, 0, y, ra, rb - ra);
+    else if (w.format == WeightFormat::FP8_BLOCK128)
+      done = fp8_rows<2, 1>(w, xb, ldxb, 0, y, ra, rb - ra);
+    else
+      bf16_rows<2, 1>(w, xb, ldxb, xr, 0, y, ra, rb - ra);
+    if (done) return;
+    one(ra);  // scales the pair kernel does not take
+    one(rb);
+  };
+  for_row_pairs_apart(r0, r1, pair, one);
+}
+
 DSV4_BF16_TARGET void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t n_tok,
                            float* y, int64_t r0, int64_t r1) {
   if (n_tok > kTokTile && w.format == WeightFormat::FP8_BLOCK128)
     return fp8_rows_from_panels(w, xb, ldxb, xr, n_tok, y, r0, r1);
-  if (n_tok == 1 && w.format == WeightFormat::BF16) {
-    for_row_pairs_apart(
-        r0, r1, [&](int64_t ra, int64_t rb) DSV4_BF16_TARGET { bf16_rows<2, 1>(w, xb, ldxb, xr, 0, y, ra, rb - ra); },
-        [&](int64_t r) DSV4_BF16_TARGET { bf16_rows<1, 1>(w, xb, ldxb, xr, 0, y, r); });
-    return;
-  }
+  if (n_tok == 1) return decode_rows_apart(w, xb, ldxb, xr, y, r0, r1);
   // Row blocks of ~256 KiB of weights stay in L2 while the token tiles pass over them;
   // every block streams all tokens' activations again (4 MiB at 512 tokens x 4096), so
   // larger blocks read them less often: kernels_bench (fast, 512 tokens, 2 threads) BF16
