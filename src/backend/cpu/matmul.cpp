@@ -594,25 +594,24 @@ HWY_INLINE bool Row2Fp8(const Job& j, int64_t r, int64_t r2, int64_t t0) {
   return j.w->fp8_normal != nullptr ? Row2Fp8Impl<false>(j, r, r2, t0) : Row2Fp8Impl<true>(j, r, r2, t0);
 }
 
-// Decode (one token) of FP8 rows [r0, r1), two per step. Rows of 4 KiB or more pair with
-// their neighbour; shorter rows pair with the row half the piece further on: adjacent
-// short rows share a 4 KiB page, and two streams interleaved within a page read slower
-// from DRAM, though not from cache (one Zen 3 core, 1024-wide rows: 12.5 -> 13.8 GB/s;
-// two: 23.8 -> 27.1, `kernels_bench --only fp8 --fp8-shape 40960x1024`; 2048-wide +2%;
-// 4096-byte rows, each its own page, lost 3-5% paired apart). The same arithmetic per
-// row in any pairing, so the same bits.
-constexpr int64_t kFp8ApartBelowBytes = 4096;
+// Decode (one token) of FP8 rows [r0, r1), two per step, half the piece apart
+// (for_row_pairs_apart). Adjacent short rows share a 4 KiB page, and two streams
+// interleaved within a page read slower from DRAM, though not from cache (one Zen 3
+// core, 1024-wide rows: 12.5 -> 13.8 GB/s apart; two: 23.8 -> 27.1, `kernels_bench
+// --only fp8 --fp8-shape 40960x1024`; 2048-wide +2%). Rows of 4 KiB and more were paired
+// with their neighbour until Zen 5 measured apart faster for them too (2 threads,
+// alternating: [4096, 4096] 25.9-31.2 -> 30.4-35.0 GB/s, [4096, 8192] 26.1-27.1 ->
+// 31.0-32.0) where Zen 3 had measured it 3-5% slower. The same arithmetic per row in any
+// pairing, so the same bits.
 void RowsFp8Decode(const Job& j, int64_t r0, int64_t r1) {
-  const int64_t h = (r1 - r0) / 2;
-  const bool apart = j.w->row_bytes() < kFp8ApartBelowBytes;
-  for (int64_t i = 0; i < h; ++i) {
-    const int64_t ra = apart ? r0 + i : r0 + 2 * i, rb = apart ? ra + h : ra + 1;
-    if (!Row2Fp8(j, ra, rb, 0)) {
-      RowFp8<1>(j, ra, 0);
-      RowFp8<1>(j, rb, 0);
-    }
-  }
-  if (2 * h < r1 - r0) RowFp8<1>(j, r1 - 1, 0);
+  for_row_pairs_apart(
+      r0, r1,
+      [&](int64_t ra, int64_t rb) {
+        if (Row2Fp8(j, ra, rb, 0)) return;
+        RowFp8<1>(j, ra, 0);
+        RowFp8<1>(j, rb, 0);
+      },
+      [&](int64_t r) { RowFp8<1>(j, r, 0); });
 }
 
 // An empty asm that claims to change v: v must be in a register and cannot be re-read
