@@ -28,7 +28,7 @@ namespace dsv4::backend::cpu::bf16dot {
 namespace {
 
 constexpr int kTokTile = 4;          // tokens sharing one decode of a weight chunk
-constexpr int kDecodeRows = 4;       // rows per step when there is one token (shared activation loads)
+constexpr int kDecodeRows = 4;       // rows per step of a prefill's lone last token (shared activation loads)
 // FP8 rows longer than this take two rows per decode step, not four: with wo_b's 8192
 // columns, four rows (32 KiB a step, prefetched a step ahead) plus 16 KiB of activations
 // overflow the 48 KiB L1 (kernels_bench --fp8-shape 4096x8192, 2 threads: 41-42 GB/s
@@ -146,7 +146,7 @@ DSV4_BF16_TARGET inline __m512bh load_bh(const void* p) { return as_bh(_mm512_lo
 template <int R, int T>
 DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
                                float* y, int64_t r, int64_t rs = 1) {
-  const int64_t n = w.n_in, nc = n / 128, pf = rs == 1 ? prefetch_distance(R, n / 2) : prefetch_distance(1, n / 2);
+  const int64_t n = w.n_in, nc = n / 128, pf = prefetch_distance(R, n / 2, rs);
   const uint8_t* wr[R];
   const uint8_t* sr[R];
   for (int k = 0; k < R; ++k) {
@@ -217,7 +217,7 @@ DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t 
 template <int R, int T>
 DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t t0,
                                 float* y, int64_t r, int64_t rs = 1) {
-  const int64_t n = w.n_in, pf = rs == 1 ? prefetch_distance(R, 2 * n) : prefetch_distance(1, 2 * n);
+  const int64_t n = w.n_in, pf = prefetch_distance(R, 2 * n, rs);
   const uint8_t* wr[R];  // bytes: a mapped tensor may start at any byte
   for (int k = 0; k < R; ++k) wr[k] = w.data + (r + k * rs) * n * 2;
   __m512 acc_a[R][T], acc_b[R][T];
@@ -259,7 +259,7 @@ DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t
 template <int R, int T>
 DSV4_BF16_TARGET bool fp8_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, int64_t t0, float* y,
                                int64_t r, int64_t rs = 1) {
-  const int64_t n = w.n_in, nb = (n + 127) / 128, pf = rs == 1 ? prefetch_distance(R, n) : prefetch_distance(1, n);
+  const int64_t n = w.n_in, nb = (n + 127) / 128, pf = prefetch_distance(R, n, rs);
   const uint8_t* wr[R];
   const uint8_t* sr[R];
   for (int k = 0; k < R; ++k) {
@@ -319,8 +319,8 @@ DSV4_BF16_TARGET void row_tile(const WeightView& w, const uint16_t* xb, int64_t 
 }
 
 // Tokens t0 .. t0+T-1 of rows [b0, b1): pairs of rows when there are several tokens (each
-// activation load then serves two rows), four rows at a time for one token (BF16 decode:
-// rows() takes pairs half a piece apart).
+// activation load then serves two rows), four rows at a time for a prefill's lone last
+// token (decode does not come here: rows() takes pairs half a piece apart).
 // pf: the block's first multi-token tile prefetches the rows ahead (RowPrefetcher); null
 // in the later tiles and for one token (the decode kernels prefetch in their loops).
 template <int T>
@@ -334,7 +334,7 @@ DSV4_BF16_TARGET void tile_rows(const WeightView& w, const uint16_t* xb, int64_t
         r += kDecodeRows - 1;
         continue;
       }
-      if (w.format == WeightFormat::BF16) {  // a prefill's last token (decode: see rows())
+      if (w.format == WeightFormat::BF16) {
         bf16_rows<kDecodeRows, 1>(w, xb, ldxb, xr, t0, y, r);
         r += kDecodeRows - 1;
         continue;
@@ -666,20 +666,13 @@ DSV4_BF16_TARGET void prep(const WeightView& w, const float* x, uint16_t* xb) {
 // -> 55.7-57.1, [32768, 1024] 53.0-54.7 -> 60.9-62.2; the LM head 44.7-45.0 -> 57.1-57.3.
 DSV4_BF16_TARGET void decode_rows_apart(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr,
                                         float* y, int64_t r0, int64_t r1) {
-  const auto one = [&](int64_t r) DSV4_BF16_TARGET { row_tile<1, 1>(w, xb, ldxb, xr, 0, y, r); };
   const auto pair = [&](int64_t ra, int64_t rb) DSV4_BF16_TARGET {
-    bool done = true;
-    if (w.format == WeightFormat::FP4_BLOCK32)
-      done = fp4_rows<2, 1>(w, xb, ldxb, xr, 0, y, ra, rb - ra);
-    else if (w.format == WeightFormat::FP8_BLOCK128)
-      done = fp8_rows<2, 1>(w, xb, ldxb, 0, y, ra, rb - ra);
-    else
-      bf16_rows<2, 1>(w, xb, ldxb, xr, 0, y, ra, rb - ra);
-    if (done) return;
-    one(ra);  // scales the pair kernel does not take
-    one(rb);
+    if (w.format == WeightFormat::FP4_BLOCK32) return fp4_rows<2, 1>(w, xb, ldxb, xr, 0, y, ra, rb - ra);
+    if (w.format == WeightFormat::FP8_BLOCK128) return fp8_rows<2, 1>(w, xb, ldxb, 0, y, ra, rb - ra);
+    bf16_rows<2, 1>(w, xb, ldxb, xr, 0, y, ra, rb - ra);
+    return true;
   };
-  for_row_pairs_apart(r0, r1, pair, one);
+  for_row_pairs_apart(r0, r1, pair, [&](int64_t r) DSV4_BF16_TARGET { row_tile<1, 1>(w, xb, ldxb, xr, 0, y, r); });
 }
 
 DSV4_BF16_TARGET void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t n_tok,

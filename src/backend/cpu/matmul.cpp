@@ -240,7 +240,7 @@ HWY_INLINE void RowsBf16(const Job& j, int64_t r, int64_t t0, int64_t rs = 1) {
   const int64_t L = int64_t(hn::Lanes(d)), C = 2 * L;
   const int64_t n = j.w->n_in, row_step = 2 * n * rs;  // bytes from one of the R rows to the next
   const uint8_t* wr = j.w->data + r * 2 * n;
-  const int64_t pf = rs == 1 ? prefetch_distance(R, row_step) : prefetch_distance(1, 2 * n);
+  const int64_t pf = prefetch_distance(R, 2 * n, rs);
   const auto hi_mask = hn::Set(du, 0xFFFF0000u);
   decltype(hn::Zero(d)) acc[R][T], acc2[R][T];
   for (int k = 0; k < R; ++k)
@@ -605,13 +605,7 @@ HWY_INLINE bool Row2Fp8(const Job& j, int64_t r, int64_t r2, int64_t t0) {
 // pairing, so the same bits.
 void RowsFp8Decode(const Job& j, int64_t r0, int64_t r1) {
   for_row_pairs_apart(
-      r0, r1,
-      [&](int64_t ra, int64_t rb) {
-        if (Row2Fp8(j, ra, rb, 0)) return;
-        RowFp8<1>(j, ra, 0);
-        RowFp8<1>(j, rb, 0);
-      },
-      [&](int64_t r) { RowFp8<1>(j, r, 0); });
+      r0, r1, [&](int64_t ra, int64_t rb) { return Row2Fp8(j, ra, rb, 0); }, [&](int64_t r) { RowFp8<1>(j, r, 0); });
 }
 
 // An empty asm that claims to change v: v must be in a register and cannot be re-read
@@ -908,7 +902,7 @@ HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0, int64_t rs = 1) {
     if (!j.fp8_scales_ok && !scales_in_range(sr[k], nb, 1, kFp8MaxScale)) return false;
   }
   const float* xt = j.xp + t0 * j.ldx;
-  const int64_t pf = rs == 1 ? prefetch_distance(R, n) : prefetch_distance(1, n);
+  const int64_t pf = prefetch_distance(R, n, rs);
   const __m512i mask = _mm512_set1_epi16(int16_t(0xBF80)), nan_bits = _mm512_set1_epi16(0x3F80);
   __m512i nan_acc = _mm512_setzero_si512();
   // 32 weights at p as two fp32 vectors (times 2^-8), NaN codes noted in nan_acc.
@@ -1176,11 +1170,10 @@ HWY_INLINE bool Row2Fp4(const Job& j, int64_t r, int64_t t0, int64_t rs = 1) {
                                     -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
   const int64_t nc = n / 128;
   Fp4Scales sc{sr, nc}, sc2{sr2, nc};
-  const int64_t pf = rs == 1 ? prefetch_distance(2, n / 2) : prefetch_distance(1, n / 2);
+  const int64_t pf = prefetch_distance(2, n / 2, rs);
   __m512 acc[T], acc2[T];
   for (int t = 0; t < T; ++t) acc[t] = acc2[t] = _mm512_setzero_ps();
-  if (T == 1 && rs == 1) prefetch_lines(sr + kPrefetchScaleRows * (n / 32), 2 * (n / 32));
-  if (T == 1 && rs != 1) {
+  if (T == 1) {
     prefetch_lines(sr + kPrefetchScaleRows * (n / 32), n / 32);
     prefetch_lines(sr2 + kPrefetchScaleRows * (n / 32), n / 32);
   }
@@ -1686,30 +1679,24 @@ HWY_INLINE bool RowsDecodeApart(const Job& j, int64_t r0, int64_t r1) {
   switch (j.w->format) {
     case WeightFormat::BF16:
       for_row_pairs_apart(
-          r0, r1, [&](int64_t ra, int64_t rb) { RowsBf16<2, 1>(j, ra, 0, rb - ra); },
+          r0, r1,
+          [&](int64_t ra, int64_t rb) {
+            RowsBf16<2, 1>(j, ra, 0, rb - ra);
+            return true;
+          },
           [&](int64_t r) { RowsBf16<1, 1>(j, r, 0); });
       return true;
 #ifdef DSV4_HAVE_ROWS_FP8
     case WeightFormat::FP8_BLOCK128:
       for_row_pairs_apart(
-          r0, r1,
-          [&](int64_t ra, int64_t rb) {
-            if (RowsFp8<2, 1>(j, ra, 0, rb - ra)) return;
-            RowFp8<1>(j, ra, 0);
-            RowFp8<1>(j, rb, 0);
-          },
+          r0, r1, [&](int64_t ra, int64_t rb) { return RowsFp8<2, 1>(j, ra, 0, rb - ra); },
           [&](int64_t r) { RowFp8<1>(j, r, 0); });
       return true;
 #endif
 #ifdef DSV4_HAVE_ROW2_FP4
     case WeightFormat::FP4_BLOCK32:
       for_row_pairs_apart(
-          r0, r1,
-          [&](int64_t ra, int64_t rb) {
-            if (Row2Fp4<1>(j, ra, 0, rb - ra)) return;
-            RowFp4<1>(j, ra, 0);
-            RowFp4<1>(j, rb, 0);
-          },
+          r0, r1, [&](int64_t ra, int64_t rb) { return Row2Fp4<1>(j, ra, 0, rb - ra); },
           [&](int64_t r) { RowFp4<1>(j, r, 0); });
       return true;
 #endif

@@ -46,14 +46,15 @@ const char* prefetch_hint_name();
     __builtin_prefetch(p, 0, 2);
 }
 
-// Distance for a kernel that walks `rows` consecutive rows of `row_bytes` side by side
-// (one step = rows x row_bytes): a whole number of steps, at least kPrefetchBytes, so that
-// each row's prefetch lands in the same row of a later step. A distance shorter than a
-// step lands in a row of the current step for some of the rows, which is read at the same
-// moment (the LM head, four 8 KiB rows at 16 KiB: 23-25 GB/s on one core; at one step,
-// 32 KiB: 28-32 GB/s).
-inline int64_t prefetch_distance(int64_t rows, int64_t row_bytes) {
-  const int64_t step = rows * row_bytes;
+// Distance for a kernel that walks `rows` rows side by side, `stride` rows apart. Adjacent
+// rows (stride 1: one step = rows x row_bytes): a whole number of steps, at least
+// kPrefetchBytes, so that each row's prefetch lands in the same row of a later step. A
+// distance shorter than a step lands in a row of the current step for some of the rows,
+// which is read at the same moment (the LM head, four 8 KiB rows at 16 KiB: 23-25 GB/s on
+// one core; at one step, 32 KiB: 28-32 GB/s). Rows apart (for_row_pairs_apart): each
+// row's stream continues in its next row, so the distance of one row.
+inline int64_t prefetch_distance(int64_t rows, int64_t row_bytes, int64_t stride = 1) {
+  const int64_t step = (stride == 1 ? rows : 1) * row_bytes;
   return step <= 0 ? kPrefetchBytes : step * ((kPrefetchBytes + step - 1) / step);
 }
 
@@ -62,13 +63,18 @@ inline int64_t prefetch_distance(int64_t rows, int64_t row_bytes) {
 // streams far apart read faster than adjacent rows taken side by side: the LM head
 // ([129280, 4096] BF16, 8 KiB rows, kernels_bench --only bf16, 2 threads, Zen 5),
 // alternating runs: four adjacent rows 52-56 GB/s, two adjacent rows 41-44, two rows
-// half a piece apart 62-65 (avx512) and 57-66 against 48-58 (avx2). Each row's stream
-// continues in the next pair, so a pair prefetches prefetch_distance(1, row_bytes)
-// ahead. pair(ra, rb) with rb = ra + h; one(r).
+// half a piece apart 62-65 (avx512) and 57-66 against 48-58 (avx2). A pair kernel
+// prefetches prefetch_distance(2, row_bytes, h) ahead.
+// pair(ra, rb) (rb = ra + h) returns false, having written nothing, when a scale or code
+// of the pair needs another path; both rows then go to one(r), as does the odd row.
 template <class Pair, class One>
 inline void for_row_pairs_apart(int64_t r0, int64_t r1, const Pair& pair, const One& one) {
   const int64_t h = (r1 - r0) / 2;
-  for (int64_t i = 0; i < h; ++i) pair(r0 + i, r0 + i + h);
+  for (int64_t i = 0; i < h; ++i) {
+    if (pair(r0 + i, r0 + i + h)) continue;
+    one(r0 + i);
+    one(r0 + i + h);
+  }
   if (2 * h < r1 - r0) one(r1 - 1);
 }
 

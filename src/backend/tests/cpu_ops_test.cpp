@@ -1241,27 +1241,38 @@ TEST(CpuPrefetch, RowsAheadOnceAndWithinRange) {
 }
 
 // Decode walks a piece as pairs half the piece apart: every row of [r0, r1) exactly once,
-// each pair (r, r + h) with h = (r1 - r0) / 2, the odd row left over last.
+// each pair (r, r + h) with h = (r1 - r0) / 2, the odd row left over last; a pair whose
+// kernel declines (returns false) goes to the one-row path, both rows.
 TEST(CpuPrefetch, RowPairsApartCoverEachRowOnce) {
-  for (int64_t r0 : {0, 5}) {
-    for (int64_t len : {0, 1, 2, 3, 8, 9, 127, 128}) {
-      const int64_t r1 = r0 + len, h = len / 2;
-      std::vector<int> seen(static_cast<size_t>(r1), 0);
-      int64_t pairs = 0, singles = 0, last = -1;
-      backend::cpu::for_row_pairs_apart(
-          r0, r1,
-          [&](int64_t ra, int64_t rb) {
-            EXPECT_EQ(rb - ra, h);
-            EXPECT_EQ(ra, r0 + pairs);
-            ++seen[size_t(ra)], ++seen[size_t(rb)], ++pairs;
-          },
-          [&](int64_t r) { ++seen[size_t(r)], ++singles, last = r; });
-      EXPECT_EQ(pairs, h) << "len " << len;
-      EXPECT_EQ(singles, len % 2) << "len " << len;
-      if (len % 2 == 1) {
-        EXPECT_EQ(last, r1 - 1);
+  for (bool decline_some : {false, true}) {
+    for (int64_t r0 : {0, 5}) {
+      for (int64_t len : {0, 1, 2, 3, 8, 9, 127, 128}) {
+        const int64_t r1 = r0 + len, h = len / 2;
+        std::vector<int> by_pair(static_cast<size_t>(r1), 0), by_one(static_cast<size_t>(r1), 0);
+        int64_t pairs = 0, last = -1;
+        backend::cpu::for_row_pairs_apart(
+            r0, r1,
+            [&](int64_t ra, int64_t rb) {
+              EXPECT_EQ(rb - ra, h);
+              EXPECT_EQ(ra, r0 + pairs);
+              ++pairs;
+              if (decline_some && ra % 3 == 0) return false;  // nothing written
+              ++by_pair[size_t(ra)], ++by_pair[size_t(rb)];
+              return true;
+            },
+            [&](int64_t r) { ++by_one[size_t(r)], last = r; });
+        EXPECT_EQ(pairs, h) << "len " << len;
+        if (len % 2 == 1) {
+          EXPECT_EQ(last, r1 - 1);
+        }
+        for (int64_t r = 0; r < r1; ++r) {
+          EXPECT_EQ(by_pair[size_t(r)] + by_one[size_t(r)], r >= r0 ? 1 : 0) << "row " << r << " len " << len;
+          const bool declined_pair = decline_some && r >= r0 && r < r0 + 2 * h && (r - (r - r0 >= h ? h : 0)) % 3 == 0;
+          if (declined_pair) {
+            EXPECT_EQ(by_one[size_t(r)], 1) << "row " << r << " of a declined pair, len " << len;
+          }
+        }
       }
-      for (int64_t r = 0; r < r1; ++r) EXPECT_EQ(seen[size_t(r)], r >= r0 ? 1 : 0) << "row " << r << " len " << len;
     }
   }
 }
