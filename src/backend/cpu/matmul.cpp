@@ -324,6 +324,40 @@ HWY_INLINE bool E4m3RowFinite(const uint8_t* p, int64_t n) {
   return true;
 }
 
+#if DSV4_FP4_AVX2 || DSV4_FP4_AVX3
+// The tiles of a prefill panel (FP8 and FP4 below), at most MaxR rows x MaxT tokens,
+// covering nr panel rows x every token: step(rows, tokens, a, xt, acc) with rows and
+// tokens std::integral_constant<int, R or T> (smaller where the rows and tokens run out),
+// xt[u] token u's activation row and acc[u] its accumulators of the panel's rows from a
+// (accs: [n_tok][stride] vectors, row a of the panel at column a).
+// Per weight-vector position a tile loads R weight and T activation vectors for R x T
+// multiply-adds. V: the accumulator vector type (AVX2 __m256, AVX-512 __m512).
+template <int R, int T, int MaxT, class V, class Step>
+HWY_INLINE void PanelTileOf(const Job& j, int64_t nr_left, int64_t nt_left, int64_t a, int64_t t, int64_t stride,
+                            V* accs, const Step& step) {
+  if (nr_left == R && nt_left == T) {
+    const float* xt[T];
+    V* acc[T];
+    for (int u = 0; u < T; ++u) {
+      xt[u] = j.xp + (t + u) * j.ldx;
+      acc[u] = accs + (t + u) * stride + a;
+    }
+    step(std::integral_constant<int, R>{}, std::integral_constant<int, T>{}, a, xt, acc);
+  } else if constexpr (T > 1) {
+    PanelTileOf<R, T - 1, MaxT>(j, nr_left, nt_left, a, t, stride, accs, step);
+  } else if constexpr (R > 1) {
+    PanelTileOf<R - 1, MaxT, MaxT>(j, nr_left, nt_left, a, t, stride, accs, step);
+  }
+}
+template <int MaxR, int MaxT, class V, class Step>
+HWY_INLINE void PanelTilesOf(const Job& j, int64_t nr, int64_t stride, V* accs, const Step& step) {
+  for (int64_t t = 0; t < j.n_tok; t += MaxT)
+    for (int64_t a = 0; a < nr; a += MaxR)
+      PanelTileOf<MaxR, MaxT, MaxT>(j, std::min<int64_t>(MaxR, nr - a), std::min<int64_t>(MaxT, j.n_tok - t), a, t,
+                                    stride, accs, step);
+}
+#endif
+
 #if DSV4_FP4_AVX2
 // AVX2: E4M3 bytes become bf16 words with one byte shuffle, not VCVTPH2PS (on Zen 3 one
 // ymm VCVTPH2PS per two cycles held the half-based decode at ~9 cycles per 32 weights;
@@ -614,41 +648,10 @@ void RowsFp8Decode(const Job& j, int64_t r0, int64_t r1) {
 // one Zen 3 core, L1-resident FP4 2x2 step, 54 -> 83 GFLOP/s of a 103 peak.
 HWY_INLINE void KeepInRegister(__m256& v) { asm("" : "+x"(v)); }
 
+// ------------------------------------------------------------------ FP8 prefill panels
+// Tiles of at most 3 rows x 3 tokens, one chain each: 15 of AVX2's 16 vector registers.
 constexpr int kPanelTileRows = 3, kPanelTileTokens = 3;
 
-// The tiles of a prefill panel (FP8 and FP4 below), at most MaxR rows x MaxT tokens,
-// covering nr panel rows x every token: step(rows, tokens, a, xt, acc) with rows and
-// tokens std::integral_constant<int, R or T> (smaller where the rows and tokens run out),
-// xt[u] token u's activation row and acc[u] its accumulators of the panel's rows from a
-// (accs: [n_tok][stride] vectors, row a of the panel at column a).
-// Per weight-vector position a tile loads R weight and T activation vectors for R x T
-// multiply-adds, one chain each: 3 x 3 takes 15 of AVX2's 16 vector registers.
-template <int R, int T, int MaxT, class Step>
-HWY_INLINE void PanelTileOf(const Job& j, int64_t nr_left, int64_t nt_left, int64_t a, int64_t t, int64_t stride,
-                            __m256* accs, const Step& step) {
-  if (nr_left == R && nt_left == T) {
-    const float* xt[T];
-    __m256* acc[T];
-    for (int u = 0; u < T; ++u) {
-      xt[u] = j.xp + (t + u) * j.ldx;
-      acc[u] = accs + (t + u) * stride + a;
-    }
-    step(std::integral_constant<int, R>{}, std::integral_constant<int, T>{}, a, xt, acc);
-  } else if constexpr (T > 1) {
-    PanelTileOf<R, T - 1, MaxT>(j, nr_left, nt_left, a, t, stride, accs, step);
-  } else if constexpr (R > 1) {
-    PanelTileOf<R - 1, MaxT, MaxT>(j, nr_left, nt_left, a, t, stride, accs, step);
-  }
-}
-template <int MaxR, int MaxT, class Step>
-HWY_INLINE void PanelTilesOf(const Job& j, int64_t nr, int64_t stride, __m256* accs, const Step& step) {
-  for (int64_t t = 0; t < j.n_tok; t += MaxT)
-    for (int64_t a = 0; a < nr; a += MaxR)
-      PanelTileOf<MaxR, MaxT, MaxT>(j, std::min<int64_t>(MaxR, nr - a), std::min<int64_t>(MaxT, j.n_tok - t), a, t,
-                                    stride, accs, step);
-}
-
-// ------------------------------------------------------------------ FP8 prefill panels
 // Prefill of FP8 rows on AVX2 (kFp8PanelMinTokens tokens or more), as the FP4 panels
 // below: the weight vectors of kFp8PanelRows rows x kFp8PanelBlocks 128-column blocks
 // are decoded once (blocks holding a zero, subnormal or NaN code exactly, as
@@ -967,6 +970,141 @@ HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0, int64_t rs = 1) {
 }
 #define DSV4_HAVE_ROWS_FP8 1
 constexpr int kFp8Rows = 4;  // rows per decode step of RowsFp8
+
+// ------------------------------------------------------- FP8 prefill panels, AVX-512
+// Exact FP8 prefill (kFp8PanelMinTokens tokens or more, whole 128-column blocks, every
+// scale of the piece in range): the weight vectors of kFp8PanelRows rows x
+// kFp8PanelBlocks blocks are decoded once into a panel, and every group of four tokens
+// passes over them in tiles of two rows x four tokens (PanelTilesOf). RowsFp8<2, 4>
+// decoded each weight vector again for every four tokens, and its decode (eight vector
+// ops per 32 weights and row) took the vector pipes from the 16 multiply-adds.
+// Per (row, token) the arithmetic is RowsFp8's in its order (per block p over the even
+// and q over the odd weight vectors from zero, acc += (p + q) x scale; Sum(acc) + 0
+// last), so results are bit-identical to decode. A row holding a NaN code takes the
+// exact scalar path for every token, as RowFp8 does.
+#ifndef DSV4_FP8_PANEL_ROWS
+#define DSV4_FP8_PANEL_ROWS 64
+#define DSV4_FP8_PANEL_BLOCKS 4
+#endif
+constexpr int64_t kFp8PanelRows = DSV4_FP8_PANEL_ROWS;
+constexpr int64_t kFp8PanelBlocks = DSV4_FP8_PANEL_BLOCKS;
+constexpr int64_t kFp8PanelMinTokens = 8;
+constexpr int64_t kFp8PanelMinCols = 128;
+#ifndef DSV4_FP8_PANEL_TOKENS
+#define DSV4_FP8_PANEL_TOKENS 64
+#endif
+constexpr int64_t kFp8PanelTokens = DSV4_FP8_PANEL_TOKENS;
+constexpr int kFp8PanelTileRows = 2, kFp8PanelTileTokens = 4;  // 24 accumulators + 6 operands of 32 zmm
+
+struct Fp8Panel {
+  __m512 w[kFp8PanelRows][kFp8PanelBlocks][8];  // a block's 128 weights x 2^-8, 16 columns a vector
+  float s[kFp8PanelRows][kFp8PanelBlocks];      // its scale x 2^8: 2^(e-127+8)
+  bool nan[kFp8PanelRows];                      // a NaN code in the row
+};
+
+// Rows [r, r + nr) of the panel, blocks [b0, b0 + nbk) of the weight; the rows' nan
+// flags accumulate over the blocks.
+HWY_INLINE void DecodeFp8Panel(const Job& j, int64_t r, int64_t nr, int64_t b0, int64_t nbk, Fp8Panel& panel) {
+  const WeightView& w = *j.w;
+  const int64_t n = w.n_in, nb = n / 128;
+  const __m512i mask = _mm512_set1_epi16(int16_t(0xBF80)), nan_bits = _mm512_set1_epi16(0x3F80);
+  for (int64_t a = 0; a < nr; ++a) {
+    const uint8_t* wr = w.data + (r + a) * n;
+    const uint8_t* sr = w.scale + ((r + a + w.row_offset) / 128) * nb;
+    // The row's next slice, or the same row of the next panel, while the tiles work.
+    if (b0 + nbk < nb) prefetch_lines(wr + (b0 + nbk) * 128, (std::min(nb, b0 + 2 * nbk) - b0 - nbk) * 128);
+    else if (r + a + kFp8PanelRows < w.n_out) prefetch_lines(wr + kFp8PanelRows * n, std::min(nb, kFp8PanelBlocks) * 128);
+    __m512i nan_acc = _mm512_setzero_si512();
+    for (int64_t k = 0; k < nbk; ++k) {
+      const uint8_t* p = wr + (b0 + k) * 128;
+      for (int i = 0; i < 4; ++i) {  // RowsFp8's decode32
+        const __m512i hw = _mm512_and_si512(
+            _mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * i))), 7),
+            mask);
+        nan_acc = _mm512_max_epu16(nan_acc, _mm512_and_si512(hw, nan_bits));
+        panel.w[a][k][2 * i] = _mm512_cvtph_ps(_mm512_castsi512_si256(hw));
+        panel.w[a][k][2 * i + 1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hw, 1));
+      }
+      panel.s[a][k] = std::bit_cast<float>(uint32_t(sr[b0 + k] + 8) << 23);
+    }
+    if (_mm512_cmpeq_epi16_mask(nan_acc, nan_bits) != 0) panel.nan[a] = true;
+  }
+}
+
+// R panel rows from a x T tokens (activation rows xt) over the panel's nbk blocks, the
+// first at column c0; acc[u] points at token u's accumulator of panel row a.
+template <int R, int T>
+HWY_INLINE void Fp8PanelTile(const Fp8Panel& panel, int64_t a, const float* const xt[T], int64_t c0, int64_t nbk,
+                             __m512* const acc[T]) {
+  __m512 sum[R][T];
+  for (int b = 0; b < R; ++b)
+    for (int t = 0; t < T; ++t) sum[b][t] = acc[t][b];
+  for (int64_t k = 0; k < nbk; ++k) {
+    const int64_t c = c0 + 128 * k;
+    __m512 p[R][T], q[R][T];
+    for (int b = 0; b < R; ++b)
+      for (int t = 0; t < T; ++t) p[b][t] = q[b][t] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      __m512 w0[R], w1[R];
+      for (int b = 0; b < R; ++b) {
+        w0[b] = panel.w[a + b][k][2 * i];
+        w1[b] = panel.w[a + b][k][2 * i + 1];
+      }
+      for (int t = 0; t < T; ++t) {
+        const __m512 x0 = _mm512_load_ps(xt[t] + c + 32 * i), x1 = _mm512_load_ps(xt[t] + c + 32 * i + 16);
+        for (int b = 0; b < R; ++b) {
+          p[b][t] = _mm512_fmadd_ps(w0[b], x0, p[b][t]);
+          q[b][t] = _mm512_fmadd_ps(w1[b], x1, q[b][t]);
+        }
+      }
+    }
+    for (int b = 0; b < R; ++b) {
+      const __m512 s = _mm512_set1_ps(panel.s[a + b][k]);
+      for (int t = 0; t < T; ++t) sum[b][t] = _mm512_fmadd_ps(_mm512_add_ps(p[b][t], q[b][t]), s, sum[b][t]);
+    }
+  }
+  for (int b = 0; b < R; ++b)
+    for (int t = 0; t < T; ++t) acc[t][b] = sum[b][t];
+}
+
+// Rows [r0, r1) of an FP8 product for every token; every scale of the piece is in range
+// and the rows are whole 128-column blocks. Tokens pass in groups of kFp8PanelTokens, each
+// decoding the panels again, so that a group's accumulators stay in L2.
+void RowsFp8Panels(const Job& j, int64_t r0, int64_t r1) {
+  const WeightView& w = *j.w;
+  const int64_t n = w.n_in, nb = n / 128;
+  thread_local ScratchBuffer<Fp8Panel> panel_buf;
+  thread_local ScratchBuffer<__m512> acc_buf;
+  Fp8Panel& panel = *panel_buf.get(1);
+  __m512* accs = acc_buf.get(kFp8PanelTokens * kFp8PanelRows);  // [tokens][kFp8PanelRows]
+  const DF d;
+  for (int64_t rb = r0; rb < r1; rb += kFp8PanelRows) {
+    const int64_t nr = std::min(kFp8PanelRows, r1 - rb);
+    for (int64_t a = 0; a < nr; ++a) panel.nan[a] = false;
+    for (int64_t tg = 0; tg < j.n_tok; tg += kFp8PanelTokens) {
+      Job jt = j;  // the group's tokens
+      jt.n_tok = std::min(kFp8PanelTokens, j.n_tok - tg);
+      jt.xp = j.xp + tg * j.ldx;
+      for (int64_t i = 0; i < jt.n_tok * kFp8PanelRows; ++i) accs[i] = _mm512_setzero_ps();
+      for (int64_t b0 = 0; b0 < nb; b0 += kFp8PanelBlocks) {
+        const int64_t nbk = std::min(kFp8PanelBlocks, nb - b0);
+        DecodeFp8Panel(j, rb, nr, b0, nbk, panel);
+        PanelTilesOf<kFp8PanelTileRows, kFp8PanelTileTokens>(
+            jt, nr, kFp8PanelRows, accs,
+            [&](auto rows, auto tokens, int64_t a, const float* const* xt, __m512* const* acc) HWY_ATTR {
+              Fp8PanelTile<decltype(rows)::value, decltype(tokens)::value>(panel, a, xt, b0 * 128, nbk, acc);
+            });
+      }
+      for (int64_t t = 0; t < jt.n_tok; ++t)  // token-major: a token's rows share lines of y
+        for (int64_t a = 0; a < nr; ++a)
+          if (!panel.nan[a]) j.y[(tg + t) * w.n_out + rb + a] = Sum(d, hn::Vec<DF>{accs[t * kFp8PanelRows + a]}) + 0.0f;
+    }
+    for (int64_t a = 0; a < nr; ++a)
+      if (panel.nan[a]) exact_scalar_row(w, rb + a, j.x, 0, j.n_tok, j.y);
+  }
+}
+#define DSV4_HAVE_FP8_PANELS 1
 #endif
 
 // ------------------------------------------------------------------------------- FP4
@@ -1729,7 +1867,7 @@ HWY_NOINLINE void Rows(const Job& job, int64_t r0, int64_t r1) {
   }
 #ifdef DSV4_HAVE_FP8_PANELS
   if (j.n_tok >= kFp8PanelMinTokens && j.w->format == WeightFormat::FP8_BLOCK128 && j.fp8_scales_ok &&
-      j.w->n_in >= kFp8PanelMinCols) {
+      j.w->n_in >= kFp8PanelMinCols && (DSV4_FP4_AVX2 || j.w->n_in % 128 == 0)) {
     RowsFp8Panels(j, r0, r1);
     return;
   }
