@@ -854,8 +854,13 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
 #endif
       for (int t = 0; t < T; ++t) {
         const float* xc = j.xp + (t0 + t) * j.ldx + c;
+#if DSV4_FP4_AVX3
+        // One chain per block on AVX-512 (see RowsFp8): the prefill panels' 4 x 4 tiles.
+        p[t] = hn::MulAdd(w1, hn::LoadU(d, xc + L), hn::MulAdd(w0, hn::LoadU(d, xc), p[t]));
+#else
         p[t] = hn::MulAdd(w0, hn::LoadU(d, xc), p[t]);
         q[t] = hn::MulAdd(w1, hn::LoadU(d, xc + L), q[t]);
+#endif
       }
     }
     for (; c + L <= c1; c += L) {
@@ -863,7 +868,11 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
       const auto w0 = hn::PromoteTo(d, hn::BitCast(dh, h0));
       for (int t = 0; t < T; ++t) p[t] = hn::MulAdd(w0, hn::LoadU(d, j.xp + (t0 + t) * j.ldx + c), p[t]);
     }
+#if DSV4_FP4_AVX3
+    for (int t = 0; t < T; ++t) acc[t] = hn::MulAdd(p[t], s, acc[t]);
+#else
     for (int t = 0; t < T; ++t) acc[t] = hn::MulAdd(hn::Add(p[t], q[t]), s, acc[t]);
+#endif
     if (c < c1) {  // fewer than L columns left in the last block
       const float es = e8m0_to_f32(sr[b]);
       for (; c < c1; ++c) {
@@ -883,12 +892,17 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
 #endif  // DSV4_FP4_AVX2
 
 #if DSV4_FP4_AVX3
-// R rows x T tokens, AVX-512. Decode (T = 1, four rows): R weight streams in flight and
-// each activation vector loaded once for all R rows. Prefill (two rows x up to four
+// R rows x T tokens, AVX-512. Decode (T = 1, two rows apart): R weight streams in flight
+// and each activation vector loaded once for all R rows. Prefill (two rows x up to four
 // tokens): each decoded weight vector serves T tokens and each activation vector two
 // rows, where one row at a time was bound by its activation loads (kernels_bench exact
-// FP8, 512 tokens: 132 -> 156-222 GFLOP/s). Per (row, token) the arithmetic is
-// RowFp8<T>'s in the same order, so results are bit-identical to it. Returns false (nothing written) where a row
+// FP8, 512 tokens: 132 -> 156-222 GFLOP/s). Per (row, token) and 128-column block one
+// multiply-add chain over the block's eight weight vectors, from zero, then acc += chain x
+// scale: one register per (row, token) lets the prefill panels run 4 x 4 tiles (two
+// chains per block, even and odd vectors, allowed only 2 x 4: 0.72 of the FMA peak in L1
+// against 0.88 for 4 x 4, one Zen 5 core; decode, whose blocks' chains overlap, read
+// 0-5% slower). Per (row, token) the arithmetic is RowFp8<T>'s in the same order, so
+// results are bit-identical to it. Returns false (nothing written) where a row
 // needs RowFp8's other paths: a scale outside the fast range, a NaN code, or a width
 // that is not whole 128-column blocks.
 template <int R, int T>
@@ -920,9 +934,9 @@ HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0, int64_t rs = 1) {
   for (int k = 0; k < R; ++k)
     for (int t = 0; t < T; ++t) acc[k][t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    __m512 p[R][T], q[R][T];
+    __m512 p[R][T];  // one chain per (row, token) and block
     for (int k = 0; k < R; ++k)
-      for (int t = 0; t < T; ++t) p[k][t] = q[k][t] = _mm512_setzero_ps();
+      for (int t = 0; t < T; ++t) p[k][t] = _mm512_setzero_ps();
     if constexpr (T == 1) {
       // Decode: a row's whole 128-byte block (two adjacent lines) before the next row, as
       // RowsBf16 reads the LM head; the same order per row. 32 bytes of each row per
@@ -936,8 +950,7 @@ HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0, int64_t rs = 1) {
         for (int i = 0; i < 4; ++i) {
           __m512 w0, w1;
           decode32(wr[k] + b * 128 + 32 * i, w0, w1);
-          p[k][0] = _mm512_fmadd_ps(w0, xv[2 * i], p[k][0]);
-          q[k][0] = _mm512_fmadd_ps(w1, xv[2 * i + 1], q[k][0]);
+          p[k][0] = _mm512_fmadd_ps(w1, xv[2 * i + 1], _mm512_fmadd_ps(w0, xv[2 * i], p[k][0]));
         }
       }
     } else {
@@ -947,16 +960,13 @@ HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0, int64_t rs = 1) {
         for (int k = 0; k < R; ++k) decode32(wr[k] + c, w0[k], w1[k]);
         for (int t = 0; t < T; ++t) {
           const __m512 x0 = _mm512_load_ps(xt + t * j.ldx + c), x1 = _mm512_load_ps(xt + t * j.ldx + c + 16);
-          for (int k = 0; k < R; ++k) {
-            p[k][t] = _mm512_fmadd_ps(w0[k], x0, p[k][t]);
-            q[k][t] = _mm512_fmadd_ps(w1[k], x1, q[k][t]);
-          }
+          for (int k = 0; k < R; ++k) p[k][t] = _mm512_fmadd_ps(w1[k], x1, _mm512_fmadd_ps(w0[k], x0, p[k][t]));
         }
       }
     }
     for (int k = 0; k < R; ++k) {
       const __m512 s = _mm512_set1_ps(std::bit_cast<float>(uint32_t(sr[k][b] + 8) << 23));
-      for (int t = 0; t < T; ++t) acc[k][t] = _mm512_fmadd_ps(_mm512_add_ps(p[k][t], q[k][t]), s, acc[k][t]);
+      for (int t = 0; t < T; ++t) acc[k][t] = _mm512_fmadd_ps(p[k][t], s, acc[k][t]);
     }
   }
   if (_mm512_cmpeq_epi16_mask(nan_acc, nan_bits) != 0) return false;
@@ -975,26 +985,24 @@ constexpr int kFp8Rows = 4;  // rows per decode step of RowsFp8
 // Exact FP8 prefill (kFp8PanelMinTokens tokens or more, whole 128-column blocks, every
 // scale of the piece in range): the weight vectors of kFp8PanelRows rows x
 // kFp8PanelBlocks blocks are decoded once into a panel, and every group of four tokens
-// passes over them in tiles of two rows x four tokens (PanelTilesOf). RowsFp8<2, 4>
-// decoded each weight vector again for every four tokens, and its decode (eight vector
-// ops per 32 weights and row) took the vector pipes from the 16 multiply-adds.
-// Per (row, token) the arithmetic is RowsFp8's in its order (per block p over the even
-// and q over the odd weight vectors from zero, acc += (p + q) x scale; Sum(acc) + 0
-// last), so results are bit-identical to decode. A row holding a NaN code takes the
-// exact scalar path for every token, as RowFp8 does.
-#ifndef DSV4_FP8_PANEL_ROWS
-#define DSV4_FP8_PANEL_ROWS 64
-#define DSV4_FP8_PANEL_BLOCKS 4
-#endif
-constexpr int64_t kFp8PanelRows = DSV4_FP8_PANEL_ROWS;
-constexpr int64_t kFp8PanelBlocks = DSV4_FP8_PANEL_BLOCKS;
-constexpr int64_t kFp8PanelMinTokens = 8;
+// passes over them in tiles of four rows x four tokens (PanelTilesOf): per weight-vector
+// position 8 loads for 16 multiply-adds, where RowsFp8<2, 4> took 6 loads and 2 x 8
+// decode ops for 8. Per (row, token) the arithmetic is RowsFp8's in its order (per block
+// one chain from zero, acc += chain x scale; Sum(acc) + 0 last), so results are
+// bit-identical to decode. A row holding a NaN code takes the exact scalar path for
+// every token, as RowFp8 does. kernels_bench --only mm, 512 tokens: one Zen 5 thread
+// [4096, 4096] 92-110 -> 127-139 GFLOP/s, [4096, 8192] 69-96 -> 123-139; two threads
+// [4096, 4096] 186-193 -> 204-210. Below 64 tokens the panels were slower (8 tokens:
+// 130-147 against 196-204 GFLOP/s; 32: 156-182 against 197) and RowsFp8 runs.
+// 64 rows x 4 blocks (a 128 KiB panel), tokens in groups of 64 (their accumulators, 256
+// KiB, stay in L2 with it; all 512 at once: 2 MiB, 5-10% slower); measured no better:
+// 32 x 2, 64 x 1, 16 x 8, 128 x 2 (32 tokens), 32 x 4 (128 tokens), 64 x 8, 128 x 4.
+constexpr int64_t kFp8PanelRows = 64;
+constexpr int64_t kFp8PanelBlocks = 4;
+constexpr int64_t kFp8PanelMinTokens = 64;
 constexpr int64_t kFp8PanelMinCols = 128;
-#ifndef DSV4_FP8_PANEL_TOKENS
-#define DSV4_FP8_PANEL_TOKENS 64
-#endif
-constexpr int64_t kFp8PanelTokens = DSV4_FP8_PANEL_TOKENS;
-constexpr int kFp8PanelTileRows = 2, kFp8PanelTileTokens = 4;  // 24 accumulators + 6 operands of 32 zmm
+constexpr int64_t kFp8PanelTokens = 64;
+constexpr int kFp8PanelTileRows = 4, kFp8PanelTileTokens = 4;
 
 struct Fp8Panel {
   __m512 w[kFp8PanelRows][kFp8PanelBlocks][8];  // a block's 128 weights x 2^-8, 16 columns a vector
@@ -1032,40 +1040,30 @@ HWY_INLINE void DecodeFp8Panel(const Job& j, int64_t r, int64_t nr, int64_t b0, 
 }
 
 // R panel rows from a x T tokens (activation rows xt) over the panel's nbk blocks, the
-// first at column c0; acc[u] points at token u's accumulator of panel row a.
+// first at column c0; acc[u] points at token u's accumulator of panel row a. The R x T
+// chains take 16 registers at 4 x 4; the accumulators pass through L1 once per block.
 template <int R, int T>
 HWY_INLINE void Fp8PanelTile(const Fp8Panel& panel, int64_t a, const float* const xt[T], int64_t c0, int64_t nbk,
                              __m512* const acc[T]) {
-  __m512 sum[R][T];
-  for (int b = 0; b < R; ++b)
-    for (int t = 0; t < T; ++t) sum[b][t] = acc[t][b];
   for (int64_t k = 0; k < nbk; ++k) {
     const int64_t c = c0 + 128 * k;
-    __m512 p[R][T], q[R][T];
+    __m512 p[R][T];
     for (int b = 0; b < R; ++b)
-      for (int t = 0; t < T; ++t) p[b][t] = q[b][t] = _mm512_setzero_ps();
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) {
-      __m512 w0[R], w1[R];
-      for (int b = 0; b < R; ++b) {
-        w0[b] = panel.w[a + b][k][2 * i];
-        w1[b] = panel.w[a + b][k][2 * i + 1];
-      }
+      for (int t = 0; t < T; ++t) p[b][t] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; ++v) {
+      __m512 wv[R];
+      for (int b = 0; b < R; ++b) wv[b] = panel.w[a + b][k][v];
       for (int t = 0; t < T; ++t) {
-        const __m512 x0 = _mm512_load_ps(xt[t] + c + 32 * i), x1 = _mm512_load_ps(xt[t] + c + 32 * i + 16);
-        for (int b = 0; b < R; ++b) {
-          p[b][t] = _mm512_fmadd_ps(w0[b], x0, p[b][t]);
-          q[b][t] = _mm512_fmadd_ps(w1[b], x1, q[b][t]);
-        }
+        const __m512 xv = _mm512_load_ps(xt[t] + c + 16 * v);
+        for (int b = 0; b < R; ++b) p[b][t] = _mm512_fmadd_ps(wv[b], xv, p[b][t]);
       }
     }
     for (int b = 0; b < R; ++b) {
       const __m512 s = _mm512_set1_ps(panel.s[a + b][k]);
-      for (int t = 0; t < T; ++t) sum[b][t] = _mm512_fmadd_ps(_mm512_add_ps(p[b][t], q[b][t]), s, sum[b][t]);
+      for (int t = 0; t < T; ++t) acc[t][b] = _mm512_fmadd_ps(p[b][t], s, acc[t][b]);
     }
   }
-  for (int b = 0; b < R; ++b)
-    for (int t = 0; t < T; ++t) acc[t][b] = sum[b][t];
 }
 
 // Rows [r0, r1) of an FP8 product for every token; every scale of the piece is in range

@@ -621,10 +621,10 @@ TEST(CpuMatmul, Fp4PrefillPanelsEveryIsa) {
 // (17 and 18 blocks; 5 = 4 + 1), last blocks of 3, 1 and 2 whole groups with a scalar
 // tail (2150, 2100, 200), zero, subnormal and NaN codes (blocks decoded exactly), with
 // and without the loader's fp8_normal flags, token counts that leave one and two tokens
-// of a tile, 6 (the fewest). On AVX-512, rows of whole blocks (2176, 640) from 8 tokens
-// take panels of 64 rows x 4 blocks in groups of 64 tokens (70: a second group of 6),
-// tiles of up to 2 rows x 4 tokens, and a row with a NaN code the exact path; the others
-// the decode kernels. Against the oracle and bit for bit against single tokens.
+// of a tile, 6 (the fewest). On AVX-512, rows of whole blocks (2176, 640) from 64 tokens
+// take panels of 64 rows x 4 blocks in groups of 64 tokens (70: a group of 64 and one of
+// 6), tiles of up to 4 rows x 4 tokens, and a row with a NaN code the exact path; the
+// others the decode kernels. Against the oracle and bit for bit against single tokens.
 TEST(CpuMatmul, Fp8PrefillPanelsEveryIsa) {
   const Shape shapes[] = {{WeightFormat::FP8_BLOCK128, 37, 2176},
                           {WeightFormat::FP8_BLOCK128, 19, 2150},
