@@ -991,8 +991,8 @@ constexpr int kFp8Rows = 4;  // rows per decode step of RowsFp8
 // one chain from zero, acc += chain x scale; Sum(acc) + 0 last), so results are
 // bit-identical to decode. A row holding a NaN code takes the exact scalar path for
 // every token, as RowFp8 does. kernels_bench --only mm, 512 tokens: one Zen 5 thread
-// [4096, 4096] 92-110 -> 127-139 GFLOP/s, [4096, 8192] 69-96 -> 123-139; two threads
-// [4096, 4096] 186-193 -> 204-210. Below 64 tokens the panels were slower (8 tokens:
+// [4096, 4096] 102-110 -> 108-139 GFLOP/s, [4096, 8192] 69-96 -> 123-139; two threads
+// [4096, 4096] 186-188 -> 205-206. Below 64 tokens the panels were slower (8 tokens:
 // 130-147 against 196-204 GFLOP/s; 32: 156-182 against 197) and RowsFp8 runs.
 // 64 rows x 4 blocks (a 128 KiB panel), tokens in groups of 64 (their accumulators, 256
 // KiB, stay in L2 with it; all 512 at once: 2 MiB, 5-10% slower); measured no better:
