@@ -324,6 +324,25 @@ HWY_INLINE bool E4m3RowFinite(const uint8_t* p, int64_t n) {
   return true;
 }
 
+#if DSV4_FP4_AVX3
+// E4M3 on AVX-512, shared by RowFp8, RowsFp8 and the prefill panels (their results must
+// agree bit for bit): the 32 bytes at p as two fp32 vectors of E4M3 x 2^-8 (each byte
+// sign-extended, << 7 and & 0xBF80 is the half with the same value x 2^-8; one shift and
+// one mask for both halves). nan_acc keeps the max of the halves' exponent bits, which
+// is 0x3F80 only where a code is NaN (Fp8AnyNaN).
+HWY_INLINE void Fp8Decode32(const uint8_t* p, __m512& w0, __m512& w1, __m512i& nan_acc) {
+  const __m512i hw = _mm512_and_si512(
+      _mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 7),
+      _mm512_set1_epi16(int16_t(0xBF80)));
+  nan_acc = _mm512_max_epu16(nan_acc, _mm512_and_si512(hw, _mm512_set1_epi16(0x3F80)));
+  w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(hw));
+  w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hw, 1));
+}
+HWY_INLINE bool Fp8AnyNaN(__m512i nan_acc) {
+  return _mm512_cmpeq_epi16_mask(nan_acc, _mm512_set1_epi16(0x3F80)) != 0;
+}
+#endif
+
 #if DSV4_FP4_AVX2 || DSV4_FP4_AVX3
 // The tiles of a prefill panel (FP8 and FP4 below), at most MaxR rows x MaxT tokens,
 // covering nr panel rows x every token: step(rows, tokens, a, xt, acc) with rows and
@@ -670,6 +689,7 @@ constexpr int64_t kFp8PanelRows = 96;
 constexpr int64_t kFp8PanelBlocks = 4;
 constexpr int64_t kFp8PanelMinTokens = 6;
 constexpr int64_t kFp8PanelMinCols = 128;
+constexpr int64_t kFp8PanelColStep = 1;  // any width: a block's last groups and a scalar tail
 
 struct Fp8Panel {
   __m256 w[kFp8PanelRows][kFp8PanelBlocks][16];  // the Fp8Avx2Weights of each group of the block
@@ -836,16 +856,11 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
     int64_t c = c0;
     for (; c + 2 * L <= c1; c += 2 * L) {
 #if DSV4_FP4_AVX3
-      // 32 weights per widening: one shift and one mask for both halves.
-      const __m512i hw = _mm512_and_si512(
-          _mm512_slli_epi16(
-              _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c))), 7),
-          _mm512_set1_epi16(int16_t(0xBF80)));
       if constexpr (kPrefetchBytes > 0)
         if ((c & 63) == 0) prefetch_stream(wr + c + kPrefetchBytes);
-      nan_acc = _mm512_max_epu16(nan_acc, _mm512_and_si512(hw, _mm512_set1_epi16(0x3F80)));
-      const hn::Vec<DF> w0{_mm512_cvtph_ps(_mm512_castsi512_si256(hw))};
-      const hn::Vec<DF> w1{_mm512_cvtph_ps(_mm512_extracti64x4_epi64(hw, 1))};
+      __m512 w0v, w1v;
+      Fp8Decode32(wr + c, w0v, w1v, nan_acc);
+      const hn::Vec<DF> w0{w0v}, w1{w1v};
 #else
       const auto h0 = hn::And(hn::ShiftLeft<7>(hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(wr + c)))), mask);
       const auto h1 = hn::And(hn::ShiftLeft<7>(hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(wr + c + L)))), mask);
@@ -882,7 +897,7 @@ HWY_INLINE void RowFp8(const Job& j, int64_t r, int64_t t0) {
     }
   }
 #if DSV4_FP4_AVX3
-  if (_mm512_cmpeq_epi16_mask(nan_acc, _mm512_set1_epi16(0x3F80)) != 0) {
+  if (Fp8AnyNaN(nan_acc)) {
     exact_scalar_row(w, r, j.x, t0, T, j.y);
     return;
   }
@@ -920,16 +935,7 @@ HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0, int64_t rs = 1) {
   }
   const float* xt = j.xp + t0 * j.ldx;
   const int64_t pf = prefetch_distance(R, n, rs);
-  const __m512i mask = _mm512_set1_epi16(int16_t(0xBF80)), nan_bits = _mm512_set1_epi16(0x3F80);
   __m512i nan_acc = _mm512_setzero_si512();
-  // 32 weights at p as two fp32 vectors (times 2^-8), NaN codes noted in nan_acc.
-  auto decode32 = [&](const uint8_t* p, __m512& w0, __m512& w1) HWY_ATTR {
-    const __m512i hw = _mm512_and_si512(
-        _mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 7), mask);
-    nan_acc = _mm512_max_epu16(nan_acc, _mm512_and_si512(hw, nan_bits));
-    w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(hw));
-    w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hw, 1));
-  };
   __m512 acc[R][T];
   for (int k = 0; k < R; ++k)
     for (int t = 0; t < T; ++t) acc[k][t] = _mm512_setzero_ps();
@@ -949,7 +955,7 @@ HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0, int64_t rs = 1) {
         prefetch_stream(wr[k] + b * 128 + 64 + pf);
         for (int i = 0; i < 4; ++i) {
           __m512 w0, w1;
-          decode32(wr[k] + b * 128 + 32 * i, w0, w1);
+          Fp8Decode32(wr[k] + b * 128 + 32 * i, w0, w1, nan_acc);
           p[k][0] = _mm512_fmadd_ps(w1, xv[2 * i + 1], _mm512_fmadd_ps(w0, xv[2 * i], p[k][0]));
         }
       }
@@ -957,7 +963,7 @@ HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0, int64_t rs = 1) {
       // Prefill: each decoded weight vector serves T tokens.
       for (int64_t c = b * 128; c < b * 128 + 128; c += 32) {
         __m512 w0[R], w1[R];
-        for (int k = 0; k < R; ++k) decode32(wr[k] + c, w0[k], w1[k]);
+        for (int k = 0; k < R; ++k) Fp8Decode32(wr[k] + c, w0[k], w1[k], nan_acc);
         for (int t = 0; t < T; ++t) {
           const __m512 x0 = _mm512_load_ps(xt + t * j.ldx + c), x1 = _mm512_load_ps(xt + t * j.ldx + c + 16);
           for (int k = 0; k < R; ++k) p[k][t] = _mm512_fmadd_ps(w1[k], x1, _mm512_fmadd_ps(w0[k], x0, p[k][t]));
@@ -969,7 +975,7 @@ HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0, int64_t rs = 1) {
       for (int t = 0; t < T; ++t) acc[k][t] = _mm512_fmadd_ps(p[k][t], s, acc[k][t]);
     }
   }
-  if (_mm512_cmpeq_epi16_mask(nan_acc, nan_bits) != 0) return false;
+  if (Fp8AnyNaN(nan_acc)) return false;
   const DF d;
   // "+ 0.0f" is RowFp8's empty tail: it keeps -0 sums identical too.
 #pragma GCC unroll 16
@@ -1001,6 +1007,7 @@ constexpr int64_t kFp8PanelRows = 64;
 constexpr int64_t kFp8PanelBlocks = 4;
 constexpr int64_t kFp8PanelMinTokens = 64;
 constexpr int64_t kFp8PanelMinCols = 128;
+constexpr int64_t kFp8PanelColStep = 128;  // whole blocks (other widths: RowFp8)
 constexpr int64_t kFp8PanelTokens = 64;
 constexpr int kFp8PanelTileRows = 4, kFp8PanelTileTokens = 4;
 
@@ -1015,7 +1022,6 @@ struct Fp8Panel {
 HWY_INLINE void DecodeFp8Panel(const Job& j, int64_t r, int64_t nr, int64_t b0, int64_t nbk, Fp8Panel& panel) {
   const WeightView& w = *j.w;
   const int64_t n = w.n_in, nb = n / 128;
-  const __m512i mask = _mm512_set1_epi16(int16_t(0xBF80)), nan_bits = _mm512_set1_epi16(0x3F80);
   for (int64_t a = 0; a < nr; ++a) {
     const uint8_t* wr = w.data + (r + a) * n;
     const uint8_t* sr = w.scale + ((r + a + w.row_offset) / 128) * nb;
@@ -1024,18 +1030,11 @@ HWY_INLINE void DecodeFp8Panel(const Job& j, int64_t r, int64_t nr, int64_t b0, 
     else if (r + a + kFp8PanelRows < w.n_out) prefetch_lines(wr + kFp8PanelRows * n, std::min(nb, kFp8PanelBlocks) * 128);
     __m512i nan_acc = _mm512_setzero_si512();
     for (int64_t k = 0; k < nbk; ++k) {
-      const uint8_t* p = wr + (b0 + k) * 128;
-      for (int i = 0; i < 4; ++i) {  // RowsFp8's decode32
-        const __m512i hw = _mm512_and_si512(
-            _mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * i))), 7),
-            mask);
-        nan_acc = _mm512_max_epu16(nan_acc, _mm512_and_si512(hw, nan_bits));
-        panel.w[a][k][2 * i] = _mm512_cvtph_ps(_mm512_castsi512_si256(hw));
-        panel.w[a][k][2 * i + 1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hw, 1));
-      }
+      for (int i = 0; i < 4; ++i)
+        Fp8Decode32(wr + (b0 + k) * 128 + 32 * i, panel.w[a][k][2 * i], panel.w[a][k][2 * i + 1], nan_acc);
       panel.s[a][k] = std::bit_cast<float>(uint32_t(sr[b0 + k] + 8) << 23);
     }
-    if (_mm512_cmpeq_epi16_mask(nan_acc, nan_bits) != 0) panel.nan[a] = true;
+    if (Fp8AnyNaN(nan_acc)) panel.nan[a] = true;
   }
 }
 
@@ -1865,7 +1864,7 @@ HWY_NOINLINE void Rows(const Job& job, int64_t r0, int64_t r1) {
   }
 #ifdef DSV4_HAVE_FP8_PANELS
   if (j.n_tok >= kFp8PanelMinTokens && j.w->format == WeightFormat::FP8_BLOCK128 && j.fp8_scales_ok &&
-      j.w->n_in >= kFp8PanelMinCols && (DSV4_FP4_AVX2 || j.w->n_in % 128 == 0)) {
+      j.w->n_in >= kFp8PanelMinCols && j.w->n_in % kFp8PanelColStep == 0) {
     RowsFp8Panels(j, r0, r1);
     return;
   }
