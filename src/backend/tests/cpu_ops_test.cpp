@@ -329,7 +329,9 @@ const Shape kOddShapes[] = {
     {WeightFormat::FP8_BLOCK128, 7, 5},  {WeightFormat::FP8_BLOCK128, 33, 127},
     {WeightFormat::FP8_BLOCK128, 131, 129}, {WeightFormat::FP8_BLOCK128, 9, 300},
     {WeightFormat::FP8_BLOCK128, 5, 1000},  {WeightFormat::FP8_BLOCK128, 7, 192},
-    {WeightFormat::FP8_BLOCK128, 5, 64},    {WeightFormat::FP4_BLOCK32, 1, 32},
+    {WeightFormat::FP8_BLOCK128, 5, 64},
+    {WeightFormat::FP8_BLOCK128, 3, 8256},  // 65 scale blocks, the last of 64 columns: two runs of block scales
+    {WeightFormat::FP4_BLOCK32, 1, 32},
     {WeightFormat::FP4_BLOCK32, 7, 96},  {WeightFormat::FP4_BLOCK32, 33, 160},
     {WeightFormat::FP4_BLOCK32, 3, 4128}, {WeightFormat::FP4_BLOCK32, 5, 256},
     {WeightFormat::FP4_BLOCK32, 6, 704},  // five 128-column chunks: a partial group of four scale words
@@ -520,9 +522,16 @@ TEST(CpuMatmul, SpecialScalesAndNaNCodes) {
   OwnedWeight fp8d = random_weight(WeightFormat::FP8_BLOCK128, 300, 256, 36);
   fp8d.scale[1 * 2 + 0] = fp8d.scale[1 * 2 + 1] = 0;
   const WeightView fp8d_views[] = {weight_rows(fp8d.view, 100, 60), weight_rows(fp8d.view, 120, 9)};
+  // A zero scale (2^-127) in the second run of 64 block scales, which the fast kernels
+  // convert 64 at a time and meet after summing the first 64 blocks. Row 2 has zero codes
+  // before it, so its whole sum comes from that block (a scale taken as 0 would show).
+  OwnedWeight fp8e = random_weight(WeightFormat::FP8_BLOCK128, 6, 8320, 38);
+  fp8e.scale[64] = 0;
+  std::fill_n(fp8e.data.begin() + 2 * 8320, 8192, uint8_t(0));
   for_each_isa([&](const std::string&) {
     for (const WeightView& v : fp8d_views)
       for (int64_t n_tok : {1, 3}) check_matmul(ops, v, n_tok, 37);
+    for (int64_t n_tok : {1, 2, 5}) check_matmul(ops, fp8e.view, n_tok, 39);
     check_matmul(ops, fp8b.view, 1, 28);
     check_matmul(ops, fp8b.view, 6, 29);
     check_matmul(ops, fp4.view, 1, 23);
