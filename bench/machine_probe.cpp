@@ -128,43 +128,57 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
+ReadProbe::ReadProbe(ThreadPool& pool, size_t bytes) : pool_(pool) {
   const size_t n = bytes / sizeof(float);
-  const size_t alloc = n * sizeof(float);
-  void* mem = mmap(nullptr, alloc, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) return {};
-  if (!std::getenv("DSV4_PROBE_NO_THP")) madvise(mem, alloc, MADV_HUGEPAGE);
-  float* buf = static_cast<float*>(mem);
-  const int T = pool.n_threads();
+  void* mem = mmap(nullptr, n * sizeof(float), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return;
+  if (!std::getenv("DSV4_PROBE_NO_THP")) madvise(mem, n * sizeof(float), MADV_HUGEPAGE);
+  buf_ = static_cast<float*>(mem);
+  n_ = n;
+  const int T = pool_.n_threads();
   // Touch every page from the thread that will read it (first-touch placement).
-  pool.parallel_ranges(T, [&](int64_t b, int64_t e, int) {
+  pool_.parallel_ranges(T, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t) {
       const size_t lo = n * size_t(t) / size_t(T), hi = n * size_t(t + 1) / size_t(T);
-      for (size_t i = lo; i < hi; ++i) buf[i] = float(i & 1023) * 1e-3f;
+      for (size_t i = lo; i < hi; ++i) buf_[i] = float(i & 1023) * 1e-3f;
     }
   });
+}
+
+ReadProbe::~ReadProbe() {
+  if (buf_ != nullptr) munmap(buf_, n_ * sizeof(float));
+}
+
+BandwidthResult ReadProbe::measure(int passes) {
+  BandwidthResult r;
+  if (buf_ == nullptr || passes < 1) return r;
+  const int T = pool_.n_threads();
+  const size_t n = n_;
   std::vector<float> sink(static_cast<size_t>(T));
   std::vector<double> rates;
   for (int p = 0; p < passes; ++p) {
     const double t0 = now_seconds();
-    pool.parallel_ranges(T, [&](int64_t b, int64_t e, int) {
+    pool_.parallel_ranges(T, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) {
         const size_t lo = (n * size_t(t) / size_t(T)) & ~size_t(63);
         const size_t hi = t + 1 == T ? n : (n * size_t(t + 1) / size_t(T)) & ~size_t(63);
-        sink[size_t(t)] += HWY_DYNAMIC_DISPATCH(ReadSum)(buf + lo, hi - lo, p % 2 == 1);
+        sink[size_t(t)] += HWY_DYNAMIC_DISPATCH(ReadSum)(buf_ + lo, hi - lo, p % 2 == 1);
       }
     });
-    rates.push_back(double(alloc) / (now_seconds() - t0) * 1e-9);
+    rates.push_back(double(n * sizeof(float)) / (now_seconds() - t0) * 1e-9);
   }
-  munmap(mem, alloc);
-  BandwidthResult r;
   std::sort(rates.begin(), rates.end());
   r.gbps = rates.back();
   r.median_gbps = rates[rates.size() / 2];
-  r.bytes = alloc;
+  r.bytes = n * sizeof(float);
   r.passes = passes;
   r.threads = T;
   return r;
+}
+
+BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
+  ReadProbe probe(pool, bytes);
+  return probe.measure(passes);
 }
 
 double read_gbps(ThreadPool& pool, const void* const* bufs, const size_t* bytes, size_t n_bufs,

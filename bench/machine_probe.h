@@ -27,6 +27,26 @@ struct BandwidthResult {
   int threads = 0;
 };
 
+// The read-bandwidth probe's buffer, allocated and touched once (from the threads that
+// read it) so that a benchmark can probe again and again between its timed rounds: on a
+// shared host the bandwidth moves within seconds, and only a probe taken next to a round
+// tells what the machine gave that round.
+class ReadProbe {
+ public:
+  ReadProbe(ThreadPool& pool, size_t bytes = size_t(1) << 30);
+  ~ReadProbe();
+  ReadProbe(const ReadProbe&) = delete;
+  ReadProbe& operator=(const ReadProbe&) = delete;
+  // Best of `passes` passes (every second one also prefetching); gbps 0 when the buffer
+  // could not be allocated.
+  BandwidthResult measure(int passes);
+
+ private:
+  ThreadPool& pool_;
+  float* buf_ = nullptr;
+  size_t n_ = 0;  // floats
+};
+
 // Read bandwidth with pool.n_threads() threads over a buffer of `bytes` (>= 1 GiB
 // recommended), best of `passes`.
 BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t(1) << 30,

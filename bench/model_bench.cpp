@@ -8,7 +8,9 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/prefetch.h"
@@ -190,15 +192,39 @@ void report_page_sizes(const io::Checkpoint& ck, uint64_t weight_bytes) {
                 "      next load read it into 2 MiB pages where the kernel can.\n");
 }
 
-// Returns the achieved GB/s (best round); prints the report except the bandwidth lines.
-double run_decode(model::Model& m, CountingOps& ops, const ModelBenchOptions& opt) {
+// Decode rounds: kDecodeRounds rounds of opt.steps timed steps, each between two probes
+// of the read bandwidth (a probe, then the round's fresh state and warm-up step, its timed
+// steps, the next probe).
+constexpr int kDecodeRounds = 5;
+constexpr int kProbePasses = 5;
+
+struct DecodeResult {
+  double best_gbps = 0;       // the fastest round's bytes per second
+  double largest_probe = 0;   // the largest probe of the run
+  double first_probe = 0, last_probe = 0;
+  std::vector<double> round_fractions;  // each round against the larger probe beside it
+  int fastest = 0;                      // index of the fastest round
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Runs the decode rounds and prints the report of the fastest one (profile, tokens/s,
+// achieved GB/s) and a line per round with its probes.
+DecodeResult run_decode(model::Model& m, CountingOps& ops, ReadProbe& probe, const ModelBenchOptions& opt) {
   const io::Config& c = m.config();
   std::mt19937_64 rng(7);
   std::uniform_int_distribution<int32_t> tok(0, int32_t(c.vocab_size - 1));
   double best = 1e30;
   double bytes_per_token = 0, kv_per_token = 0, head_s = 0, attn_s = 0, index_s = 0, matmul_s = 0;
   std::map<std::string, CountingOps::Kind> profile;
-  for (int round = 0; round < 3; ++round) {
+  DecodeResult res;
+  double probe_before = probe.measure(kProbePasses).gbps;
+  res.first_probe = res.largest_probe = probe_before;
+  std::vector<std::string> round_lines;
+  for (int round = 0; round < kDecodeRounds; ++round) {
     kv::SequenceState st = m.new_state();
     fill_state(c, st, opt.ctx, 11);
     int32_t t = tok(rng);
@@ -210,9 +236,21 @@ double run_decode(model::Model& m, CountingOps& ops, const ModelBenchOptions& op
       m.forward(st, std::span(&t, 1), model::LogitRows::kLast);
     }
     const double per_token = (now_seconds() - t0) / double(opt.steps);
+    const double round_bytes = (ops.weight_bytes + ops.kv_bytes) / double(opt.steps);
+    const double probe_after = probe.measure(kProbePasses).gbps;
+    const double limit = std::max(probe_before, probe_after);
+    const double gbps = round_bytes / per_token / 1e9;
+    res.round_fractions.push_back(limit > 0 ? gbps / limit : 0.0);
+    res.largest_probe = std::max(res.largest_probe, probe_after);
+    char line[160];
+    std::snprintf(line, sizeof line, "  round %d: %.2f ms/token, %.1f GB/s; probes %.1f before, %.1f after: %.3f",
+                  round + 1, per_token * 1e3, gbps, probe_before, probe_after, res.round_fractions.back());
+    round_lines.emplace_back(line);
+    probe_before = probe_after;
     if (per_token < best) {
       best = per_token;
-      bytes_per_token = (ops.weight_bytes + ops.kv_bytes) / double(opt.steps);
+      res.fastest = round;
+      bytes_per_token = round_bytes;
       kv_per_token = ops.kv_bytes / double(opt.steps);
       head_s = ops.head_seconds / double(opt.steps);
       attn_s = ops.attention_seconds / double(opt.steps);
@@ -221,12 +259,13 @@ double run_decode(model::Model& m, CountingOps& ops, const ModelBenchOptions& op
       profile = ops.by_kind;
     }
   }
-  const double achieved = bytes_per_token / best / 1e9;
+  res.last_probe = probe_before;
+  res.best_gbps = bytes_per_token / best / 1e9;
   // Projection to the full model: 43 layers at this per-layer time plus one head.
   const double per_layer = (best - head_s) / double(c.n_layer);
   const double full_token = 43.0 * per_layer + head_s;
-  std::printf("decode: %lld layers + head, ctx %lld, %lld steps x 3 rounds (best)\n", (long long)c.n_layer,
-              (long long)opt.ctx, (long long)opt.steps);
+  std::printf("decode: %lld layers + head, ctx %lld, %lld steps x %d rounds (report: the fastest)\n",
+              (long long)c.n_layer, (long long)opt.ctx, (long long)opt.steps, kDecodeRounds);
   std::printf("bytes read per token: %.1f MB (weights %.1f MB, KV %.2f MB)\n", bytes_per_token / 1e6,
               (bytes_per_token - kv_per_token) / 1e6, kv_per_token / 1e6);
   std::printf("time per token: %.2f ms (head %.2f ms, attention %.2f ms, indexer %.2f ms)\n", best * 1e3, head_s * 1e3,
@@ -237,8 +276,10 @@ double run_decode(model::Model& m, CountingOps& ops, const ModelBenchOptions& op
                 k.bytes / double(opt.steps) / 1e6, k.seconds / double(opt.steps) * 1e3, k.bytes / k.seconds / 1e9);
   std::printf("  %-14s %5s %8s %7.2f ms\n", "other", "", "", (best - matmul_s - attn_s - index_s) * 1e3);
   std::printf("tokens/s: %.2f measured; projected to 43 layers + head: %.2f\n", 1.0 / best, 1.0 / full_token);
-  std::printf("achieved %.1f GB/s\n", achieved);
-  return achieved;
+  std::printf("rounds (read probe of %d passes before and after each; fraction against the larger):\n", kProbePasses);
+  for (const std::string& l : round_lines) std::printf("%s\n", l.c_str());
+  std::printf("achieved %.1f GB/s\n", res.best_gbps);
+  return res;
 }
 
 struct PrefillResult {
@@ -308,16 +349,19 @@ int run_model_bench(const ModelBenchOptions& opt) {
               double(mapped) / 1e9, io::residency_name(ck.residency()), now_seconds() - t_fault);
   report_page_sizes(ck, mapped);
   if (opt.mode == "decode") {
-    // The bandwidth is measured before and after the decode rounds and the larger value
-    // is the limit: on a shared machine a neighbour can halve the bandwidth for a while,
-    // and a probe that happened to run in such a moment would flatter the fraction.
-    const BandwidthResult before = measure_read_bandwidth(pool);
-    const double achieved = run_decode(m, ops, opt);
-    const BandwidthResult after = measure_read_bandwidth(pool);
-    const double limit = std::max(before.gbps, after.gbps);
-    std::printf("measured read bandwidth: %.1f GB/s (before %.1f, after the decode %.1f)\n", limit, before.gbps,
-                after.gbps);
-    std::printf("roofline_fraction=%.3f\n", achieved / limit);
+    // The bandwidth is probed between the decode rounds: on a shared machine a neighbour
+    // can halve it for seconds, so each round is set against the larger of the probes
+    // just before and after it. The fraction is the fastest round's; the median over the
+    // rounds and the fastest round against the largest probe of the whole run (lower
+    // when the bandwidth moved during the run) are printed above it.
+    ReadProbe probe(pool);
+    const DecodeResult r = run_decode(m, ops, probe, opt);
+    check(r.largest_probe > 0, "the read-bandwidth probe could not allocate its 1 GiB buffer");
+    std::printf("measured read bandwidth: %.1f GB/s (largest probe of the run; first %.1f, last %.1f)\n",
+                r.largest_probe, r.first_probe, r.last_probe);
+    std::printf("fastest round against the largest probe: %.3f; median of the rounds: %.3f\n",
+                r.best_gbps / r.largest_probe, median(r.round_fractions));
+    std::printf("roofline_fraction=%.3f\n", r.round_fractions[size_t(r.fastest)]);
   } else {
     // Fast numerics on the avx512 target of a CPU with AVX512_BF16 runs its products on
     // the BF16 dot product (two multiply-adds per fp32 lane per instruction): its peak is
