@@ -40,6 +40,8 @@ class ReadProbe {
   // Best of `passes` passes (every second one also prefetching); gbps 0 when the buffer
   // could not be allocated.
   BandwidthResult measure(int passes);
+  // Whether the buffer was allocated.
+  bool ok() const { return buf_ != nullptr; }
 
  private:
   ThreadPool& pool_;

@@ -355,8 +355,8 @@ int run_model_bench(const ModelBenchOptions& opt) {
     // rounds and the fastest round against the largest probe of the whole run (lower
     // when the bandwidth moved during the run) are printed above it.
     ReadProbe probe(pool);
+    check(probe.ok(), "the read-bandwidth probe could not allocate its 1 GiB buffer");
     const DecodeResult r = run_decode(m, ops, probe, opt);
-    check(r.largest_probe > 0, "the read-bandwidth probe could not allocate its 1 GiB buffer");
     std::printf("measured read bandwidth: %.1f GB/s (largest probe of the run; first %.1f, last %.1f)\n",
                 r.largest_probe, r.first_probe, r.last_probe);
     std::printf("fastest round against the largest probe: %.3f; median of the rounds: %.3f\n",

@@ -73,11 +73,21 @@ struct Fp8Table {
 const Fp8Table kFp8Table;
 constexpr uint8_t kFp8MaxScale = 127 + 118;  // |E4M3| <= 448 < 2^9: larger scales overflow
 
-// True when the row's block scales [sr, sr + nb) all have a vector path.
-inline bool fp8_scales_ok(const uint8_t* sr, int64_t nb) {
-  for (int64_t b = 0; b < nb; ++b)
-    if (sr[b] < 1 || sr[b] > kFp8MaxScale) return false;
-  return true;
+// Block scales [sr, sr + nb) (nb <= kFp8ScaleRun) as fp32 powers of two in s, for the
+// kernels to broadcast from memory (a load, no ALU op); false when one of them has no
+// vector path (outside [1, kFp8MaxScale]). Vector compares: a byte loop here ran once per
+// row in decode.
+constexpr int64_t kFp8ScaleRun = 64;
+DSV4_BF16_TARGET inline bool fp8_scale_run(const uint8_t* sr, int64_t nb, float* s) {
+  __mmask16 bad = 0;
+  for (int64_t i = 0; i < nb; i += 16) {
+    const __mmask16 valid = nb - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nb - i)) - 1u);
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, sr + i));
+    bad |= _mm512_mask_cmp_epi32_mask(valid, b, _mm512_set1_epi32(1), _MM_CMPINT_LT) |
+           _mm512_mask_cmp_epi32_mask(valid, b, _mm512_set1_epi32(kFp8MaxScale), _MM_CMPINT_NLE);
+    _mm512_store_ps(s + i, _mm512_castsi512_ps(_mm512_slli_epi32(b, 23)));
+  }
+  return bad == 0;
 }
 
 // The lookup tables in registers, and one 64-byte chunk of E4M3 codes decoded: two byte
@@ -252,33 +262,6 @@ DSV4_BF16_TARGET void bf16_rows(const WeightView& w, const uint16_t* xb, int64_t
     }
 }
 
-// FP8 E4M3 rows r .. r+R-1 (128x128 scale blocks), tokens t0 .. t0+T-1, n_in a multiple
-// of 64, each 64-byte chunk decoded by fp8_decode. Per (row, token): p sums the block's dot products, then one FMA with the block scale,
-// in the same order for every R and T. NaN codes come out as bf16 NaN, as in the oracle.
-// Returns false (nothing written) when a row's scales need the scalar path.
-// Block scales [sr, sr + nb) (nb <= kFp8ScaleRun) as fp32 powers of two in s, for the
-// kernels to broadcast from memory (a load, no ALU op): false when one of them needs the
-// scalar path. Vector compares replace a byte loop that ran once per row.
-constexpr int64_t kFp8ScaleRun = 64;
-DSV4_BF16_TARGET inline bool fp8_scale_run(const uint8_t* sr, int64_t nb, float* s) {
-  __mmask16 bad = 0;
-  for (int64_t i = 0; i < nb; i += 16) {
-    const __mmask16 valid = nb - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nb - i)) - 1u);
-    const __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, sr + i));
-    bad |= _mm512_mask_cmp_epi32_mask(valid, b, _mm512_set1_epi32(1), _MM_CMPINT_LT) |
-           _mm512_mask_cmp_epi32_mask(valid, b, _mm512_set1_epi32(kFp8MaxScale), _MM_CMPINT_NLE);
-    _mm512_store_ps(s + i, _mm512_castsi512_ps(_mm512_slli_epi32(b, 23)));
-  }
-  return bad == 0;
-}
-
-// FP8 E4M3 rows r + k * rs (k < R; 128x128 scale blocks), tokens t0 .. t0+T-1, n_in a
-// multiple of 64, each 64-byte chunk decoded by fp8_decode. Per (row, token): p sums the
-// block's dot products, then one FMA with the block scale, in the same order for every R
-// and T. NaN codes come out as bf16 NaN, as in the oracle. Each activation vector is
-// loaded once for all R rows, and the scales come from a run converted ahead (decode:
-// the kernel's ALU work, not the memory, held it at ~40 GB/s per core in cache).
-// Returns false (nothing written) when a row's scales need the scalar path.
 // NB consecutive 128-column blocks [b, b + NB) of fp8_rows (every block whole when NB >
 // 1): each block's sum p runs its own chain, and the chains of the NB blocks are
 // interleaved so that one block's dot products wait less on the one before (a block's
@@ -321,6 +304,13 @@ DSV4_BF16_TARGET inline void fp8_block_step(const Fp8Decoder& dec, const uint8_t
     }
 }
 
+// FP8 E4M3 rows r + k * rs (k < R; 128x128 scale blocks), tokens t0 .. t0+T-1, n_in a
+// multiple of 64, each 64-byte chunk decoded by fp8_decode. Per (row, token): p sums the
+// block's dot products, then one FMA with the block scale, in the same order for every R
+// and T. NaN codes come out as bf16 NaN, as in the oracle. Each activation vector is
+// loaded once for all R rows, and the scales come from a run converted ahead (decode:
+// the kernel's ALU work, not the memory, held it at ~40 GB/s per core in cache).
+// Returns false (nothing written) when a row's scales need the scalar path.
 template <int R, int T>
 DSV4_BF16_TARGET bool fp8_rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, int64_t t0, float* y,
                                int64_t r, int64_t rs = 1) {
@@ -452,12 +442,18 @@ struct PanelShape {
 };
 
 // FP8 row r into a panel: its slice s at pw + s * slice_stride (slice_words words), its
-// scale vectors at sc [groups * 16]; false when its scales need the scalar path.
+// scale vectors at sc [groups * 16]; false (sc partly written) when its scales need the
+// scalar path.
 DSV4_BF16_TARGET bool decode_fp8_row(const WeightView& w, int64_t r, uint16_t* pw, int64_t slice_stride, float* sc) {
   const int64_t n = w.n_in, nb = (n + 127) / 128;
   const uint8_t* wr = w.data + r * n;
   const uint8_t* sr = w.scale + ((r + w.row_offset) / 128) * nb;
-  if (!fp8_scales_ok(sr, nb)) return false;
+  for (int64_t b0 = 0; b0 < nb; b0 += kFp8ScaleRun) {
+    alignas(64) float sv[kFp8ScaleRun];
+    const int64_t b1 = std::min(nb, b0 + kFp8ScaleRun);
+    if (!fp8_scale_run(sr + b0, b1 - b0, sv)) return false;
+    for (int64_t b = b0; b < b1; ++b) _mm512_store_ps(sc + b * 16, _mm512_set1_ps(sv[b - b0]));
+  }
   const Fp8Decoder dec = fp8_decoder();
   constexpr int64_t kSliceCols = kSliceGroups * 128;
   for (int64_t c = 0; c < n; c += 64) {
@@ -467,8 +463,6 @@ DSV4_BF16_TARGET bool decode_fp8_row(const WeightView& w, int64_t r, uint16_t* p
     _mm512_store_si512(dst, run_a);
     _mm512_store_si512(dst + 32, run_b);
   }
-  for (int64_t b = 0; b < nb; ++b)
-    _mm512_store_ps(sc + b * 16, _mm512_castsi512_ps(_mm512_set1_epi32(int32_t(uint32_t(sr[b]) << 23))));
   return true;
 }
 

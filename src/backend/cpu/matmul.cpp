@@ -989,10 +989,13 @@ HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0, int64_t rs = 1) {
   }
   const float* xt = j.xp + t0 * j.ldx;
   const int64_t pf = prefetch_distance(R, n, rs);
-  // Decode: blocks the loader flagged all-normal take Fp8DecodeNormal16.
+  // Decode: pairs of blocks the loader flagged all-normal in every row take
+  // Fp8NormalBlockPair; the rest (a block with a zero, subnormal or NaN code, an odd last
+  // block, no flags) the decode below.
   const uint64_t* normal = T == 1 ? w.fp8_normal : nullptr;
-  uint64_t row_bit[R];
-  for (int k = 0; k < R; ++k) row_bit[k] = fp8_normal_bit(w, r + k * rs + w.row_offset, 0);
+  uint64_t row_bit[R] = {};
+  if (normal != nullptr)
+    for (int k = 0; k < R; ++k) row_bit[k] = fp8_normal_bit(w, r + k * rs + w.row_offset, 0);
   __m512i nan_acc = _mm512_setzero_si512();
   __m512 acc[R][T];
   for (int k = 0; k < R; ++k)
@@ -1018,14 +1021,6 @@ HWY_INLINE bool RowsFp8(const Job& j, int64_t r, int64_t t0, int64_t rs = 1) {
       for (int k = 0; k < R; ++k) {
         prefetch_stream(wr[k] + b * 128 + pf);
         prefetch_stream(wr[k] + b * 128 + 64 + pf);
-        if (normal != nullptr && fp8_normal_test(normal, row_bit[k] + uint64_t(b))) {
-          for (int i = 0; i < 4; ++i) {
-            const __m512 w0 = Fp8DecodeNormal16(wr[k] + b * 128 + 32 * i);
-            const __m512 w1 = Fp8DecodeNormal16(wr[k] + b * 128 + 32 * i + 16);
-            p[k][0] = _mm512_fmadd_ps(w1, xv[2 * i + 1], _mm512_fmadd_ps(w0, xv[2 * i], p[k][0]));
-          }
-          continue;
-        }
         for (int i = 0; i < 4; ++i) {
           __m512 w0, w1;
           Fp8Decode32(wr[k] + b * 128 + 32 * i, w0, w1, nan_acc);
