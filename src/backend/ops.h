@@ -65,6 +65,14 @@ class Ops {
   virtual void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps,
                         float* y) = 0;
 
+  // The gated activation of the experts (SwiGLU with the V4 clamp), per element
+  //   out[r, i] = silu(min(g, limit)) * clamp(u, -limit, limit) * row_weight[r]
+  // with g = gate[r, i], u = up[r, i], silu(z) = z / (1 + exp(-z)), evaluated in double
+  // and rounded once to float; limit <= 0: neither input is clamped.
+  //   gate, up, out: [n_rows, n] (out may alias gate or up), row_weight: [n_rows]
+  virtual void swiglu(const float* gate, const float* up, const float* row_weight, int64_t n_rows, int64_t n,
+                      double limit, float* out) = 0;
+
   // Attention of one query position over an explicit key list, K = V (one shared latent),
   // with a per-head sink logit that joins only the softmax denominator:
   //   l[h, k] = scale * q[h, :] . key_k;  m = max_k l[h, k]
@@ -107,6 +115,10 @@ class ForwardingOps : public Ops {
   void matmul_many(const MatmulJob* jobs, int64_t n_jobs) override { inner_->matmul_many(jobs, n_jobs); }
   void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps, float* y) override {
     inner_->rms_norm(x, weight, n_tok, n, eps, y);
+  }
+  void swiglu(const float* gate, const float* up, const float* row_weight, int64_t n_rows, int64_t n, double limit,
+              float* out) override {
+    inner_->swiglu(gate, up, row_weight, n_rows, n, limit, out);
   }
   void attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink, int64_t n_head,
                  int64_t head_dim, float scale, float* out) override {

@@ -26,23 +26,6 @@ struct ExpertBatch {
   float* down = nullptr;       // [m, n_embd]
 };
 
-// h = silu(min(gate, L)) * clamp(up, -L, L) * routing weight, written over gate.
-void swiglu(const io::Config& c, ExpertBatch& b) {
-  const int64_t m = int64_t(b.rows.size()), n_ff = b.w->w1.n_out;
-  const double limit = c.swiglu_limit;
-  for (int64_t r = 0; r < m; ++r) {
-    for (int64_t i = 0; i < n_ff; ++i) {
-      double g = b.gate[r * n_ff + i], u = b.up[r * n_ff + i];
-      if (limit > 0) {  // gate clamped from above only, up on both sides
-        g = std::min(g, limit);
-        u = std::clamp(u, -limit, limit);
-      }
-      const double silu = g / (1.0 + std::exp(-g));
-      b.gate[r * n_ff + i] = float(silu * u * double(b.weight[size_t(r)]));  // routing weight before w2
-    }
-  }
-}
-
 // Runs every expert's SwiGLU; all gate/up products form one group and all down products
 // another, so a threaded backend streams every expert's weights in one parallel region.
 void run_experts(backend::Ops& ops, const io::Config& c, std::vector<ExpertBatch>& batches) {
@@ -65,7 +48,10 @@ void run_experts(backend::Ops& ops, const io::Config& c, std::vector<ExpertBatch
   ops.matmul_many(jobs.data(), int64_t(jobs.size()));
   jobs.clear();
   ops.parallel_rows(int64_t(batches.size()), [&](int64_t b0, int64_t b1) {
-    for (int64_t i = b0; i < b1; ++i) swiglu(c, batches[size_t(i)]);
+    for (int64_t i = b0; i < b1; ++i) {  // h, over gate; the routing weight applied before w2
+      ExpertBatch& b = batches[size_t(i)];
+      ops.swiglu(b.gate, b.up, b.weight.data(), int64_t(b.rows.size()), b.w->w1.n_out, c.swiglu_limit, b.gate);
+    }
   });
   for (ExpertBatch& b : batches) {
     jobs.push_back({&b.w->w2, b.gate, int64_t(b.rows.size()), b.down});

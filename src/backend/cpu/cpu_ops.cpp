@@ -25,6 +25,12 @@ void CpuOps::attention(const float* q, const float* const* keys, int64_t n_keys,
   cpu::attention(q, keys, n_keys, sink, n_head, head_dim, scale, out, pool_.get());
 }
 
+// On the calling thread: the model runs the experts' activations inside its own
+// parallel_rows over the experts.
+void CpuOps::swiglu(const float* gate, const float* up, const float* row_weight, int64_t n_rows, int64_t n,
+                    double limit, float* out) {
+  cpu::swiglu(gate, up, row_weight, n_rows, n, limit, out);
+}
 void CpuOps::parallel_rows(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   if (n == 1 || pool_->n_threads() == 1) return fn(0, n);  // decode: no wake-up for one row

@@ -19,6 +19,8 @@ class CpuOps : public RefOps {
 
   void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) override;
   void matmul_many(const MatmulJob* jobs, int64_t n_jobs) override;
+  void swiglu(const float* gate, const float* up, const float* row_weight, int64_t n_rows, int64_t n, double limit,
+              float* out) override;
   void attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink, int64_t n_head,
                  int64_t head_dim, float scale, float* out) override;
   void index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys, int64_t n_keys,

@@ -42,6 +42,10 @@ void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, Thread
 void round_bf16_ftz_rows(const float* x, int64_t n, float* out);
 // Every job of a group as matmul would compute it (bit-identical), in one parallel region.
 void matmul_many(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool, Numerics numerics = Numerics::kExact);
+// Ops::swiglu on the calling thread, in double vectors (Highway's Exp, within 1 ulp of
+// std::exp); lanes whose exp(-gate) leaves Exp's range take std::exp.
+void swiglu(const float* gate, const float* up, const float* row_weight, int64_t n_rows, int64_t n, double limit,
+            float* out);
 // Ops::attention and Ops::index_scores in fp32 (SIMD, threads over heads / key tiles).
 void attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink, int64_t n_head,
                int64_t head_dim, float scale, float* out, ThreadPool* pool);

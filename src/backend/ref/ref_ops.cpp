@@ -70,6 +70,22 @@ void RefOps::rms_norm(const float* x, const float* weight, int64_t n_tok, int64_
   }
 }
 
+float swiglu_element(float gate, float up, double limit, double row_weight) {
+  double g = gate, u = up;
+  if (limit > 0) {  // gate clamped from above only, up on both sides
+    g = std::min(g, limit);
+    u = std::clamp(u, -limit, limit);
+  }
+  const double silu = g / (1.0 + std::exp(-g));
+  return float(silu * u * row_weight);
+}
+
+void RefOps::swiglu(const float* gate, const float* up, const float* row_weight, int64_t n_rows, int64_t n,
+                    double limit, float* out) {
+  for (int64_t r = 0; r < n_rows; ++r)
+    for (int64_t i = 0; i < n; ++i) out[r * n + i] = swiglu_element(gate[r * n + i], up[r * n + i], limit, row_weight[r]);
+}
+
 void RefOps::attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink,
                        int64_t n_head, int64_t head_dim, float scale, float* out) {
   std::vector<double> logit(static_cast<size_t>(n_keys));  // [n_keys] for one head

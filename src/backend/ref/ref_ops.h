@@ -6,6 +6,10 @@
 
 namespace dsv4::backend {
 
+// Ops::swiglu of one element, the reference's steps (also the fast kernel's path for the
+// lanes its vector exp does not cover).
+float swiglu_element(float gate, float up, double limit, double row_weight);
+
 class RefOps : public Ops {
  public:
   // numerics: kFast rounds each matmul's activations with round_bf16_ftz first (the
@@ -17,6 +21,8 @@ class RefOps : public Ops {
   void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) override;
   void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps,
                 float* y) override;
+  void swiglu(const float* gate, const float* up, const float* row_weight, int64_t n_rows, int64_t n, double limit,
+              float* out) override;
   void attention(const float* q, const float* const* keys, int64_t n_keys, const float* sink,
                  int64_t n_head, int64_t head_dim, float scale, float* out) override;
   void index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys,

@@ -314,6 +314,59 @@ TEST(CpuOps, ParallelRowsCoverEachIndexOnce) {
   for (size_t i = 0; i < y_cpu.size(); ++i) ASSERT_EQ(y_cpu[i], y_ref[i]) << i;
 }
 
+// ------------------------------------------------------------------------ swiglu
+// The vector SwiGLU against the reference on every target: the same double arithmetic
+// but Highway's Exp (within 1 ulp of std::exp) for std::exp, so each result is the
+// reference's float or a neighbour of it; NaN where the reference has NaN. Gates and ups
+// span the clamp (limit 10), the edge of Exp's range (-706) and past it, infinities,
+// NaN, zeros and subnormals; rows have their own weights (0 and negative among them);
+// widths cover partial vectors. The output may alias the gate.
+TEST(CpuOps, SwigluMatchesReference) {
+  const float kSpecial[] = {0.0f, -0.0f, 1e-40f, -1e-40f, 9.99f, 10.0f, 10.01f, -10.01f, 30.0f, -30.0f,
+                            705.9f, 706.5f, -705.9f, -706.5f, 709.9f, -709.9f, 800.0f, -800.0f, 1e30f, -1e30f,
+                            INFINITY, -INFINITY, NAN};
+  const int64_t kSpecials = int64_t(sizeof(kSpecial) / sizeof(kSpecial[0]));
+  for_each_isa([&](const std::string& isa) {
+    for (const double limit : {0.0, 10.0}) {
+      for (const int64_t n : {int64_t(1), int64_t(7), int64_t(8), int64_t(17), int64_t(2048), int64_t(4099)}) {
+        const int64_t n_rows = 3;
+        std::vector<float> gate = random_x(n_rows * n, uint32_t(n) + 5), up = random_x(n_rows * n, uint32_t(n) + 6);
+        for (size_t i = 0; i < gate.size(); ++i) {
+          gate[i] *= 8.0f;  // most of silu's curve and the clamp
+          up[i] *= 8.0f;
+          if (i % 5 == 1) gate[i] = kSpecial[int64_t(i / 5) % kSpecials];
+          if (i % 7 == 3) up[i] = kSpecial[int64_t(i / 7 + 3) % kSpecials];
+        }
+        const std::vector<float> weight = {0.75f, -1.5f, 0.0f};  // [n_rows]
+        std::vector<float> want(gate.size()), got(gate.size(), -1.0f), in_place = gate;
+        RefOps().swiglu(gate.data(), up.data(), weight.data(), n_rows, n, limit, want.data());
+        CpuOps ops(1);
+        ops.swiglu(gate.data(), up.data(), weight.data(), n_rows, n, limit, got.data());
+        ops.swiglu(in_place.data(), up.data(), weight.data(), n_rows, n, limit, in_place.data());
+        int64_t inexact = 0, failures = 0;
+        for (size_t i = 0; i < want.size() && failures < 5; ++i) {
+          const float w = want[i], g = got[i];
+          const bool same = std::isnan(w) ? std::isnan(g) : std::memcmp(&w, &g, sizeof(float)) == 0;
+          const bool neighbour = std::isfinite(w) && std::isfinite(g) &&
+                                 (std::nextafter(w, INFINITY) == g || std::nextafter(w, -INFINITY) == g);
+          if (!same) ++inexact;
+          if (!same && !neighbour) {
+            ADD_FAILURE() << isa << " limit " << limit << " n " << n << " element " << i << ": gate "
+                          << gate[i] << " up " << up[i] << " got " << g << " want " << w;
+            ++failures;
+          }
+          const float a = in_place[i];
+          if (std::memcmp(&a, &g, sizeof(float)) != 0 && !(std::isnan(a) && std::isnan(g))) {
+            ADD_FAILURE() << isa << " n " << n << " element " << i << ": in place " << a << " against " << g;
+            ++failures;
+          }
+        }
+        EXPECT_LE(inexact, int64_t(want.size()) / 100) << isa << " n " << n << ": too many off by one";
+      }
+    }
+  });
+}
+
 // ------------------------------------------------------------------- odd shapes
 struct Shape {
   WeightFormat f;

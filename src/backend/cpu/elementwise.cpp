@@ -1,0 +1,99 @@
+// Element-wise glue of the forward pass with a fast kernel: the experts' SwiGLU
+// (Ops::swiglu). Compiled once per Highway target and dispatched at run time like the
+// matrix products; tested against RefOps in src/backend/tests/cpu_ops_test.cpp.
+//
+// swiglu: the reference evaluates every element in double with std::exp, one at a time:
+// 4.3 ns per element on a Zen 5 core, 0.15 ms per decode token for two layers (7 experts
+// x 2048 elements per layer, the largest item of the glue), ~20 ms per layer of a
+// 512-token prefill. Here the same double arithmetic runs in vectors with Highway's Exp
+// (within 1 ulp of std::exp): 1.25-1.5 ns per element (avx512), and a result differs
+// from the reference only where that last double bit moves the rounding to float. A
+// vector holding a NaN gate or a gate below -706 after the clamp (exp(-gate) past Exp's
+// range), or a result past float's range, takes the reference's scalar formula, so
+// overflow, infinities and NaN come out exactly as there.
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "backend/cpu/elementwise.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "hwy/contrib/math/math-inl.h"
+
+#include <limits>
+
+#include "backend/cpu/kernels.h"
+#include "backend/ref/ref_ops.h"
+
+#ifndef DSV4_CPU_ELEMENTWISE_SHARED
+#define DSV4_CPU_ELEMENTWISE_SHARED
+namespace dsv4::backend::cpu::detail {
+
+// Largest argument of Highway's double Exp (its documented range).
+constexpr double kExpMaxArg = 706.0;
+
+}  // namespace dsv4::backend::cpu::detail
+#endif  // DSV4_CPU_ELEMENTWISE_SHARED
+
+HWY_BEFORE_NAMESPACE();
+namespace dsv4::backend::cpu {
+namespace HWY_NAMESPACE {
+
+namespace hn = hwy::HWY_NAMESPACE;
+
+void SwigluImpl(const float* gate, const float* up, const float* row_weight, int64_t n_rows, int64_t n,
+                double limit, float* out) {
+  const hn::ScalableTag<double> d;
+  const hn::Rebind<float, decltype(d)> df;  // the same lanes as floats (half a vector)
+  const int64_t L = int64_t(hn::Lanes(d));
+  const auto one = hn::Set(d, 1.0), hi = hn::Set(d, limit), lo = hn::Set(d, -limit);
+  const auto exp_max = hn::Set(d, detail::kExpMaxArg);
+  // DemoteTo saturates on some targets (the emulated one) where float() gives inf.
+  const auto flt_max = hn::Set(d, double(std::numeric_limits<float>::max()));
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const float* gr = gate + r * n;  // [n]
+    const float* ur = up + r * n;    // [n]
+    float* orow = out + r * n;       // [n], may be gr or ur: each element is read before it is written
+    const double weight = row_weight[r];
+    const auto w = hn::Set(d, weight);
+    int64_t i = 0;
+    for (; i + L <= n; i += L) {
+      auto g = hn::PromoteTo(d, hn::LoadU(df, gr + i));
+      auto u = hn::PromoteTo(d, hn::LoadU(df, ur + i));
+      if (limit > 0) {
+        // std::min(g, limit) and std::clamp(u, -limit, limit) compare-for-compare, so a
+        // NaN passes through as it does there.
+        g = hn::IfThenElse(hn::Lt(hi, g), hi, g);
+        u = hn::IfThenElse(hn::Lt(u, lo), lo, hn::IfThenElse(hn::Lt(hi, u), hi, u));
+      }
+      const auto arg = hn::Neg(g);
+      if (!hn::AllTrue(d, hn::Le(arg, exp_max))) {
+        for (int64_t k = i; k < i + L; ++k) orow[k] = swiglu_element(gr[k], ur[k], limit, weight);
+        continue;
+      }
+      const auto silu = hn::Div(g, hn::Add(one, hn::Exp(d, arg)));
+      const auto h = hn::Mul(hn::Mul(silu, u), w);
+      if (!hn::AllTrue(d, hn::Le(hn::Abs(h), flt_max))) {  // inf, NaN or past float's range
+        for (int64_t k = i; k < i + L; ++k) orow[k] = swiglu_element(gr[k], ur[k], limit, weight);
+        continue;
+      }
+      hn::StoreU(hn::DemoteTo(df, h), df, orow + i);
+    }
+    for (; i < n; ++i) orow[i] = swiglu_element(gr[i], ur[i], limit, weight);
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace dsv4::backend::cpu
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace dsv4::backend::cpu {
+
+HWY_EXPORT(SwigluImpl);
+
+void swiglu(const float* gate, const float* up, const float* row_weight, int64_t n_rows, int64_t n, double limit,
+            float* out) {
+  HWY_DYNAMIC_DISPATCH(SwigluImpl)(gate, up, row_weight, n_rows, n, limit, out);
+}
+
+}  // namespace dsv4::backend::cpu
+#endif  // HWY_ONCE
