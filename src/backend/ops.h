@@ -60,7 +60,14 @@ class Ops {
     for (int64_t i = 0; i < n_jobs; ++i) matmul(*jobs[i].w, jobs[i].x, jobs[i].n_tok, jobs[i].y);
   }
 
-  // y[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * weight   (weight == nullptr: no weight)
+  // ss[r] = sum_i x[r, i]^2 in double, in one fixed order (sum_squares_row in
+  // ref/ref_ops.h: eight interleaved partial sums, then a fixed tree), so that every
+  // backend returns the same bits.
+  //   x: [n_rows, n], ss: [n_rows]
+  virtual void sum_squares(const float* x, int64_t n_rows, int64_t n, double* ss) = 0;
+
+  // y[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * weight   (weight == nullptr: no weight),
+  // the mean from sum_squares, every product in double, rounded once to float.
   //   x, y: [n_tok, n] (may alias), weight: [n]
   virtual void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps,
                         float* y) = 0;
@@ -113,6 +120,9 @@ class ForwardingOps : public Ops {
     inner_->matmul(w, x, n_tok, y);
   }
   void matmul_many(const MatmulJob* jobs, int64_t n_jobs) override { inner_->matmul_many(jobs, n_jobs); }
+  void sum_squares(const float* x, int64_t n_rows, int64_t n, double* ss) override {
+    inner_->sum_squares(x, n_rows, n, ss);
+  }
   void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps, float* y) override {
     inner_->rms_norm(x, weight, n_tok, n, eps, y);
   }

@@ -17,11 +17,10 @@ std::vector<float> project_streams(backend::Ops& ops, const io::Config& c, const
   const int64_t width = c.hc_mult * c.n_embd;
   std::vector<float> mixes(size_t(n_tok * fn.n_out));
   ops.matmul(fn, streams, n_tok, mixes.data());
+  std::vector<double> ss(static_cast<size_t>(n_tok));  // [n_tok] sums of squares of the flattened streams
+  ops.sum_squares(streams, n_tok, width, ss.data());
   for (int64_t t = 0; t < n_tok; ++t) {
-    const float* xt = streams + t * width;
-    double ss = 0.0;
-    for (int64_t i = 0; i < width; ++i) ss += double(xt[i]) * double(xt[i]);
-    const double r = 1.0 / std::sqrt(ss / double(width) + c.rms_norm_eps);
+    const double r = 1.0 / std::sqrt(ss[size_t(t)] / double(width) + c.rms_norm_eps);
     for (int64_t m = 0; m < fn.n_out; ++m) mixes[size_t(t * fn.n_out + m)] = float(mixes[size_t(t * fn.n_out + m)] * r);
   }
   return mixes;

@@ -37,10 +37,11 @@ void CpuOps::parallel_rows(int64_t n, const std::function<void(int64_t, int64_t)
   pool_->parallel_ranges(n, [&](int64_t begin, int64_t end, int) { fn(begin, end); });
 }
 
+void CpuOps::sum_squares(const float* x, int64_t n_rows, int64_t n, double* ss) {
+  parallel_rows(n_rows, [&](int64_t r0, int64_t r1) { cpu::sum_squares(x + r0 * n, r1 - r0, n, ss + r0); });
+}
 void CpuOps::rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps, float* y) {
-  parallel_rows(n_tok, [&](int64_t t0, int64_t t1) {
-    RefOps::rms_norm(x + t0 * n, weight, t1 - t0, n, eps, y + t0 * n);
-  });
+  parallel_rows(n_tok, [&](int64_t t0, int64_t t1) { cpu::rms_norm(x + t0 * n, weight, t1 - t0, n, eps, y + t0 * n); });
 }
 
 void CpuOps::index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys,

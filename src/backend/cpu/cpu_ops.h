@@ -25,7 +25,8 @@ class CpuOps : public RefOps {
                  int64_t head_dim, float scale, float* out) override;
   void index_scores(const float* q, const float* head_weight, int64_t n_head, const float* keys, int64_t n_keys,
                     int64_t dim, float* score) override;
-  // Token rows split over the pool (each row is independent, results unchanged).
+  // Rows split over the pool (each row is independent, results unchanged).
+  void sum_squares(const float* x, int64_t n_rows, int64_t n, double* ss) override;
   void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps, float* y) override;
   void parallel_rows(int64_t n, const std::function<void(int64_t, int64_t)>& fn) override;
 

@@ -42,6 +42,9 @@ void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, Thread
 void round_bf16_ftz_rows(const float* x, int64_t n, float* out);
 // Every job of a group as matmul would compute it (bit-identical), in one parallel region.
 void matmul_many(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool, Numerics numerics = Numerics::kExact);
+// Ops::sum_squares and Ops::rms_norm on the calling thread, bit for bit the reference's.
+void sum_squares(const float* x, int64_t n_rows, int64_t n, double* ss);
+void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps, float* y);
 // Ops::swiglu on the calling thread, in double vectors (Highway's Exp, within 1 ulp of
 // std::exp); lanes whose exp(-gate) leaves Exp's range take std::exp.
 void swiglu(const float* gate, const float* up, const float* row_weight, int64_t n_rows, int64_t n, double limit,

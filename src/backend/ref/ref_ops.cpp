@@ -58,13 +58,23 @@ void RefOps::matmul(const WeightView& w, const float* x, int64_t n_tok, float* y
   }
 }
 
+double sum_squares_row(const float* x, int64_t n) {
+  double p[8] = {};
+  for (int64_t i = 0; i < n; ++i) p[i % 8] += double(x[i]) * double(x[i]);
+  return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
+double rms_factor(double ss, int64_t n, float eps) { return 1.0 / std::sqrt(ss / double(n) + double(eps)); }
+
+void RefOps::sum_squares(const float* x, int64_t n_rows, int64_t n, double* ss) {
+  for (int64_t r = 0; r < n_rows; ++r) ss[r] = sum_squares_row(x + r * n, n);
+}
+
 void RefOps::rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps,
                       float* y) {
   for (int64_t t = 0; t < n_tok; ++t) {
     const float* xt = x + t * n;
-    double ss = 0.0;
-    for (int64_t i = 0; i < n; ++i) ss += double(xt[i]) * double(xt[i]);
-    const double r = 1.0 / std::sqrt(ss / double(n) + double(eps));
+    const double r = rms_factor(sum_squares_row(xt, n), n, eps);
     float* yt = y + t * n;
     for (int64_t i = 0; i < n; ++i) yt[i] = float(double(xt[i]) * r * (weight ? double(weight[i]) : 1.0));
   }

@@ -6,6 +6,16 @@
 
 namespace dsv4::backend {
 
+// Ops::sum_squares of one row: x[i]^2 (exact in double) into partial sum i % 8 in order
+// of i, then ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)). Eight partial sums let a
+// vector kernel of 1, 2, 4 or 8 double lanes keep this order (the one sequential sum made
+// each norm wait on 4096-16384 dependent additions).
+double sum_squares_row(const float* x, int64_t n);
+
+// Ops::rms_norm of one row, given its sum of squares: y[i] = float(x[i] * r * weight[i])
+// in double, r = 1 / sqrt(ss / n + eps).
+double rms_factor(double ss, int64_t n, float eps);
+
 // Ops::swiglu of one element, the reference's steps (also the fast kernel's path for the
 // lanes its vector exp does not cover).
 float swiglu_element(float gate, float up, double limit, double row_weight);
@@ -19,6 +29,7 @@ class RefOps : public Ops {
   std::string name() const override { return "ref"; }
   Numerics numerics() const { return numerics_; }
   void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y) override;
+  void sum_squares(const float* x, int64_t n_rows, int64_t n, double* ss) override;
   void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps,
                 float* y) override;
   void swiglu(const float* gate, const float* up, const float* row_weight, int64_t n_rows, int64_t n, double limit,

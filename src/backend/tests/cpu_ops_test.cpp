@@ -314,6 +314,59 @@ TEST(CpuOps, ParallelRowsCoverEachIndexOnce) {
   for (size_t i = 0; i < y_cpu.size(); ++i) ASSERT_EQ(y_cpu[i], y_ref[i]) << i;
 }
 
+// ------------------------------------------------------- sums of squares, RMS norm
+// The reference's sum is a sum of squares (exact on small integers, within double
+// rounding of a long-double sum), and the vector kernels reproduce its order bit for bit
+// on every target: widths around the eight partial sums and the vector lengths, rows with
+// infinities, NaN and values whose normalised product leaves float's range; weights and
+// none; in place and not; rows split over three threads.
+TEST(CpuOps, SumSquaresAndRmsNormMatchReferenceBitForBit) {
+  const float small[] = {1.0f, 2.0f, 3.0f};
+  EXPECT_EQ(sum_squares_row(small, 3), 14.0);
+  const std::vector<float> big = random_x(16384, 77);
+  long double want = 0;
+  for (float v : big) want += (long double)v * (long double)v;
+  EXPECT_NEAR(sum_squares_row(big.data(), 16384), double(want), 1e-13 * double(want));
+  const auto same = [](float a, float b) {
+    return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof(float)) == 0;
+  };
+  for_each_isa([&](const std::string& isa) {
+    CpuOps cpu(3);
+    RefOps ref;
+    for (const int64_t n : {int64_t(1), int64_t(3), int64_t(8), int64_t(9), int64_t(17), int64_t(300),
+                            int64_t(4099), int64_t(16384)}) {
+      const int64_t n_rows = 5;
+      std::vector<float> x = random_x(n_rows * n, uint32_t(n) + 11);
+      x[size_t(1 * n + n / 2)] = INFINITY;       // row 1: an infinity
+      x[size_t(2 * n + n - 1)] = NAN;            // row 2: a NaN
+      for (int64_t i = 0; i < n; ++i) x[size_t(3 * n + i)] *= 1e-30f;  // row 3: tiny, so r is large
+      x[size_t(4 * n + n / 3)] = 10.0f;           // row 4: x * r > 1 here (n > 1) ...
+      std::vector<float> weight = random_x(n, uint32_t(n) + 12);
+      weight[size_t(n / 3)] = std::numeric_limits<float>::max();  // ... so this leaves float's range
+      std::vector<double> ss_cpu(static_cast<size_t>(n_rows)), ss_ref(static_cast<size_t>(n_rows));
+      cpu.sum_squares(x.data(), n_rows, n, ss_cpu.data());
+      ref.sum_squares(x.data(), n_rows, n, ss_ref.data());
+      for (int64_t r = 0; r < n_rows; ++r)
+        EXPECT_TRUE(std::memcmp(&ss_cpu[size_t(r)], &ss_ref[size_t(r)], sizeof(double)) == 0 ||
+                    (std::isnan(ss_cpu[size_t(r)]) && std::isnan(ss_ref[size_t(r)])))
+            << isa << " n " << n << " row " << r << ": " << ss_cpu[size_t(r)] << " against " << ss_ref[size_t(r)];
+      for (const float* w : {static_cast<const float*>(weight.data()), static_cast<const float*>(nullptr)}) {
+        std::vector<float> y_cpu(x.size()), y_ref(x.size()), in_place = x;
+        cpu.rms_norm(x.data(), w, n_rows, n, 1e-6f, y_cpu.data());
+        ref.rms_norm(x.data(), w, n_rows, n, 1e-6f, y_ref.data());
+        cpu.rms_norm(in_place.data(), w, n_rows, n, 1e-6f, in_place.data());
+        int failures = 0;
+        for (size_t i = 0; i < x.size() && failures < 5; ++i)
+          if (!same(y_cpu[i], y_ref[i]) || !same(in_place[i], y_ref[i])) {
+            ADD_FAILURE() << isa << " n " << n << (w ? " weighted" : "") << " element " << i << ": got "
+                          << y_cpu[i] << " (in place " << in_place[i] << ") want " << y_ref[i];
+            ++failures;
+          }
+      }
+    }
+  });
+}
+
 // ------------------------------------------------------------------------ swiglu
 // The vector SwiGLU against the reference on every target: the same double arithmetic
 // but Highway's Exp (within 1 ulp of std::exp) for std::exp, so each result is the
