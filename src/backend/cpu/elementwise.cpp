@@ -28,21 +28,14 @@
 #include "backend/cpu/kernels.h"
 #include "backend/ref/ref_ops.h"
 
-#ifndef DSV4_CPU_ELEMENTWISE_SHARED
-#define DSV4_CPU_ELEMENTWISE_SHARED
-namespace dsv4::backend::cpu::detail {
-
-// Largest argument of Highway's double Exp (its documented range).
-constexpr double kExpMaxArg = 706.0;
-
-}  // namespace dsv4::backend::cpu::detail
-#endif  // DSV4_CPU_ELEMENTWISE_SHARED
-
 HWY_BEFORE_NAMESPACE();
 namespace dsv4::backend::cpu {
 namespace HWY_NAMESPACE {
 
 namespace hn = hwy::HWY_NAMESPACE;
+
+// Largest argument of Highway's double Exp (its documented range).
+constexpr double kExpMaxArg = 706.0;
 
 // sum_squares_row (ref/ref_ops.h) in vectors: eight consecutive elements are 8 / L
 // vectors of L double lanes, element i lands in lane i % 8 of the set, the same partial
@@ -106,7 +99,7 @@ void SwigluImpl(const float* gate, const float* up, const float* row_weight, int
   const hn::Rebind<float, decltype(d)> df;  // the same lanes as floats (half a vector)
   const int64_t L = int64_t(hn::Lanes(d));
   const auto one = hn::Set(d, 1.0), hi = hn::Set(d, limit), lo = hn::Set(d, -limit);
-  const auto exp_max = hn::Set(d, detail::kExpMaxArg);
+  const auto exp_max = hn::Set(d, kExpMaxArg);
   // DemoteTo saturates on some targets (the emulated one) where float() gives inf.
   const auto flt_max = hn::Set(d, double(std::numeric_limits<float>::max()));
   for (int64_t r = 0; r < n_rows; ++r) {
