@@ -1,6 +1,7 @@
 // Element-wise glue of the forward pass with a fast kernel: the experts' SwiGLU
-// (Ops::swiglu), sums of squares and RMS norms (Ops::sum_squares, Ops::rms_norm). Compiled once per Highway target and dispatched at run time like the
-// matrix products; tested against RefOps in src/backend/tests/cpu_ops_test.cpp.
+// (Ops::swiglu), sums of squares and RMS norms (Ops::sum_squares, Ops::rms_norm).
+// Compiled once per Highway target and dispatched at run time like the matrix products;
+// tested against RefOps in src/backend/tests/cpu_ops_test.cpp.
 //
 // sum_squares, rms_norm: the same bits as the reference, whose sums run in eight
 // interleaved partials for this (see sum_squares_row). The one sequential double sum
@@ -66,8 +67,8 @@ void SumSquaresImpl(const float* x, int64_t n_rows, int64_t n, double* ss) {
 }
 
 // RefOps::rms_norm's arithmetic per row, in vectors: the same sum (above), then
-// float(x * r * weight) in double. A vector with a result past float's range (or NaN)
-// takes the scalar steps, as in SwigluImpl.
+// rms_norm_element in double. A vector with a result past float's range (or NaN) takes
+// the scalar steps, as in SwigluImpl.
 void RmsNormImpl(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps, float* y) {
   const hn::ScalableTag<double> d;
   const hn::Rebind<float, decltype(d)> df;
@@ -78,18 +79,17 @@ void RmsNormImpl(const float* x, const float* weight, int64_t n_tok, int64_t n, 
     float* yt = y + t * n;        // [n], may be xt: each element is read before it is written
     const double r = rms_factor(SumSquaresRowImpl(xt, n), n, eps);
     const auto rv = hn::Set(d, r);
-    const auto scalar = [&](int64_t i) { yt[i] = float(double(xt[i]) * r * (weight ? double(weight[i]) : 1.0)); };
     int64_t i = 0;
     for (; i + L <= n; i += L) {
       const auto w = weight ? hn::PromoteTo(d, hn::LoadU(df, weight + i)) : hn::Set(d, 1.0);
       const auto v = hn::Mul(hn::Mul(hn::PromoteTo(d, hn::LoadU(df, xt + i)), rv), w);
-      if (!hn::AllTrue(d, hn::Le(hn::Abs(v), flt_max))) {
-        for (int64_t k = i; k < i + L; ++k) scalar(k);
-        continue;
+      if (hn::AllTrue(d, hn::Le(hn::Abs(v), flt_max))) {
+        hn::StoreU(hn::DemoteTo(df, v), df, yt + i);
+      } else {
+        for (int64_t k = i; k < i + L; ++k) yt[k] = rms_norm_element(xt[k], r, weight, k);
       }
-      hn::StoreU(hn::DemoteTo(df, v), df, yt + i);
     }
-    for (; i < n; ++i) scalar(i);
+    for (; i < n; ++i) yt[i] = rms_norm_element(xt[i], r, weight, i);
   }
 }
 
@@ -119,17 +119,14 @@ void SwigluImpl(const float* gate, const float* up, const float* row_weight, int
         u = hn::IfThenElse(hn::Lt(u, lo), lo, hn::IfThenElse(hn::Lt(hi, u), hi, u));
       }
       const auto arg = hn::Neg(g);
-      if (!hn::AllTrue(d, hn::Le(arg, exp_max))) {
-        for (int64_t k = i; k < i + L; ++k) orow[k] = swiglu_element(gr[k], ur[k], limit, weight);
-        continue;
-      }
       const auto silu = hn::Div(g, hn::Add(one, hn::Exp(d, arg)));
       const auto h = hn::Mul(hn::Mul(silu, u), w);
-      if (!hn::AllTrue(d, hn::Le(hn::Abs(h), flt_max))) {  // inf, NaN or past float's range
+      // Exp's argument in its range (NaN is not), the result finite and within float's.
+      if (hn::AllTrue(d, hn::And(hn::Le(arg, exp_max), hn::Le(hn::Abs(h), flt_max)))) {
+        hn::StoreU(hn::DemoteTo(df, h), df, orow + i);
+      } else {
         for (int64_t k = i; k < i + L; ++k) orow[k] = swiglu_element(gr[k], ur[k], limit, weight);
-        continue;
       }
-      hn::StoreU(hn::DemoteTo(df, h), df, orow + i);
     }
     for (; i < n; ++i) orow[i] = swiglu_element(gr[i], ur[i], limit, weight);
   }

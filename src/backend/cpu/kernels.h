@@ -46,7 +46,8 @@ void matmul_many(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool, N
 void sum_squares(const float* x, int64_t n_rows, int64_t n, double* ss);
 void rms_norm(const float* x, const float* weight, int64_t n_tok, int64_t n, float eps, float* y);
 // Ops::swiglu on the calling thread, in double vectors (Highway's Exp, within 1 ulp of
-// std::exp); lanes whose exp(-gate) leaves Exp's range take std::exp.
+// std::exp); a vector with a gate outside Exp's range or a result outside float's takes
+// the reference's scalar formula.
 void swiglu(const float* gate, const float* up, const float* row_weight, int64_t n_rows, int64_t n, double limit,
             float* out);
 // Ops::attention and Ops::index_scores in fp32 (SIMD, threads over heads / key tiles).

@@ -76,7 +76,7 @@ void RefOps::rms_norm(const float* x, const float* weight, int64_t n_tok, int64_
     const float* xt = x + t * n;
     const double r = rms_factor(sum_squares_row(xt, n), n, eps);
     float* yt = y + t * n;
-    for (int64_t i = 0; i < n; ++i) yt[i] = float(double(xt[i]) * r * (weight ? double(weight[i]) : 1.0));
+    for (int64_t i = 0; i < n; ++i) yt[i] = rms_norm_element(xt[i], r, weight, i);
   }
 }
 

@@ -12,9 +12,12 @@ namespace dsv4::backend {
 // each norm wait on 4096-16384 dependent additions).
 double sum_squares_row(const float* x, int64_t n);
 
-// Ops::rms_norm of one row, given its sum of squares: y[i] = float(x[i] * r * weight[i])
-// in double, r = 1 / sqrt(ss / n + eps).
+// Ops::rms_norm of one row, given its sum of squares: y[i] = rms_norm_element(x[i], r,
+// weight, i) with r = rms_factor(ss, n, eps) = 1 / sqrt(ss / n + eps), all in double.
 double rms_factor(double ss, int64_t n, float eps);
+inline float rms_norm_element(float x, double r, const float* weight, int64_t i) {
+  return float(double(x) * r * (weight ? double(weight[i]) : 1.0));
+}
 
 // Ops::swiglu of one element, the reference's steps (also the fast kernel's path for the
 // lanes its vector exp does not cover).

@@ -289,7 +289,7 @@ TEST(CpuOps, NameAndThreads) {
 }
 
 // parallel_rows hands out every index of [0, n) exactly once, in ranges, for any n
-// and thread count; the pooled RMS norm equals the reference's bit for bit.
+// and thread count (the pooled RMS norm: SumSquaresAndRmsNormMatchReferenceBitForBit).
 TEST(CpuOps, ParallelRowsCoverEachIndexOnce) {
   for (int threads : {1, 2, 3}) {
     CpuOps ops(threads);
@@ -304,14 +304,6 @@ TEST(CpuOps, ParallelRowsCoverEachIndexOnce) {
       for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[size_t(i)].load(), 1) << "n " << n << " index " << i;
     }
   }
-  CpuOps cpu(3);
-  RefOps ref;
-  const int64_t n_tok = 7, n = 300;
-  const std::vector<float> x = random_x(n_tok * n, 41), wt = random_x(n, 42);
-  std::vector<float> y_cpu(size_t(n_tok * n)), y_ref(size_t(n_tok * n));
-  cpu.rms_norm(x.data(), wt.data(), n_tok, n, 1e-6f, y_cpu.data());
-  ref.rms_norm(x.data(), wt.data(), n_tok, n, 1e-6f, y_ref.data());
-  for (size_t i = 0; i < y_cpu.size(); ++i) ASSERT_EQ(y_cpu[i], y_ref[i]) << i;
 }
 
 // ------------------------------------------------------- sums of squares, RMS norm
@@ -390,6 +382,12 @@ TEST(CpuOps, SwigluMatchesReference) {
           if (i % 5 == 1) gate[i] = kSpecial[int64_t(i / 5) % kSpecials];
           if (i % 7 == 3) up[i] = kSpecial[int64_t(i / 7 + 3) % kSpecials];
         }
+        // Far past Exp's documented range, with a product that stays small: the
+        // reference's silu is -0. (The kernel takes the scalar formula for such gates;
+        // Highway's Exp there returns wrong but huge values, 6e273 for 1e5, whose silu
+        // still rounds to a float zero, so no input found tells the two paths apart.)
+        gate[0] = -1e30f;
+        up[0] = 1e-30f;
         const std::vector<float> weight = {0.75f, -1.5f, 0.0f};  // [n_rows]
         std::vector<float> want(gate.size()), got(gate.size(), -1.0f), in_place = gate;
         RefOps().swiglu(gate.data(), up.data(), weight.data(), n_rows, n, limit, want.data());
