@@ -2109,6 +2109,20 @@ void CutTail(int n_threads, std::vector<Piece>& pieces) {
   pieces.erase(pieces.begin() + std::ptrdiff_t(first), pieces.begin() + std::ptrdiff_t(n));
 }
 
+// Runs every piece of a region (job k's rows [r0, r1) through Rows(js[k], ...)): on the
+// pool's threads, claimed dynamically with the tail cut, or on the calling thread when
+// pool is null.
+void RunPieces(const Job* js, std::vector<Piece>& pieces, ThreadPool* pool) {
+  if (pool == nullptr || pool->n_threads() == 1) {
+    for (const Piece& p : pieces) Rows(js[p.job], p.r0, p.r1);
+    return;
+  }
+  CutTail(pool->n_threads(), pieces);
+  pool->parallel_chunks(int64_t(pieces.size()), 1, [&](int64_t p0, int64_t p1, int) {
+    for (int64_t i = p0; i < p1; ++i) Rows(js[pieces[size_t(i)].job], pieces[size_t(i)].r0, pieces[size_t(i)].r1);
+  });
+}
+
 // Whether a fast-numerics product of this format runs on the BF16 dot product: only on
 // the AVX-512 targets of a CPU with AVX512_BF16 (a forced avx2 run keeps the exact
 // kernels on the rounded activations).
@@ -2196,14 +2210,10 @@ void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
     // Pieces of ~1 MiB of weights (the last ones smaller: CutTail) claimed dynamically:
     // each is one contiguous stream, and a preempted thread (shared machines) does not
     // stall the others at the barrier.
-    thread_local std::vector<Piece> pieces_tl;
-    std::vector<Piece>& pieces = pieces_tl;  // the caller's, bound by reference (see MatmulManyImpl)
+    thread_local std::vector<Piece> pieces;
     pieces.clear();
     AddPieces(0, w.n_out, RowGrain(w, pool->n_threads()), pieces);
-    CutTail(pool->n_threads(), pieces);
-    pool->parallel_chunks(int64_t(pieces.size()), 1, [&](int64_t p0, int64_t p1, int) {
-      for (int64_t p = p0; p < p1; ++p) Rows(j, pieces[size_t(p)].r0, pieces[size_t(p)].r1);
-    });
+    RunPieces(&j, pieces, pool);
   } else {
     Rows(j, 0, w.n_out);
   }
@@ -2237,27 +2247,19 @@ const Ops::MatmulJob* RoundedJobs(const Ops::MatmulJob* jobs, int64_t n_jobs) {
 void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool, Numerics numerics) {
   const bool fast = numerics == Numerics::kFast;
   if (fast) jobs = RoundedJobs(jobs, n_jobs);
-  // The caller's scratch, bound by reference: a thread_local named inside the lambda
-  // below would be the worker's own (empty) instance.
-  thread_local ScratchBuffer<float> xs_tl;
-  thread_local std::vector<Job> js_tl;
-  thread_local std::vector<Piece> pieces_tl;
-  thread_local ScratchBuffer<uint16_t> xb_tl;
-  ScratchBuffer<float>& xs = xs_tl;
-  std::vector<Job>& js = js_tl;
-  std::vector<Piece>& pieces = pieces_tl;
-  ScratchBuffer<uint16_t>& xbs = xb_tl;
+  // The calling thread's scratch. The workers see it only through RunPieces's arguments
+  // (a thread_local named inside a lambda run by a worker would be the worker's own).
+  thread_local ScratchBuffer<float> xs;
+  thread_local std::vector<Job> js;
+  thread_local std::vector<Piece> pieces;
+  thread_local ScratchBuffer<uint16_t> xbs;
   js.clear();
   pieces.clear();
   // Activation copies: jobs that read the same x in the same layout share one. Jobs on
   // the BF16 dot product get their own bf16 copy instead (offsets in xb_off), int8 jobs
   // quantised bytes (offsets in xq_off, shared by int8 jobs of the same x).
-  thread_local std::vector<int64_t> off_tl, xb_off_tl, xq_off_tl;
-  thread_local ScratchBuffer<uint8_t> xq_tl;
-  std::vector<int64_t>& off = off_tl;
-  std::vector<int64_t>& xb_off = xb_off_tl;
-  std::vector<int64_t>& xq_off = xq_off_tl;
-  ScratchBuffer<uint8_t>& xqs = xq_tl;
+  thread_local std::vector<int64_t> off, xb_off, xq_off;
+  thread_local ScratchBuffer<uint8_t> xqs;
   off.assign(size_t(n_jobs), -1);
   xb_off.assign(size_t(n_jobs), -1);
   xq_off.assign(size_t(n_jobs), -1);
@@ -2324,19 +2326,7 @@ void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool
     work += m.w->n_out * m.w->n_in * m.n_tok;
   }
   if (js.empty()) return;
-  CutTail(n_threads, pieces);
-  const int64_t n_pieces = int64_t(pieces.size());
-  auto run_piece = [&](int64_t piece) {
-    const Piece& p = pieces[size_t(piece)];
-    Rows(js[size_t(p.job)], p.r0, p.r1);
-  };
-  if (pool != nullptr && n_threads > 1 && n_pieces >= 2 && work >= (int64_t(1) << 16)) {
-    pool->parallel_chunks(n_pieces, 1, [&](int64_t p0, int64_t p1, int) {
-      for (int64_t p = p0; p < p1; ++p) run_piece(p);
-    });
-  } else {
-    for (int64_t p = 0; p < n_pieces; ++p) run_piece(p);
-  }
+  RunPieces(js.data(), pieces, work >= (int64_t(1) << 16) ? pool : nullptr);
 }
 
 const char* TargetNameImpl() { return hwy::TargetName(HWY_TARGET); }
