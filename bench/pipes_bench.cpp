@@ -1,0 +1,293 @@
+// Vector pipe benchmark (x86, never a timed test): the throughput and latency of the
+// instructions the CPU kernels are built from, and which of them compete for the same
+// execution pipes. It answers design questions before a kernel is written: on Zen 5,
+// for example, VPERMW, VPERMPS, VPSHUFB, the shifts and VDPBF16PS each retire two per
+// cycle, and a VDPBF16PS + VPERMW mix retires under three, so a decode that trades a
+// shift for a lookup gains nothing (docs/performance-history.md, twenty-first round).
+//
+// Each measurement runs 24 independent chains of one instruction (throughput), or 12 of
+// each of two instructions (sharing: two instructions on disjoint pipes retire at the sum
+// of their rates), or two chains (latency). The clock comes from a chain of dependent
+// integer adds (one per cycle on every x86 core), so rates are also given per cycle.
+//
+// usage: pipes_bench [--iters N]   (N: loop trips per measurement, default 4000000)
+// GCC 12's AVX-512 headers build some intrinsics from an "undefined" vector that its own
+// -Wmaybe-uninitialized then reports when they are inlined into target-attributed functions.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#define PIPES_ZMM __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi,fma")))
+#define PIPES_YMM __attribute__((target("avx2,fma")))
+// The same 256-bit instructions with AVX-512VL's 32 registers (EVEX encodings of the same
+// operations), so that 24 chains fit.
+#define PIPES_YMM32 __attribute__((target("avx2,fma,avx512f,avx512vl")))
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+long g_iters = 4000000;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Core clock in GHz: 64 dependent adds per trip, one cycle each.
+double clock_ghz() {
+  double best = 1e9;
+  for (int rep = 0; rep < 5; ++rep) {
+    uint64_t x = 1;
+    const auto t0 = Clock::now();
+    for (long i = 0; i < g_iters / 4; ++i) {
+#define ADD8 "add %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\t"
+      asm volatile(ADD8 ADD8 ADD8 ADD8 ADD8 ADD8 ADD8 ADD8 : "+r"(x));
+#undef ADD8
+    }
+    best = std::min(best, seconds_since(t0));
+  }
+  return double(g_iters / 4) * 64 / best / 1e9;
+}
+
+// ------------------------------------------------------------------- 512-bit operations
+// One instruction applied to a chain value; the other operands are fixed registers.
+struct Zc {
+  __m512i tab;  // a lookup table / second operand
+  __m512 f;     // a float operand
+};
+#define ZOP(NAME, EXPR)                                                                \
+  struct NAME {                                                                        \
+    static constexpr const char* name = #NAME;                                         \
+    PIPES_ZMM static inline __m512i apply(__m512i x, const Zc& c) { return EXPR; }     \
+  };
+ZOP(vdpbf16ps, _mm512_castps_si512(_mm512_dpbf16_ps(_mm512_castsi512_ps(x), (__m512bh)c.tab, (__m512bh)c.tab)))
+ZOP(vfmadd231ps, _mm512_castps_si512(_mm512_fmadd_ps(_mm512_castsi512_ps(x), c.f, c.f)))
+ZOP(vpermw, _mm512_permutexvar_epi16(x, c.tab))
+ZOP(vpermps, _mm512_castps_si512(_mm512_permutexvar_ps(x, c.f)))
+ZOP(vpermi2b, _mm512_permutex2var_epi8(c.tab, x, c.tab))
+ZOP(vpshufb, _mm512_shuffle_epi8(c.tab, x))
+ZOP(vpsrlw, _mm512_srli_epi16(x, 4))
+ZOP(vpunpcklbw, _mm512_unpacklo_epi8(x, c.tab))
+ZOP(vpandd, _mm512_and_si512(x, c.tab))
+ZOP(vpternlogd, _mm512_ternarylogic_epi32(x, c.tab, c.tab, 0xF8))
+ZOP(vshufps, _mm512_castps_si512(_mm512_shuffle_ps(_mm512_castsi512_ps(x), c.f, 0x4E)))
+ZOP(vpermilps, _mm512_castps_si512(_mm512_permute_ps(_mm512_castsi512_ps(x), 0x4E)))
+#undef ZOP
+
+#define PIPES_DECL(V, T, INIT)                                                                                  \
+  T V##0 = INIT(1), V##1 = INIT(2), V##2 = INIT(3), V##3 = INIT(4), V##4 = INIT(5), V##5 = INIT(6),            \
+    V##6 = INIT(7), V##7 = INIT(8), V##8 = INIT(9), V##9 = INIT(10), V##10 = INIT(11), V##11 = INIT(12)
+#define PIPES_STEP(V, OP, C)                                                                                    \
+  V##0 = OP::apply(V##0, C); V##1 = OP::apply(V##1, C); V##2 = OP::apply(V##2, C); V##3 = OP::apply(V##3, C); \
+  V##4 = OP::apply(V##4, C); V##5 = OP::apply(V##5, C); V##6 = OP::apply(V##6, C); V##7 = OP::apply(V##7, C); \
+  V##8 = OP::apply(V##8, C); V##9 = OP::apply(V##9, C); V##10 = OP::apply(V##10, C); V##11 = OP::apply(V##11, C)
+// Keeps every chain live and in its register (the compiler may not merge or drop them).
+#define PIPES_KEEP(V)                                                                                           \
+  asm volatile("" : "+v"(V##0), "+v"(V##1), "+v"(V##2), "+v"(V##3), "+v"(V##4), "+v"(V##5));                  \
+  asm volatile("" : "+v"(V##6), "+v"(V##7), "+v"(V##8), "+v"(V##9), "+v"(V##10), "+v"(V##11))
+
+PIPES_ZMM inline __m512i zinit(int k) { return _mm512_set1_epi32(k); }
+
+// Instructions per second: 12 chains of A and 12 of B (A == B: 24 chains of one).
+template <class A, class B>
+PIPES_ZMM __attribute__((noinline)) double zmm_rate() {
+  const Zc c{_mm512_set1_epi16(0x3F80), _mm512_set1_ps(1.0f)};
+  double best = 1e9;
+  for (int rep = 0; rep < 5; ++rep) {
+    PIPES_DECL(a, __m512i, zinit);
+    PIPES_DECL(b, __m512i, zinit);
+    const auto t0 = Clock::now();
+    for (long i = 0; i < g_iters; ++i) {
+      PIPES_STEP(a, A, c);
+      PIPES_STEP(b, B, c);
+      PIPES_KEEP(a);
+      PIPES_KEEP(b);
+    }
+    best = std::min(best, seconds_since(t0));
+  }
+  return double(g_iters) * 24 / best;
+}
+
+// Cycles from one instruction's input to its output: two dependent chains.
+template <class A>
+PIPES_ZMM __attribute__((noinline)) double zmm_latency(double ghz) {
+  const Zc c{_mm512_set1_epi16(0x3F80), _mm512_set1_ps(1.0f)};
+  double best = 1e9;
+  for (int rep = 0; rep < 5; ++rep) {
+    __m512i a = zinit(1), b = zinit(2);
+    const auto t0 = Clock::now();
+    for (long i = 0; i < g_iters; ++i) {
+      a = A::apply(a, c);
+      b = A::apply(b, c);
+      a = A::apply(a, c);
+      b = A::apply(b, c);
+      asm volatile("" : "+v"(a), "+v"(b));
+    }
+    best = std::min(best, seconds_since(t0));
+  }
+  return best * ghz * 1e9 / (double(g_iters) * 2);
+}
+
+template <class A>
+void zmm_row(double ghz) {
+  const double r = zmm_rate<A, A>();
+  std::printf("  %-12s %5.2f per cycle  latency %4.1f cycles\n", A::name, r / (ghz * 1e9), zmm_latency<A>(ghz));
+}
+
+template <class A, class B>
+void zmm_pair(double ghz) {
+  const double a = zmm_rate<A, A>(), b = zmm_rate<B, B>(), ab = zmm_rate<A, B>();
+  // Disjoint pipes: the mix retires at the sum of the two rates; one shared set: at
+  // either rate.
+  std::printf("  %-12s + %-12s %5.2f per cycle (alone %4.2f and %4.2f; disjoint pipes would give %4.2f)\n", A::name,
+              B::name, ab / (ghz * 1e9), a / (ghz * 1e9), b / (ghz * 1e9), (a + b) / (ghz * 1e9));
+}
+
+// ------------------------------------------------------------------- 256-bit operations
+struct Yc {
+  __m256i tab;
+  __m256 f;
+};
+#define YOP(NAME, EXPR)                                                                \
+  struct NAME {                                                                        \
+    static constexpr const char* name = #NAME;                                         \
+    PIPES_YMM static inline __m256i apply(__m256i x, const Yc& c) { return EXPR; }     \
+  };
+YOP(ymm_vfmadd231ps, _mm256_castps_si256(_mm256_fmadd_ps(_mm256_castsi256_ps(x), c.f, c.f)))
+YOP(ymm_vpshufb, _mm256_shuffle_epi8(c.tab, x))
+YOP(ymm_vpslld, _mm256_slli_epi32(x, 16))
+YOP(ymm_vpmulhuw, _mm256_mulhi_epu16(x, c.tab))
+YOP(ymm_vpunpcklbw, _mm256_unpacklo_epi8(x, c.tab))
+YOP(ymm_vpand, _mm256_and_si256(x, c.tab))
+#undef YOP
+
+PIPES_YMM32 inline __m256i yinit32(int k) { return _mm256_set1_epi32(k); }
+PIPES_YMM inline __m256i yinit(int k) { return _mm256_set1_epi32(k); }
+
+// 12 chains of A and 12 of B, in 32 registers.
+template <class A, class B>
+PIPES_YMM32 __attribute__((noinline)) double ymm_rate32() {
+  const Yc c{_mm256_set1_epi16(0x0301), _mm256_set1_ps(1.0f)};
+  double best = 1e9;
+  for (int rep = 0; rep < 5; ++rep) {
+    PIPES_DECL(a, __m256i, yinit32);
+    PIPES_DECL(b, __m256i, yinit32);
+    const auto t0 = Clock::now();
+    for (long i = 0; i < g_iters; ++i) {
+      PIPES_STEP(a, A, c);
+      PIPES_STEP(b, B, c);
+      PIPES_KEEP(a);
+      PIPES_KEEP(b);
+    }
+    best = std::min(best, seconds_since(t0));
+  }
+  return double(g_iters) * 24 / best;
+}
+
+// 6 chains of A and 6 of B, in AVX2's 16 registers: too few to hide a 4-cycle latency at
+// two per cycle, so rates of the slow instructions read low.
+template <class A, class B>
+PIPES_YMM __attribute__((noinline)) double ymm_rate16() {
+  const Yc c{_mm256_set1_epi16(0x0301), _mm256_set1_ps(1.0f)};
+  double best = 1e9;
+  for (int rep = 0; rep < 5; ++rep) {
+    __m256i a0 = yinit(1), a1 = yinit(2), a2 = yinit(3), a3 = yinit(4), a4 = yinit(5), a5 = yinit(6);
+    __m256i b0 = yinit(7), b1 = yinit(8), b2 = yinit(9), b3 = yinit(10), b4 = yinit(11), b5 = yinit(12);
+    const auto t0 = Clock::now();
+    for (long i = 0; i < g_iters; ++i) {
+      a0 = A::apply(a0, c); a1 = A::apply(a1, c); a2 = A::apply(a2, c);
+      a3 = A::apply(a3, c); a4 = A::apply(a4, c); a5 = A::apply(a5, c);
+      b0 = B::apply(b0, c); b1 = B::apply(b1, c); b2 = B::apply(b2, c);
+      b3 = B::apply(b3, c); b4 = B::apply(b4, c); b5 = B::apply(b5, c);
+      asm volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));
+      asm volatile("" : "+v"(b0), "+v"(b1), "+v"(b2), "+v"(b3), "+v"(b4), "+v"(b5));
+    }
+    best = std::min(best, seconds_since(t0));
+  }
+  return double(g_iters) * 12 / best;
+}
+
+template <class A, class B>
+void ymm_pair(double ghz, bool regs32) {
+  const auto rate = [&](auto a, auto b) {
+    using X = decltype(a);
+    using Y = decltype(b);
+    return regs32 ? ymm_rate32<X, Y>() : ymm_rate16<X, Y>();
+  };
+  const double a = rate(A{}, A{}), b = rate(B{}, B{}), ab = rate(A{}, B{});
+  std::printf("  %-16s + %-16s %5.2f per cycle (alone %4.2f and %4.2f; disjoint pipes would give %4.2f)\n", A::name,
+              B::name, ab / (ghz * 1e9), a / (ghz * 1e9), b / (ghz * 1e9), (a + b) / (ghz * 1e9));
+}
+
+bool has_zmm_set() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bf16");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--iters") == 0 && i + 1 < argc) {
+      g_iters = std::atol(argv[++i]);
+      if (g_iters < 1000) {
+        std::fprintf(stderr, "pipes_bench: --iters must be at least 1000\n");
+        return 2;
+      }
+    } else {
+      std::fprintf(stderr, "usage: pipes_bench [--iters N]\n");
+      return std::strcmp(argv[i], "--help") == 0 ? 0 : 2;
+    }
+  }
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    std::fprintf(stderr, "pipes_bench: this CPU has no AVX2 + FMA; nothing to measure\n");
+    return 1;
+  }
+  const double ghz = clock_ghz();
+  std::printf("core clock %.2f GHz (dependent integer adds); run it pinned, e.g. taskset -c 0\n", ghz);
+  if (has_zmm_set()) {
+    std::printf("512-bit instructions alone (24 chains) and their latency:\n");
+    zmm_row<vdpbf16ps>(ghz);
+    zmm_row<vfmadd231ps>(ghz);
+    zmm_row<vpermw>(ghz);
+    zmm_row<vpermps>(ghz);
+    zmm_row<vpermi2b>(ghz);
+    zmm_row<vpshufb>(ghz);
+    zmm_row<vpsrlw>(ghz);
+    zmm_row<vpunpcklbw>(ghz);
+    zmm_row<vpandd>(ghz);
+    zmm_row<vpternlogd>(ghz);
+    zmm_row<vshufps>(ghz);
+    zmm_row<vpermilps>(ghz);
+    std::printf("512-bit pairs (12 chains each): which share pipes\n");
+    zmm_pair<vdpbf16ps, vfmadd231ps>(ghz);
+    zmm_pair<vdpbf16ps, vpermw>(ghz);
+    zmm_pair<vdpbf16ps, vpsrlw>(ghz);
+    zmm_pair<vdpbf16ps, vpandd>(ghz);
+    zmm_pair<vpermw, vpermps>(ghz);
+    zmm_pair<vpermw, vpsrlw>(ghz);
+    zmm_pair<vpermw, vpunpcklbw>(ghz);
+    zmm_pair<vpermw, vpermilps>(ghz);
+  } else {
+    std::printf("(no AVX-512 with BF16 and VBMI here: the 512-bit table is skipped)\n");
+  }
+  const bool regs32 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+  std::printf("256-bit pairs (the AVX2 kernels' instructions; %s):\n",
+              regs32 ? "12 + 12 chains in AVX-512VL's 32 registers" : "6 + 6 chains in AVX2's 16 registers");
+  ymm_pair<ymm_vfmadd231ps, ymm_vpshufb>(ghz, regs32);
+  ymm_pair<ymm_vfmadd231ps, ymm_vpslld>(ghz, regs32);
+  ymm_pair<ymm_vfmadd231ps, ymm_vpmulhuw>(ghz, regs32);
+  ymm_pair<ymm_vfmadd231ps, ymm_vpunpcklbw>(ghz, regs32);
+  ymm_pair<ymm_vpshufb, ymm_vpslld>(ghz, regs32);
+  ymm_pair<ymm_vpand, ymm_vpunpcklbw>(ghz, regs32);
+  return 0;
+}
