@@ -94,24 +94,33 @@ ZOP(vpermilps, _mm512_castps_si512(_mm512_permute_ps(_mm512_castsi512_ps(x), 0x4
 
 PIPES_ZMM inline __m512i zinit(int k) { return _mm512_set1_epi32(k); }
 
-// Instructions per second: 12 chains of A and 12 of B (A == B: 24 chains of one).
+// The timed loop of a rate: 12 chains of A and 12 of B (A == B: 24 chains of one) of
+// vector type T, started by INIT, with operands C; leaves instructions per second in R.
+#define PIPES_RATE(R, T, INIT, C)                  \
+  do {                                             \
+    double best = 1e9;                             \
+    for (int rep = 0; rep < 5; ++rep) {            \
+      PIPES_DECL(a, T, INIT);                      \
+      PIPES_DECL(b, T, INIT);                      \
+      const auto t0 = Clock::now();                \
+      for (long i = 0; i < g_iters; ++i) {         \
+        PIPES_STEP(a, A, C);                       \
+        PIPES_STEP(b, B, C);                       \
+        PIPES_KEEP(a);                             \
+        PIPES_KEEP(b);                             \
+      }                                            \
+      best = std::min(best, seconds_since(t0));    \
+    }                                              \
+    R = double(g_iters) * 24 / best;               \
+  } while (0)
+
+// Instructions per second of A and B mixed.
 template <class A, class B>
 PIPES_ZMM __attribute__((noinline)) double zmm_rate() {
   const Zc c{_mm512_set1_epi16(0x3F80), _mm512_set1_ps(1.0f)};
-  double best = 1e9;
-  for (int rep = 0; rep < 5; ++rep) {
-    PIPES_DECL(a, __m512i, zinit);
-    PIPES_DECL(b, __m512i, zinit);
-    const auto t0 = Clock::now();
-    for (long i = 0; i < g_iters; ++i) {
-      PIPES_STEP(a, A, c);
-      PIPES_STEP(b, B, c);
-      PIPES_KEEP(a);
-      PIPES_KEEP(b);
-    }
-    best = std::min(best, seconds_since(t0));
-  }
-  return double(g_iters) * 24 / best;
+  double rate = 0;
+  PIPES_RATE(rate, __m512i, zinit, c);
+  return rate;
 }
 
 // Cycles from one instruction's input to its output: two dependent chains.
@@ -174,20 +183,9 @@ PIPES_YMM inline __m256i yinit(int k) { return _mm256_set1_epi32(k); }
 template <class A, class B>
 PIPES_YMM32 __attribute__((noinline)) double ymm_rate32() {
   const Yc c{_mm256_set1_epi16(0x0301), _mm256_set1_ps(1.0f)};
-  double best = 1e9;
-  for (int rep = 0; rep < 5; ++rep) {
-    PIPES_DECL(a, __m256i, yinit32);
-    PIPES_DECL(b, __m256i, yinit32);
-    const auto t0 = Clock::now();
-    for (long i = 0; i < g_iters; ++i) {
-      PIPES_STEP(a, A, c);
-      PIPES_STEP(b, B, c);
-      PIPES_KEEP(a);
-      PIPES_KEEP(b);
-    }
-    best = std::min(best, seconds_since(t0));
-  }
-  return double(g_iters) * 24 / best;
+  double rate = 0;
+  PIPES_RATE(rate, __m256i, yinit32, c);
+  return rate;
 }
 
 // 6 chains of A and 6 of B, in AVX2's 16 registers: too few to hide a 4-cycle latency at
