@@ -2,8 +2,9 @@
 // instructions the CPU kernels are built from, and which of them compete for the same
 // execution pipes. It answers design questions before a kernel is written: on Zen 5,
 // for example, VPERMW, VPERMPS, VPSHUFB, the shifts and VDPBF16PS each retire two per
-// cycle, and a VDPBF16PS + VPERMW mix retires under three, so a decode that trades a
-// shift for a lookup gains nothing (docs/performance-history.md, twenty-first round).
+// cycle, and a VDPBF16PS + VPERMW mix retires only 2.5: a decode step's dot products
+// and permutes, more than its count of ops, set its speed (docs/performance-history.md,
+// twenty-first round).
 //
 // Each measurement runs 24 independent chains of one instruction (throughput), or 12 of
 // each of two instructions (sharing: two instructions on disjoint pipes retire at the sum
@@ -11,6 +12,7 @@
 // integer adds (one per cycle on every x86 core), so rates are also given per cycle.
 //
 // usage: pipes_bench [--iters N]   (N: loop trips per measurement, default 4000000)
+
 // GCC 12's AVX-512 headers build some intrinsics from an "undefined" vector that its own
 // -Wmaybe-uninitialized then reports when they are inlined into target-attributed functions.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -24,7 +26,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <string>
 
 #define PIPES_ZMM __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi,fma")))
 #define PIPES_YMM __attribute__((target("avx2,fma")))
