@@ -150,13 +150,18 @@ void zmm_row(double ghz) {
   std::printf("  %-12s %5.2f per cycle  latency %4.1f cycles\n", A::name, r / (ghz * 1e9), zmm_latency<A>(ghz));
 }
 
+// One line of a pair table from the rates (instructions per second) of A alone, B alone
+// and the mix. Disjoint pipes: the mix retires at the sum of the two rates; one shared
+// set: at either rate.
+void print_pair(const char* a_name, const char* b_name, double a, double b, double ab, double ghz) {
+  const double hz = ghz * 1e9;
+  std::printf("  %-16s + %-16s %5.2f per cycle (alone %4.2f and %4.2f; disjoint pipes would give %4.2f)\n", a_name,
+              b_name, ab / hz, a / hz, b / hz, (a + b) / hz);
+}
+
 template <class A, class B>
 void zmm_pair(double ghz) {
-  const double a = zmm_rate<A, A>(), b = zmm_rate<B, B>(), ab = zmm_rate<A, B>();
-  // Disjoint pipes: the mix retires at the sum of the two rates; one shared set: at
-  // either rate.
-  std::printf("  %-12s + %-12s %5.2f per cycle (alone %4.2f and %4.2f; disjoint pipes would give %4.2f)\n", A::name,
-              B::name, ab / (ghz * 1e9), a / (ghz * 1e9), b / (ghz * 1e9), (a + b) / (ghz * 1e9));
+  print_pair(A::name, B::name, zmm_rate<A, A>(), zmm_rate<B, B>(), zmm_rate<A, B>(), ghz);
 }
 
 // ------------------------------------------------------------------- 256-bit operations
@@ -219,9 +224,7 @@ void ymm_pair(double ghz, bool regs32) {
     using Y = decltype(b);
     return regs32 ? ymm_rate32<X, Y>() : ymm_rate16<X, Y>();
   };
-  const double a = rate(A{}, A{}), b = rate(B{}, B{}), ab = rate(A{}, B{});
-  std::printf("  %-16s + %-16s %5.2f per cycle (alone %4.2f and %4.2f; disjoint pipes would give %4.2f)\n", A::name,
-              B::name, ab / (ghz * 1e9), a / (ghz * 1e9), b / (ghz * 1e9), (a + b) / (ghz * 1e9));
+  print_pair(A::name, B::name, rate(A{}, A{}), rate(B{}, B{}), rate(A{}, B{}), ghz);
 }
 
 bool has_zmm_set() {
