@@ -441,10 +441,66 @@ struct PanelShape {
         words(slices * slice_words), scales(groups * 16) {}
 };
 
+// Prescaled panels. fp8_rows ends each 128-column block of a (row, token) with
+// acc = fma(p, s, acc): one multiply-add on the two pipes that also run VDPBF16PS, one per
+// four dot products. A panel row whose weights are stored times their block scale (an
+// exponent add on the bf16 words: the scale is a power of two) gives p' = p x s from the
+// same dot products, and acc + p' runs on the adder pipes (one Zen 5 core, L1-resident
+// 2 x 4 tiles: 255-258 -> 309-312 GFLOP/s). The two agree bit for bit while every nonzero
+// partial sum in both chains is a normal fp32: scaling by 2^k then commutes with each
+// rounding, and VDPBF16PS flushes nothing. Every E4M3 value is a multiple of 2^-9 and a
+// bf16 activation of exponent >= -kPrescaleXExp a multiple of 2^(-kPrescaleXExp - 7),
+// so every partial sum is a multiple of 2^(-kPrescaleXExp - 16 + min(k, 0)) >= 2^-126;
+// and below 2^(kPrescaleXExp + 1 + 9 + 7 + max(k, 0)) < 2^128 (128 products of |w| <= 448).
+// A row with a scale exponent k outside [-kPrescaleScaleExp, kPrescaleScaleExp] or a NaN
+// code, and every row of a call whose activations leave the range, keep plain panels.
+constexpr int kPrescaleXExp = 60;      // nonzero activations: |x| in [2^-60, 2^61)
+constexpr int kPrescaleScaleExp = 50;  // block scales 2^k, |k| <= 50
+static_assert(kPrescaleXExp + 16 + kPrescaleScaleExp <= 126 && kPrescaleXExp + 17 + kPrescaleScaleExp < 128);
+
+// Panel row states (ok[] of the panel path).
+enum PanelRow : uint8_t { kRowScalar = 0, kRowPlain = 1, kRowScaled = 2 };
+
+// True when every nonzero bf16 activation of tokens [0, n_tok) (columns [0, n)) has an
+// exponent in [-kPrescaleXExp, kPrescaleXExp] (NaN, infinities and bf16 subnormals fail).
+DSV4_BF16_TARGET bool activations_prescalable(const uint16_t* xb, int64_t ldxb, int64_t n_tok, int64_t n) {
+  const __m512i expo = _mm512_set1_epi16(0x7F80), mag = _mm512_set1_epi16(0x7FFF);
+  const __m512i lo = _mm512_set1_epi16(int16_t((127 - kPrescaleXExp) << 7));
+  const __m512i hi = _mm512_set1_epi16(int16_t((127 + kPrescaleXExp) << 7));
+  __mmask32 bad = 0;
+  for (int64_t t = 0; t < n_tok; ++t)
+    for (int64_t c = 0; c < n; c += 32) {
+      const __mmask32 valid = n - c >= 32 ? ~__mmask32(0) : (__mmask32(1) << (n - c)) - 1;
+      const __m512i v = _mm512_maskz_loadu_epi16(valid, xb + t * ldxb + c);
+      const __m512i e = _mm512_and_si512(v, expo);
+      const __mmask32 nonzero = _mm512_mask_test_epi16_mask(valid, v, mag);
+      bad |= _mm512_mask_cmplt_epu16_mask(nonzero, e, lo) | _mm512_mask_cmpgt_epu16_mask(nonzero, e, hi);
+    }
+  return bad == 0;
+}
+
+// True when FP8 row r can be stored prescaled: no NaN code, every block scale exponent in
+// [-kPrescaleScaleExp, kPrescaleScaleExp].
+DSV4_BF16_TARGET bool fp8_row_prescalable(const WeightView& w, int64_t r) {
+  const int64_t n = w.n_in, nb = (n + 127) / 128;
+  const uint8_t* sr = w.scale + ((r + w.row_offset) / 128) * nb;
+  for (int64_t b = 0; b < nb; ++b)
+    if (sr[b] < 127 - kPrescaleScaleExp || sr[b] > 127 + kPrescaleScaleExp) return false;
+  const uint8_t* wr = w.data + r * n;
+  const __m512i low7 = _mm512_set1_epi8(0x7F);
+  __mmask64 nan = 0;
+  for (int64_t c = 0; c < n; c += 64) {
+    const __mmask64 valid = n - c >= 64 ? ~__mmask64(0) : (__mmask64(1) << (n - c)) - 1;
+    nan |= _mm512_mask_cmpeq_epi8_mask(valid, _mm512_and_si512(_mm512_maskz_loadu_epi8(valid, wr + c), low7), low7);
+  }
+  return nan == 0;
+}
+
 // FP8 row r into a panel: its slice s at pw + s * slice_stride (slice_words words), its
-// scale vectors at sc [groups * 16]; false (sc partly written) when its scales need the
-// scalar path.
-DSV4_BF16_TARGET bool decode_fp8_row(const WeightView& w, int64_t r, uint16_t* pw, int64_t slice_stride, float* sc) {
+// scale vectors at sc [groups * 16]; with prescale (fp8_row_prescalable), every weight
+// times its block scale. False (sc partly written) when its scales need the scalar path.
+DSV4_BF16_TARGET bool decode_fp8_row(const WeightView& w, int64_t r, uint16_t* pw, int64_t slice_stride, float* sc,
+                                      bool prescale) {
   const int64_t n = w.n_in, nb = (n + 127) / 128;
   const uint8_t* wr = w.data + r * n;
   const uint8_t* sr = w.scale + ((r + w.row_offset) / 128) * nb;
@@ -456,9 +512,15 @@ DSV4_BF16_TARGET bool decode_fp8_row(const WeightView& w, int64_t r, uint16_t* p
   }
   const Fp8Decoder dec = fp8_decoder();
   constexpr int64_t kSliceCols = kSliceGroups * 128;
+  const __m512i mag = _mm512_set1_epi16(0x7FFF);
   for (int64_t c = 0; c < n; c += 64) {
     __m512i run_a, run_b;
     fp8_decode(dec, wr + c, run_a, run_b);
+    if (prescale) {  // x 2^k: k added to the exponent of every nonzero word (never NaN here)
+      const __m512i k = _mm512_set1_epi16(int16_t((int(sr[c / 128]) - 127) * 128));
+      run_a = _mm512_mask_add_epi16(run_a, _mm512_test_epi16_mask(run_a, mag), run_a, k);
+      run_b = _mm512_mask_add_epi16(run_b, _mm512_test_epi16_mask(run_b, mag), run_b, k);
+    }
     uint16_t* dst = pw + (c / kSliceCols) * slice_stride + c % kSliceCols;
     _mm512_store_si512(dst, run_a);
     _mm512_store_si512(dst + 32, run_b);
@@ -471,8 +533,9 @@ DSV4_BF16_TARGET bool decode_fp8_row(const WeightView& w, int64_t r, uint16_t* p
 // slices the sums of a (row, token) wait in park (R x T vectors of 16): the first slice
 // starts them at zero, the last writes y. Slicing by whole groups keeps every sum's
 // order. (First and Last are compile time: a runtime choice made GCC keep the sums in
-// memory, and zeroing park with memset stalled the loads that followed it.)
-template <int R, int T, bool First, bool Last>
+// memory, and zeroing park with memset stalled the loads that followed it.) Scaled: the
+// rows are prescaled, and each block's p joins acc by an add (same bits, see above).
+template <int R, int T, bool First, bool Last, bool Scaled>
 DSV4_BF16_TARGET void panel_rows(const WeightView& w, const PanelShape& sh, const uint16_t* pw, const float* sc,
                                  const uint16_t* xb, int64_t ldxb, int64_t t0, float* y, int64_t r, int64_t g0,
                                  int64_t g1, float* park) {
@@ -493,8 +556,12 @@ DSV4_BF16_TARGET void panel_rows(const WeightView& w, const PanelShape& sh, cons
       }
     }
     for (int k = 0; k < R; ++k) {
-      const __m512 s = _mm512_load_ps(sc + k * sh.scales + g * 16);
-      for (int t = 0; t < T; ++t) acc[k][t] = _mm512_fmadd_ps(p[k][t], s, acc[k][t]);
+      if constexpr (Scaled) {
+        for (int t = 0; t < T; ++t) acc[k][t] = _mm512_add_ps(acc[k][t], p[k][t]);
+      } else {
+        const __m512 s = _mm512_load_ps(sc + k * sh.scales + g * 16);
+        for (int t = 0; t < T; ++t) acc[k][t] = _mm512_fmadd_ps(p[k][t], s, acc[k][t]);
+      }
     }
   }
 #pragma GCC unroll 16
@@ -508,24 +575,29 @@ DSV4_BF16_TARGET void panel_rows(const WeightView& w, const PanelShape& sh, cons
     }
 }
 
-// One column slice [g0, g1) of a token tile over the decoded rows [b0, b1) (ok[i]: row
-// b0 + i is in the panel; the slice's rows start at pws, slice_words apart): pairs of
-// rows where both are (each activation load then serves two rows). Row i's sums wait at
-// park + i * T * 16.
+// One column slice [g0, g1) of a token tile over the decoded rows [b0, b1) (ok[i]: how
+// row b0 + i is in the panel, a PanelRow; the slice's rows start at pws, slice_words
+// apart): pairs of rows where both are, the same way (each activation load then serves
+// two rows). Row i's sums wait at park + i * T * 16.
 template <int T, bool First, bool Last>
 DSV4_BF16_TARGET void panel_slice(const WeightView& w, const PanelShape& sh, const uint16_t* pws, const float* sc,
                                   const uint8_t* ok, const uint16_t* xb, int64_t ldxb, int64_t t0, float* y,
                                   int64_t b0, int64_t b1, int64_t g0, int64_t g1, float* park) {
   for (int64_t r = b0; r < b1; ++r) {
     const int64_t i = r - b0;
-    if (!ok[i]) continue;
+    if (ok[i] == kRowScalar) continue;
     const uint16_t* pwi = pws + i * sh.slice_words;
     const float* sci = sc + i * sh.scales;
-    if (r + 1 < b1 && ok[i + 1]) {
-      panel_rows<2, T, First, Last>(w, sh, pwi, sci, xb, ldxb, t0, y, r, g0, g1, park + i * T * 16);
+    float* pk = park + i * T * 16;
+    const bool scaled = ok[i] == kRowScaled;
+    if (r + 1 < b1 && ok[i + 1] == ok[i]) {
+      if (scaled) panel_rows<2, T, First, Last, true>(w, sh, pwi, sci, xb, ldxb, t0, y, r, g0, g1, pk);
+      else panel_rows<2, T, First, Last, false>(w, sh, pwi, sci, xb, ldxb, t0, y, r, g0, g1, pk);
       ++r;
+    } else if (scaled) {
+      panel_rows<1, T, First, Last, true>(w, sh, pwi, sci, xb, ldxb, t0, y, r, g0, g1, pk);
     } else {
-      panel_rows<1, T, First, Last>(w, sh, pwi, sci, xb, ldxb, t0, y, r, g0, g1, park + i * T * 16);
+      panel_rows<1, T, First, Last, false>(w, sh, pwi, sci, xb, ldxb, t0, y, r, g0, g1, pk);
     }
   }
 }
@@ -566,13 +638,17 @@ DSV4_BF16_TARGET void fp8_rows_from_panels(const WeightView& w, const uint16_t* 
   uint8_t* ok = ok_tl.data();
   float* park = park_tl.get(rb * kTokTile * 16);
   RowPrefetcher prefetcher(w, r0, r1);
+  const bool x_prescalable = activations_prescalable(xb, ldxb, n_tok, w.n_in);
   for (int64_t b0 = r0; b0 < r1; b0 += rb) {
     const int64_t b1 = std::min(r1, b0 + rb);
     for (int64_t r = b0; r < b1; ++r) {
       const int64_t i = r - b0;
       prefetcher.before(r);
-      ok[i] = decode_fp8_row(w, r, pw + i * sh.slice_words, rb * sh.slice_words, sc + i * sh.scales);
-      if (!ok[i]) rounded_scalar_row(w, r, xr, 0, n_tok, y);  // scales the vector paths do not take
+      const bool scaled = x_prescalable && fp8_row_prescalable(w, r);
+      ok[i] = !decode_fp8_row(w, r, pw + i * sh.slice_words, rb * sh.slice_words, sc + i * sh.scales, scaled)
+                  ? kRowScalar
+                  : scaled ? kRowScaled : kRowPlain;
+      if (ok[i] == kRowScalar) rounded_scalar_row(w, r, xr, 0, n_tok, y);  // scales the vector paths do not take
     }
     for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
       switch (std::min<int64_t>(kTokTile, n_tok - t0)) {

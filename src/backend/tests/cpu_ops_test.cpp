@@ -775,6 +775,51 @@ TEST(CpuMatmul, Fp8PrefillPanelsEveryIsa) {
   }
 }
 
+// Prescaled FP8 panels (fast prefill on AVX512_BF16): a panel row stored times its block
+// scales gives the same bits as the decode kernel only while no partial sum underflows,
+// so rows with a scale beyond 2^+-50 or a NaN code, and every row of a call with an
+// activation beyond 2^+-60, keep plain panels. Each case below breaks the agreement if its
+// guard fails: a block of 2^-9 codes (the smallest E4M3) times activations of 2^-60 and a
+// scale of 2^-67 sums to 2^-129, whose prescaled products (2^-136) VDPBF16PS would flush;
+// likewise 2^-110 activations at scale 2^-9. Rows 256..259 mix prescaled rows and a row
+// with a NaN code (pairs of unlike rows go one by one). Every token must equal the same
+// token alone, bit for bit, in every numerics and on every target, and the two tiny sums
+// their exact values.
+TEST(CpuMatmul, Fp8PrefillPrescaleGuardsEveryIsa) {
+  constexpr int64_t n_out = 260, n_in = 1024, n_tok = 70;
+  OwnedWeight w = random_weight(WeightFormat::FP8_BLOCK128, n_out, n_in, 901);
+  const int64_t nb = n_in / 128;
+  w.scale[0 * nb + 0] = 127 - 9;    // rows 0..127, block 0: 2^-9
+  w.scale[1 * nb + 0] = 127 - 67;   // rows 128..255, block 0: 2^-67 (no prescale)
+  w.scale[2 * nb + 3] = 127 + 50;   // rows 256..259, block 3: the largest prescaled scale
+  for (int64_t r : {int64_t(5), int64_t(130)})
+    for (int64_t c = 0; c < n_in; ++c) w.data[size_t(r * n_in + c)] = c < 128 ? 0x01 : 0x00;  // 2^-9, 0
+  w.data[size_t(257 * n_in + 300)] = 0xFF;  // a NaN code
+  std::vector<float> x = random_x(n_tok * n_in, 902);
+  for (int64_t c = 0; c < 128; ++c) x[size_t(4 * n_in + c)] = std::ldexp(1.0f, -60);
+  std::vector<float> x_tiny = x;  // one activation far below 2^-60: the call keeps plain panels
+  for (int64_t c = 0; c < 128; ++c) x_tiny[size_t(3 * n_in + c)] = std::ldexp(1.0f, -110);
+  for_each_numerics_and_isa([&](CpuOps& ops, const std::string& isa) {
+    for (const std::vector<float>* xs : {&x, &x_tiny}) {
+      std::vector<float> yb(static_cast<size_t>(n_tok * n_out)), y1(static_cast<size_t>(n_out));
+      ops.matmul(w.view, xs->data(), n_tok, yb.data());
+      for (int64_t t = 0; t < n_tok; ++t) {
+        ops.matmul(w.view, xs->data() + t * n_in, 1, y1.data());
+        for (int64_t o = 0; o < n_out; ++o) {
+          const float a = yb[size_t(t * n_out + o)], b = y1[size_t(o)];
+          ASSERT_TRUE(std::memcmp(&a, &b, 4) == 0) << "isa " << isa << " numerics " << numerics_name(ops.numerics())
+                                                   << (xs == &x ? "" : " (tiny activations)") << " tok " << t
+                                                   << " row " << o << ": " << a << " vs " << b;
+        }
+      }
+      EXPECT_EQ(yb[size_t(4 * n_out + 130)], std::ldexp(1.0f, -129)) << isa;  // 128 x 2^-9 x 2^-60 x 2^-67
+      if (xs == &x_tiny) {
+        EXPECT_EQ(yb[size_t(3 * n_out + 5)], std::ldexp(1.0f, -121)) << isa;  // 128 x 2^-9 x 2^-110 x 2^-9
+      }
+    }
+  });
+}
+
 TEST(CpuMatmul, BatchInvariantEveryIsa) {
   const Shape shapes[] = {{WeightFormat::F32, 9, 37},           {WeightFormat::BF16, 9, 70},
                           {WeightFormat::FP8_BLOCK128, 9, 300}, {WeightFormat::FP8_BLOCK128, 9, 256},
