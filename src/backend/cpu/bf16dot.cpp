@@ -461,9 +461,9 @@ static_assert(kPrescaleXExp + 16 + kPrescaleScaleExp <= 126 && kPrescaleXExp + 1
 // Panel row states (ok[] of the panel path).
 enum PanelRow : uint8_t { kRowScalar = 0, kRowPlain = 1, kRowScaled = 2 };
 
-// True when every nonzero bf16 activation of tokens [0, n_tok) (columns [0, n)) has an
+// True when every nonzero bf16 activation word of tokens [0, n_tok) (words [0, n)) has an
 // exponent in [-kPrescaleXExp, kPrescaleXExp] (NaN, infinities and bf16 subnormals fail).
-DSV4_BF16_TARGET bool activations_prescalable(const uint16_t* xb, int64_t ldxb, int64_t n_tok, int64_t n) {
+DSV4_BF16_TARGET bool activations_in_range(const uint16_t* xb, int64_t ldxb, int64_t n_tok, int64_t n) {
   const __m512i expo = _mm512_set1_epi16(0x7F80), mag = _mm512_set1_epi16(0x7FFF);
   const __m512i lo = _mm512_set1_epi16(int16_t((127 - kPrescaleXExp) << 7));
   const __m512i hi = _mm512_set1_epi16(int16_t((127 + kPrescaleXExp) << 7));
@@ -624,7 +624,7 @@ DSV4_BF16_TARGET void panel_tile(const WeightView& w, const PanelShape& sh, cons
 
 // Rows [r0, r1) of an FP8 product with many tokens, block by block through panels.
 DSV4_BF16_TARGET void fp8_rows_from_panels(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr,
-                                           int64_t n_tok, float* y, int64_t r0, int64_t r1) {
+                                           int64_t n_tok, float* y, int64_t r0, int64_t r1, bool x_prescalable) {
   const PanelShape sh(w);
   const int64_t row_bytes = sh.words * 2 + sh.scales * 4;
   const int64_t rb = std::clamp<int64_t>(kPanelBytes / row_bytes / 2 * 2, 2, std::max<int64_t>(2, r1 - r0));
@@ -638,7 +638,6 @@ DSV4_BF16_TARGET void fp8_rows_from_panels(const WeightView& w, const uint16_t* 
   uint8_t* ok = ok_tl.data();
   float* park = park_tl.get(rb * kTokTile * 16);
   RowPrefetcher prefetcher(w, r0, r1);
-  const bool x_prescalable = activations_prescalable(xb, ldxb, n_tok, w.n_in);
   for (int64_t b0 = r0; b0 < r1; b0 += rb) {
     const int64_t b1 = std::min(r1, b0 + rb);
     for (int64_t r = b0; r < b1; ++r) {
@@ -798,9 +797,9 @@ DSV4_BF16_TARGET void decode_rows_apart(const WeightView& w, const uint16_t* xb,
 }
 
 DSV4_BF16_TARGET void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t n_tok,
-                           float* y, int64_t r0, int64_t r1) {
+                           float* y, int64_t r0, int64_t r1, bool x_prescalable) {
   if (n_tok > kTokTile && w.format == WeightFormat::FP8_BLOCK128)
-    return fp8_rows_from_panels(w, xb, ldxb, xr, n_tok, y, r0, r1);
+    return fp8_rows_from_panels(w, xb, ldxb, xr, n_tok, y, r0, r1, x_prescalable);
   if (n_tok == 1) return decode_rows_apart(w, xb, ldxb, xr, y, r0, r1);
   // Row blocks of ~256 KiB of weights stay in L2 while the token tiles pass over them;
   // every block streams all tokens' activations again (4 MiB at 512 tokens x 4096), so
@@ -822,6 +821,10 @@ DSV4_BF16_TARGET void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb
       }
     }
   }
+}
+
+DSV4_BF16_TARGET bool activations_prescalable(const uint16_t* xb, int64_t ldxb, int64_t n_tok) {
+  return activations_in_range(xb, ldxb, n_tok, ldxb);
 }
 
 DSV4_BF16_TARGET double burn(int64_t iters, float* sink) {

@@ -42,9 +42,14 @@ void prep_reference(const WeightView& w, const float* x, uint16_t* xb);
 //   them with round_bf16_ftz as they read them, as prep does).
 // Each (row, token) is summed in the same order whatever n_tok and [r0, r1): batch
 // invariant like the exact kernels. With more than 4 tokens FP8 rows are decoded once per
-// row block into a bf16 panel whose kernel repeats the same steps (see bf16dot.cpp).
+// row block into a bf16 panel whose kernel repeats the same steps (see bf16dot.cpp);
+// x_prescalable (activations_prescalable of the same xb, computed once per product) lets
+// those panels store the weights times their block scales.
 void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr, int64_t n_tok, float* y,
-          int64_t r0, int64_t r1);
+          int64_t r0, int64_t r1, bool x_prescalable);
+// True when every nonzero activation word of xb [n_tok, ldxb] has an exponent within the
+// range for which prescaled FP8 panels keep the decode kernel's bits (bf16dot.cpp).
+bool activations_prescalable(const uint16_t* xb, int64_t ldxb, int64_t n_tok);
 
 // Peak-rate probe for benchmarks: iters x 16 independent VDPBF16PS; returns the FLOP
 // done (2 per multiply-add) and stores a result in *sink so nothing is optimised away.

@@ -161,6 +161,9 @@ struct Job {
   // FP4: every scale of the rows being walked lies in [1, kFp4MaxScale], checked once per
   // piece (Fp4ScalesOk) for the same reason.
   bool fp4_scales_ok = false;
+  // Fast FP8 prefill: every activation lies in the range for which the bf16 panels may
+  // store the weights times their block scales (NotePrescalable), checked once per product.
+  bool x_prescalable = false;
 };
 
 template <class D, class V>
@@ -1918,7 +1921,7 @@ bool Fp8ScalesOk(const WeightView& w, int64_t r0, int64_t r1) {
 HWY_NOINLINE void Rows(const Job& job, int64_t r0, int64_t r1) {
   static_assert(kTokTile == 4, "token tile switch below");
   if (job.xb != nullptr) {
-    bf16dot::rows(*job.w, job.xb, job.ldxb, job.x, job.n_tok, job.y, r0, r1);
+    bf16dot::rows(*job.w, job.xb, job.ldxb, job.x, job.n_tok, job.y, r0, r1, job.x_prescalable);
     return;
   }
   Job j = job;
@@ -2170,6 +2173,15 @@ Job MakeInt8Job(const Ops::MatmulJob& m, uint8_t* xq, bool ready) {
   return j;
 }
 
+// Sets j.x_prescalable for a fast FP8 product whose tokens take the bf16 prefill panels
+// (more than a token tile), once per product: a scan of every activation (~4 MiB at 512
+// tokens), where the pieces would repeat it per ~1 MiB of weights. (The exact AVX-512
+// panels stay plain: prescaled, they measured no faster, twenty-second round.)
+void NotePrescalable(Job& j) {
+  if (j.w->format == WeightFormat::FP8_BLOCK128 && j.xb != nullptr && j.n_tok > kTokTile)
+    j.x_prescalable = bf16dot::activations_prescalable(j.xb, j.ldxb, j.n_tok);
+}
+
 // Below ~64K multiply-adds the pool's wake-up costs more than it saves.
 bool Threaded(const ThreadPool* pool, const WeightView& w, int64_t n_tok) {
   return pool != nullptr && pool->n_threads() > 1 && w.n_out >= 2 && w.n_out * w.n_in * n_tok >= (int64_t(1) << 16);
@@ -2206,6 +2218,7 @@ void MatmulImpl(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
     PrepX(w, x, n_tok, xa);
     j.xp = xa;
   }
+  NotePrescalable(j);
   if (Threaded(pool, w, n_tok)) {
     // Pieces of ~1 MiB of weights (the last ones smaller: CutTail) claimed dynamically:
     // each is one contiguous stream, and a preempted thread (shared machines) does not
@@ -2322,6 +2335,7 @@ void MatmulManyImpl(const Ops::MatmulJob* jobs, int64_t n_jobs, ThreadPool* pool
       if (!done) PrepX(*m.w, m.x, m.n_tok, xa);
       js.push_back(Job{m.w, m.x, xa, PrepStride(*m.w), m.n_tok, m.y});
     }
+    NotePrescalable(js.back());
     AddPieces(int32_t(js.size() - 1), m.w->n_out, RowGrain(*m.w, n_threads), pieces);
     work += m.w->n_out * m.w->n_in * m.n_tok;
   }
