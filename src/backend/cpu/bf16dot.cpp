@@ -406,7 +406,8 @@ DSV4_BF16_TARGET void tile_rows(const WeightView& w, const uint16_t* xb, int64_t
 // is decoded once into a panel in the decode kernel's word order, with a scale vector
 // per 128-column block, and every token tile runs on it. The panel kernel repeats
 // fp8_rows's arithmetic step for step (per block p = sum of its dot products from zero,
-// then acc = fma(p, s, acc)), so results are bit-identical and batch invariance holds.
+// then acc = fma(p, s, acc); on prescaled rows acc + p x s from the same products, see
+// "Prescaled panels"), so results are bit-identical and batch invariance holds.
 // kernels_bench (2 threads, 512 tokens, [4096,4096]): 311-338 -> 383-387 GFLOP/s. FP4
 // keeps decoding in the kernel: one 64-byte load there yields four weight vectors, and
 // loads, not permutes, limit these kernels (panel FP4 ran at 320-355 against 382-485).
