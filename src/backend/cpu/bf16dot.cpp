@@ -120,14 +120,14 @@ inline void rounded_scalar_row(const WeightView& w, int64_t r, const float* xr, 
   exact_scalar_row(w, r, xs.data(), 0, nt, y + t0 * w.n_out);
 }
 
-// True when every byte of [p, p + n) lies in [1, kFp4MaxScale].
-DSV4_BF16_TARGET bool fp4_scales_ok(const uint8_t* p, int64_t n) {
+// True when every byte of [p, p + n) lies in [lo, hi] (block scales the vector paths take).
+DSV4_BF16_TARGET bool bytes_in_range(const uint8_t* p, int64_t n, uint8_t lo, uint8_t hi) {
   __mmask64 bad = 0;
   for (int64_t i = 0; i < n; i += 64) {
     const __mmask64 valid = n - i >= 64 ? ~__mmask64(0) : (__mmask64(1) << (n - i)) - 1;
     const __m512i b = _mm512_maskz_loadu_epi8(valid, p + i);
-    bad |= _mm512_mask_cmp_epu8_mask(valid, b, _mm512_set1_epi8(1), _MM_CMPINT_LT) |
-           _mm512_mask_cmp_epu8_mask(valid, b, _mm512_set1_epi8(char(kFp4MaxScale)), _MM_CMPINT_NLE);
+    bad |= _mm512_mask_cmp_epu8_mask(valid, b, _mm512_set1_epi8(char(lo)), _MM_CMPINT_LT) |
+           _mm512_mask_cmp_epu8_mask(valid, b, _mm512_set1_epi8(char(hi)), _MM_CMPINT_NLE);
   }
   return bad == 0;
 }
@@ -162,7 +162,7 @@ DSV4_BF16_TARGET bool fp4_rows(const WeightView& w, const uint16_t* xb, int64_t 
   for (int k = 0; k < R; ++k) {
     wr[k] = w.data + (r + k * rs) * (n / 2);
     sr[k] = w.scale + (r + k * rs) * (n / 32);
-    if (!fp4_scales_ok(sr[k], n / 32)) return false;
+    if (!bytes_in_range(sr[k], n / 32, 1, kFp4MaxScale)) return false;
     if (T == 1) prefetch_lines(sr[k] + kPrefetchScaleRows * (n / 32), n / 32);
   }
   const __m512i lut = _mm512_load_si512(kFp4Table.bits);
@@ -462,9 +462,12 @@ static_assert(kPrescaleXExp + 16 + kPrescaleScaleExp <= 126 && kPrescaleXExp + 1
 // Panel row states (ok[] of the panel path).
 enum PanelRow : uint8_t { kRowScalar = 0, kRowPlain = 1, kRowScaled = 2 };
 
-// True when every nonzero bf16 activation word of tokens [0, n_tok) (words [0, n)) has an
-// exponent in [-kPrescaleXExp, kPrescaleXExp] (NaN, infinities and bf16 subnormals fail).
-DSV4_BF16_TARGET bool activations_in_range(const uint16_t* xb, int64_t ldxb, int64_t n_tok, int64_t n) {
+}  // namespace
+
+// Every nonzero word of xb [n_tok, ldxb] with an exponent in [-kPrescaleXExp,
+// kPrescaleXExp] (NaN, infinities and bf16 subnormals fail; padding is zero).
+DSV4_BF16_TARGET bool activations_prescalable(const uint16_t* xb, int64_t ldxb, int64_t n_tok) {
+  const int64_t n = ldxb;
   const __m512i expo = _mm512_set1_epi16(0x7F80), mag = _mm512_set1_epi16(0x7FFF);
   const __m512i lo = _mm512_set1_epi16(int16_t((127 - kPrescaleXExp) << 7));
   const __m512i hi = _mm512_set1_epi16(int16_t((127 + kPrescaleXExp) << 7));
@@ -480,13 +483,14 @@ DSV4_BF16_TARGET bool activations_in_range(const uint16_t* xb, int64_t ldxb, int
   return bad == 0;
 }
 
+namespace {
+
 // True when FP8 row r can be stored prescaled: no NaN code, every block scale exponent in
 // [-kPrescaleScaleExp, kPrescaleScaleExp].
 DSV4_BF16_TARGET bool fp8_row_prescalable(const WeightView& w, int64_t r) {
   const int64_t n = w.n_in, nb = (n + 127) / 128;
-  const uint8_t* sr = w.scale + ((r + w.row_offset) / 128) * nb;
-  for (int64_t b = 0; b < nb; ++b)
-    if (sr[b] < 127 - kPrescaleScaleExp || sr[b] > 127 + kPrescaleScaleExp) return false;
+  if (!bytes_in_range(w.scale + ((r + w.row_offset) / 128) * nb, nb, 127 - kPrescaleScaleExp, 127 + kPrescaleScaleExp))
+    return false;
   const uint8_t* wr = w.data + r * n;
   const __m512i low7 = _mm512_set1_epi8(0x7F);
   __mmask64 nan = 0;
@@ -822,10 +826,6 @@ DSV4_BF16_TARGET void rows(const WeightView& w, const uint16_t* xb, int64_t ldxb
       }
     }
   }
-}
-
-DSV4_BF16_TARGET bool activations_prescalable(const uint16_t* xb, int64_t ldxb, int64_t n_tok) {
-  return activations_in_range(xb, ldxb, n_tok, ldxb);
 }
 
 DSV4_BF16_TARGET double burn(int64_t iters, float* sink) {

@@ -783,10 +783,9 @@ TEST(CpuMatmul, Fp8PrefillPanelsEveryIsa) {
 // activations of 2^-60 (bf16) sums to 2^-129, while VDPBF16PS would flush the prescaled
 // products (2^-136); likewise 2^-110 activations at scale 2^-9. (The activations carry
 // low bits that bf16 drops, so that exact runs check a subnormal sum too: 2^-129 +
-// 2^-144.) Rows 256..259 mix prescaled rows and a
-// row with a NaN code (pairs of unlike rows go one by one). Every token must equal the
-// same token alone, bit for bit, in every numerics and on every target, and the tiny
-// sums their exact values.
+// 2^-144.) Rows 256..259 mix prescaled rows and a row with a NaN code (pairs of unlike
+// rows go one by one). Every token must equal the same token alone, bit for bit, in
+// every numerics and on every target, and the tiny sums their exact values.
 TEST(CpuMatmul, Fp8PrefillPrescaleGuardsEveryIsa) {
   constexpr int64_t n_out = 260, n_in = 1024, n_tok = 70;
   OwnedWeight w = random_weight(WeightFormat::FP8_BLOCK128, n_out, n_in, 901);
