@@ -10,7 +10,7 @@
 // for each requested SIMD target.
 //
 // usage: kernels_bench [--threads N] [--isa avx512|avx512-nobf16|avx2|sse4|scalar|best|all]
-//                      [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--mm-shape ROWSxCOLSxTOKENS] [--no-thp] [--misalign BYTES] [--numerics exact|fast|int8]
+//                      [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--expert-cols C] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--mm-shape ROWSxCOLSxTOKENS] [--no-thp] [--misalign BYTES] [--numerics exact|fast|int8]
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -179,7 +179,7 @@ double matmul_gflops(const Matrix& m, int64_t n_tok, ThreadPool& pool, int reps)
 }  // namespace
 
 int main(int argc, char** argv) {
-  int threads = 0, reps = 5, n_experts = 64, n_fp8 = 16, expert_rows = 2048;
+  int threads = 0, reps = 5, n_experts = 64, n_fp8 = 16, expert_rows = 2048, expert_cols = 4096;
   int64_t fp8_rows = 4096, fp8_cols = 4096;  // wq_b is [32768, 1024], wo_b [4096, 8192]
   // --mm-shape: the products of --only mm (default: each format's V4-Flash-like shape, 512 tokens).
   int64_t mm_rows = 0, mm_cols = 0, mm_tokens = 512;
@@ -206,6 +206,7 @@ int main(int argc, char** argv) {
     }
     else if (a == "--reps") reps = std::atoi(val().c_str());
     else if (a == "--expert-rows") expert_rows = std::max(1, std::atoi(val().c_str()));
+    else if (a == "--expert-cols") expert_cols = std::max(32, std::atoi(val().c_str()) / 32 * 32);
     else if (a == "--fp8-copies") n_fp8 = std::max(1, std::atoi(val().c_str()));
     else if (a == "--fp8-shape") {
       const std::string v = val();
@@ -231,7 +232,7 @@ int main(int argc, char** argv) {
     else if (a == "--misalign") g_misalign = std::clamp<int64_t>(std::atoll(val().c_str()), 0, 63);
     else if (a == "--experts") n_experts = std::max(1, std::atoi(val().c_str()));
     else {
-      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx512-nobf16|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--mm-shape ROWSxCOLSxTOKENS] [--no-thp] [--misalign BYTES] [--numerics exact|fast|int8]\n");
+      std::fprintf(stderr, "usage: kernels_bench [--threads N] [--isa avx512|avx512-nobf16|avx2|sse4|scalar|best|all] [--only fp4|fp8|bf16|mm|moe|bw] [--reps R] [--experts E] [--expert-rows R] [--expert-cols C] [--fp8-copies C] [--fp8-shape ROWSxCOLS] [--mm-shape ROWSxCOLSxTOKENS] [--no-thp] [--misalign BYTES] [--numerics exact|fast|int8]\n");
       return 2;
     }
   }
@@ -263,7 +264,7 @@ int main(int argc, char** argv) {
   // of [4096, 4096] = 269 MB; BF16 head 1.06 GB.
   std::vector<Matrix> experts, fp8s, head;
   if (want("fp4") || want("moe"))
-    for (int e = 0; e < n_experts; ++e) experts.push_back(make_matrix(WeightFormat::FP4_BLOCK32, expert_rows, 4096));
+    for (int e = 0; e < n_experts; ++e) experts.push_back(make_matrix(WeightFormat::FP4_BLOCK32, expert_rows, expert_cols));
   if (want("fp8"))
     for (int e = 0; e < n_fp8; ++e) fp8s.push_back(make_matrix(WeightFormat::FP8_BLOCK128, fp8_rows, fp8_cols));
   if (want("bf16")) head.push_back(make_matrix(WeightFormat::BF16, 129280, 4096));
@@ -291,7 +292,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     };
     if (want("fp4")) {
-      report(("fp4 experts [" + std::to_string(expert_rows) + ",4096] x" + std::to_string(n_experts)).c_str(), experts);
+      report(("fp4 experts [" + std::to_string(expert_rows) + "," + std::to_string(expert_cols) + "] x" + std::to_string(n_experts)).c_str(), experts);
       // As the MoE decode streams them: six routed experts' gate and up products per group.
       const double g = matvec_gbps(experts, pool, reps, 12);
       std::printf("isa %-6s threads %d  matvec %-34s %7.1f GB/s  = %.2f of read bandwidth\n", cur.c_str(), T,
@@ -302,9 +303,9 @@ int main(int argc, char** argv) {
     if (want("bf16")) report("bf16 head [129280,4096]", head);
     if (want("moe")) {
       for (const int64_t n_tok : {12, 24}) {
-        std::vector<float> x(size_t(n_tok * 4096)), y(size_t(n_tok * expert_rows));
+        std::vector<float> x(size_t(n_tok * expert_cols)), y(size_t(n_tok * expert_rows));
         for (auto& v : x) v = float(int(next_u64() % 2001) - 1000) * 1e-3f;
-        const double flops = 2.0 * double(expert_rows) * 4096.0 * double(n_tok) * double(experts.size());
+        const double flops = 2.0 * double(expert_rows) * double(expert_cols) * double(n_tok) * double(experts.size());
         double cold = 0, warm = 0;
         for (int r = 0; r < reps; ++r) {
           double t0 = now_seconds();
@@ -315,9 +316,9 @@ int main(int argc, char** argv) {
             backend::cpu::matmul(experts[0].view, x.data(), n_tok, y.data(), &pool, g_numerics);
           warm = std::max(warm, flops / (now_seconds() - t0) * 1e-9);
         }
-        std::printf("isa %-6s threads %d  matmul n_tok=%lld fp4 experts [%d,4096] x%zu: cold %.1f GFLOP/s, "
+        std::printf("isa %-6s threads %d  matmul n_tok=%lld fp4 experts [%d,%d] x%zu: cold %.1f GFLOP/s, "
                     "warm (one expert) %.1f GFLOP/s\n",
-                    cur.c_str(), T, (long long)n_tok, expert_rows, experts.size(), cold, warm);
+                    cur.c_str(), T, (long long)n_tok, expert_rows, expert_cols, experts.size(), cold, warm);
         std::fflush(stdout);
       }
     }

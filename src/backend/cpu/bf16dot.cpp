@@ -304,6 +304,18 @@ DSV4_BF16_TARGET inline void fp8_block_step(const Fp8Decoder& dec, const uint8_t
     }
 }
 
+// Blocks [b0, b1) of one run of block scales (sv: the run's scales as fp32, b0 first),
+// added to acc: pairs of whole blocks, then single blocks (fp8_block_step).
+template <int R, int T>
+DSV4_BF16_TARGET inline void fp8_run_blocks(const Fp8Decoder& dec, const uint8_t* const wr[R], const uint16_t* xb,
+                                            int64_t ldxb, int64_t t0, int64_t n, int64_t b0, int64_t b1, int64_t pf,
+                                            const float sv[R][kFp8ScaleRun], __m512 acc[R][T]) {
+  int64_t b = b0;
+  if constexpr (R * T <= 4)  // (more accumulators would not fit in registers)
+    for (; b + 2 <= b1 && (b + 2) * 128 <= n; b += 2) fp8_block_step<R, T, 2>(dec, wr, xb, ldxb, t0, n, b, pf, sv, b0, acc);
+  for (; b < b1; ++b) fp8_block_step<R, T, 1>(dec, wr, xb, ldxb, t0, n, b, pf, sv, b0, acc);
+}
+
 // FP8 E4M3 rows r + k * rs (k < R; 128x128 scale blocks), tokens t0 .. t0+T-1, n_in a
 // multiple of 64, each 64-byte chunk decoded by fp8_decode. Per (row, token): p sums the
 // block's dot products, then one FMA with the block scale, in the same order for every R
@@ -330,10 +342,7 @@ DSV4_BF16_TARGET bool fp8_rows(const WeightView& w, const uint16_t* xb, int64_t 
     const int64_t b1 = std::min(nb, b0 + kFp8ScaleRun);
     for (int k = 0; k < R; ++k)
       if (!fp8_scale_run(sr[k] + b0, b1 - b0, sv[k])) return false;
-    int64_t b = b0;
-    if constexpr (R * T <= 4)  // (more accumulators would not fit in registers)
-      for (; b + 2 <= b1 && (b + 2) * 128 <= n; b += 2) fp8_block_step<R, T, 2>(dec, wr, xb, ldxb, t0, n, b, pf, sv, b0, acc);
-    for (; b < b1; ++b) fp8_block_step<R, T, 1>(dec, wr, xb, ldxb, t0, n, b, pf, sv, b0, acc);
+    fp8_run_blocks<R, T>(dec, wr, xb, ldxb, t0, n, b0, b1, pf, sv, acc);
   }
   for (int k = 0; k < R; ++k)
     for (int t = 0; t < T; ++t) y[(t0 + t) * w.n_out + r + k * rs] = hsum(acc[k][t]);
@@ -784,6 +793,47 @@ DSV4_BF16_TARGET void prep(const WeightView& w, const float* x, uint16_t* xb) {
   for (; c < prep_words(w); ++c) xb[c] = 0;
 }
 
+// Decode of FP8 rows [r0, r1) in pairs half the piece apart, for rows of at most
+// kFp8ScaleRun blocks: fp8_rows<2, 1>'s arithmetic pair by pair, with what the pairs
+// share done once: the decoder and prefetch distance per piece, each 128-row block's
+// scales converted once (fp8_rows converted both rows' scales for every pair). A pair
+// whose scales need another path goes row by row. The same bits as fp8_rows; with 1 KiB
+// rows (wq_b [32768, 1024]) the per-pair work was a third of the time: one core, weight
+// in L2 (kernels_bench --only fp8 --fp8-copies 1 --fp8-shape 512x1024, taskset -c 0)
+// 45-47 -> 57-59 GB/s, 4 KiB rows 63-68 -> 68-69. From memory it changes nothing that
+// the host's noise lets show (two threads already read these products at a plain
+// read's speed in kernels_bench).
+DSV4_BF16_TARGET void fp8_pairs_apart(const WeightView& w, const uint16_t* xb, const float* xr, float* y, int64_t r0,
+                                      int64_t r1) {
+  const int64_t n = w.n_in, nb = (n + 127) / 128, h = (r1 - r0) / 2, pf = prefetch_distance(2, n, h);
+  const Fp8Decoder dec = fp8_decoder();
+  alignas(64) float sv[2][kFp8ScaleRun];
+  int64_t sv_block[2] = {-1, -1};  // 128-row block whose scales sv[k] holds
+  bool sv_ok[2] = {false, false};
+  for (int64_t i = 0; i < h; ++i) {
+    const int64_t rows[2] = {r0 + i, r0 + i + h};
+    const uint8_t* wr[2];
+    for (int k = 0; k < 2; ++k) {
+      wr[k] = w.data + rows[k] * n;
+      const int64_t block = (rows[k] + w.row_offset) / 128;
+      if (block != sv_block[k]) {
+        sv_ok[k] = fp8_scale_run(w.scale + block * nb, nb, sv[k]);
+        sv_block[k] = block;
+      }
+    }
+    if (!sv_ok[0] || !sv_ok[1]) {
+      row_tile<1, 1>(w, xb, 0, xr, 0, y, rows[0]);
+      row_tile<1, 1>(w, xb, 0, xr, 0, y, rows[1]);
+      continue;
+    }
+    __m512 acc[2][1] = {{_mm512_setzero_ps()}, {_mm512_setzero_ps()}};
+    fp8_run_blocks<2, 1>(dec, wr, xb, 0, 0, n, 0, nb, pf, sv, acc);
+    y[rows[0]] = hsum(acc[0][0]);
+    y[rows[1]] = hsum(acc[1][0]);
+  }
+  if (2 * h < r1 - r0) row_tile<1, 1>(w, xb, 0, xr, 0, y, r1 - 1);
+}
+
 // Decode (one token): the rows of the piece in pairs half the piece apart
 // (for_row_pairs_apart; a pair whose scales need it goes row by row). kernels_bench, 2
 // threads, Zen 5, alternating runs, against four adjacent rows per step before: FP4
@@ -792,6 +842,8 @@ DSV4_BF16_TARGET void prep(const WeightView& w, const float* x, uint16_t* xb) {
 // -> 55.7-57.1, [32768, 1024] 53.0-54.7 -> 60.9-62.2; the LM head 44.7-45.0 -> 57.1-57.3.
 DSV4_BF16_TARGET void decode_rows_apart(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr,
                                         float* y, int64_t r0, int64_t r1) {
+  if (w.format == WeightFormat::FP8_BLOCK128 && (w.n_in + 127) / 128 <= kFp8ScaleRun)
+    return fp8_pairs_apart(w, xb, xr, y, r0, r1);
   const auto pair = [&](int64_t ra, int64_t rb) DSV4_BF16_TARGET {
     if (w.format == WeightFormat::FP4_BLOCK32) return fp4_rows<2, 1>(w, xb, ldxb, xr, 0, y, ra, rb - ra);
     if (w.format == WeightFormat::FP8_BLOCK128) return fp8_rows<2, 1>(w, xb, ldxb, 0, y, ra, rb - ra);

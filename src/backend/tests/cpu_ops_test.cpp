@@ -595,6 +595,39 @@ TEST(CpuMatmul, Fp8RowOffsetViews) {
   });
 }
 
+// FP8 decode walks a piece's rows in pairs half the piece apart and converts each 128-row
+// block's scales once per stream (fast numerics). With one thread the piece is rows
+// [0, 700): rows 0..349 pair with 350..699, so the first stream goes from block 0 to a
+// block whose scales the vector path does not take (rows 128..255, row by row) and on to
+// block 2, while the second stream crosses blocks 2..5. Every row must match the oracle,
+// and decode (one token; one thread, and two threads with their own pieces) the batched
+// product bit for bit.
+TEST(CpuMatmul, Fp8DecodeScaleBlocksAcrossPairsEveryIsa) {
+  OwnedWeight w = random_weight(WeightFormat::FP8_BLOCK128, 700, 256, 40);
+  w.scale[1 * 2 + 1] = 0;  // 2^-127: the scalar path
+  for (Numerics nm : kAllNumerics) {
+    CpuOps single(1, nm), two(2, nm);
+    for_each_isa([&](const std::string& isa) {
+      check_matmul(single, w.view, 1, 41);
+      check_matmul(two, w.view, 1, 41);
+      const int64_t n_tok = 3;
+      const std::vector<float> x = random_x(n_tok * 256, 42);
+      std::vector<float> yb(size_t(n_tok * 700)), y1(700), y2(700);
+      two.matmul(w.view, x.data(), n_tok, yb.data());
+      for (int64_t t = 0; t < n_tok; ++t) {
+        single.matmul(w.view, x.data() + t * 256, 1, y1.data());
+        two.matmul(w.view, x.data() + t * 256, 1, y2.data());
+        for (int64_t o = 0; o < 700; ++o) {
+          ASSERT_EQ(yb[size_t(t * 700 + o)], y1[size_t(o)])
+              << "tok " << t << " row " << o << " isa " << isa << " numerics " << numerics_name(nm);
+          ASSERT_EQ(yb[size_t(t * 700 + o)], y2[size_t(o)])
+              << "two threads, tok " << t << " row " << o << " isa " << isa << " numerics " << numerics_name(nm);
+        }
+      }
+    });
+  }
+}
+
 // Scales that the fast paths do not take (0 = 2^-127 subnormal, 0xFF = NaN, FP8 scales
 // too large for the folded 2^8) and E4M3 NaN codes fall back to the exact row path.
 TEST(CpuMatmul, SpecialScalesAndNaNCodes) {
