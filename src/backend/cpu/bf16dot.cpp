@@ -793,46 +793,30 @@ DSV4_BF16_TARGET void prep(const WeightView& w, const float* x, uint16_t* xb) {
   for (; c < prep_words(w); ++c) xb[c] = 0;
 }
 
-// Decode of FP8 rows [r0, r1) in pairs half the piece apart, for rows of at most
-// kFp8ScaleRun blocks: fp8_rows<2, 1>'s arithmetic pair by pair, with what the pairs
-// share done once: the decoder and prefetch distance per piece, each 128-row block's
-// scales converted once (fp8_rows converted both rows' scales for every pair). A pair
-// whose scales need another path goes row by row. The same bits as fp8_rows; with 1 KiB
-// rows (wq_b [32768, 1024]) the per-pair work was a third of the time: one core, weight
-// in L2 (kernels_bench --only fp8 --fp8-copies 1 --fp8-shape 512x1024, taskset -c 0)
-// 45-47 -> 57-59 GB/s, 4 KiB rows 63-68 -> 68-69. From memory it changes nothing that
-// the host's noise lets show (two threads already read these products at a plain
-// read's speed in kernels_bench).
-DSV4_BF16_TARGET void fp8_pairs_apart(const WeightView& w, const uint16_t* xb, const float* xr, float* y, int64_t r0,
-                                      int64_t r1) {
-  const int64_t n = w.n_in, nb = (n + 127) / 128, h = (r1 - r0) / 2, pf = prefetch_distance(2, n, h);
-  const Fp8Decoder dec = fp8_decoder();
+// The FP8 block scales of a decode pair's two streams as fp32, each converted when its
+// stream enters another 128-row block: 128 rows share a scale row, and fp8_rows converted
+// both rows' scales for every pair (with 1 KiB rows, wq_b [32768, 1024], a third of the
+// time: one core, weight in L2, kernels_bench --only fp8 --fp8-copies 1 --fp8-shape
+// 512x1024, taskset -c 1: 45-47 -> 57-59 GB/s; 4 KiB rows 63-68 -> 68-69. From memory
+// nothing above the host's noise: two threads already read these products at a plain
+// read's speed). For rows of at most kFp8ScaleRun blocks.
+struct Fp8PairScales {
   alignas(64) float sv[2][kFp8ScaleRun];
-  int64_t sv_block[2] = {-1, -1};  // 128-row block whose scales sv[k] holds
-  bool sv_ok[2] = {false, false};
-  for (int64_t i = 0; i < h; ++i) {
-    const int64_t rows[2] = {r0 + i, r0 + i + h};
-    const uint8_t* wr[2];
+  int64_t block[2] = {-1, -1};  // the 128-row block whose scales sv[k] holds
+  bool ok[2] = {false, false};  // false: a scale of that block needs the scalar path
+
+  // Scales for rows ra and rb; false when either row needs another path.
+  DSV4_BF16_TARGET bool for_rows(const WeightView& w, int64_t ra, int64_t rb) {
+    const int64_t nb = (w.n_in + 127) / 128, rows[2] = {ra, rb};
     for (int k = 0; k < 2; ++k) {
-      wr[k] = w.data + rows[k] * n;
-      const int64_t block = (rows[k] + w.row_offset) / 128;
-      if (block != sv_block[k]) {
-        sv_ok[k] = fp8_scale_run(w.scale + block * nb, nb, sv[k]);
-        sv_block[k] = block;
-      }
+      const int64_t b = (rows[k] + w.row_offset) / 128;
+      if (b == block[k]) continue;
+      ok[k] = fp8_scale_run(w.scale + b * nb, nb, sv[k]);
+      block[k] = b;
     }
-    if (!sv_ok[0] || !sv_ok[1]) {
-      row_tile<1, 1>(w, xb, 0, xr, 0, y, rows[0]);
-      row_tile<1, 1>(w, xb, 0, xr, 0, y, rows[1]);
-      continue;
-    }
-    __m512 acc[2][1] = {{_mm512_setzero_ps()}, {_mm512_setzero_ps()}};
-    fp8_run_blocks<2, 1>(dec, wr, xb, 0, 0, n, 0, nb, pf, sv, acc);
-    y[rows[0]] = hsum(acc[0][0]);
-    y[rows[1]] = hsum(acc[1][0]);
+    return ok[0] && ok[1];
   }
-  if (2 * h < r1 - r0) row_tile<1, 1>(w, xb, 0, xr, 0, y, r1 - 1);
-}
+};
 
 // Decode (one token): the rows of the piece in pairs half the piece apart
 // (for_row_pairs_apart; a pair whose scales need it goes row by row). kernels_bench, 2
@@ -842,10 +826,24 @@ DSV4_BF16_TARGET void fp8_pairs_apart(const WeightView& w, const uint16_t* xb, c
 // -> 55.7-57.1, [32768, 1024] 53.0-54.7 -> 60.9-62.2; the LM head 44.7-45.0 -> 57.1-57.3.
 DSV4_BF16_TARGET void decode_rows_apart(const WeightView& w, const uint16_t* xb, int64_t ldxb, const float* xr,
                                         float* y, int64_t r0, int64_t r1) {
-  if (w.format == WeightFormat::FP8_BLOCK128 && (w.n_in + 127) / 128 <= kFp8ScaleRun)
-    return fp8_pairs_apart(w, xb, xr, y, r0, r1);
+  // FP8 rows of up to kFp8ScaleRun blocks: fp8_rows<2, 1>'s steps on scales, decoder and
+  // prefetch distance kept across the piece's pairs (same bits).
+  const int64_t nb = (w.n_in + 127) / 128;
+  const bool fp8_kept = w.format == WeightFormat::FP8_BLOCK128 && nb <= kFp8ScaleRun;
+  const Fp8Decoder dec = fp8_decoder();
+  const int64_t fp8_pf = prefetch_distance(2, w.n_in, (r1 - r0) / 2);
+  Fp8PairScales fp8_scales;
   const auto pair = [&](int64_t ra, int64_t rb) DSV4_BF16_TARGET {
     if (w.format == WeightFormat::FP4_BLOCK32) return fp4_rows<2, 1>(w, xb, ldxb, xr, 0, y, ra, rb - ra);
+    if (fp8_kept) {
+      if (!fp8_scales.for_rows(w, ra, rb)) return false;
+      const uint8_t* wr[2] = {w.data + ra * w.n_in, w.data + rb * w.n_in};
+      __m512 acc[2][1] = {{_mm512_setzero_ps()}, {_mm512_setzero_ps()}};
+      fp8_run_blocks<2, 1>(dec, wr, xb, ldxb, 0, w.n_in, 0, nb, fp8_pf, fp8_scales.sv, acc);
+      y[ra] = hsum(acc[0][0]);
+      y[rb] = hsum(acc[1][0]);
+      return true;
+    }
     if (w.format == WeightFormat::FP8_BLOCK128) return fp8_rows<2, 1>(w, xb, ldxb, 0, y, ra, rb - ra);
     bf16_rows<2, 1>(w, xb, ldxb, xr, 0, y, ra, rb - ra);
     return true;
