@@ -10,6 +10,9 @@
 // each of two instructions (sharing: two instructions on disjoint pipes retire at the sum
 // of their rates), or two chains (latency). The clock comes from a chain of dependent
 // integer adds (one per cycle on every x86 core), so rates are also given per cycle.
+// Step mixes run a kernel step's instructions with no dependences between them (each
+// writes its own register from two fixed ones): the cycles a step needs from the pipes
+// alone, a bound for the kernel and a way to cost a change before writing it.
 //
 // usage: pipes_bench [--iters N]   (N: loop trips per measurement, default 4000000)
 
@@ -27,7 +30,10 @@
 #include <cstdlib>
 #include <cstring>
 
-#define PIPES_ZMM __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi,fma")))
+// Every core with AVX-512 BF16 and VBMI (Sapphire Rapids, Zen 4 and later) also has VBMI2
+// and GFNI.
+#define PIPES_ZMM \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi,avx512vbmi2,gfni,fma")))
 #define PIPES_YMM __attribute__((target("avx2,fma")))
 // The same 256-bit instructions with AVX-512VL's 32 registers (EVEX encodings of the same
 // operations), so that 24 chains fit.
@@ -62,6 +68,13 @@ struct Zc {
   __m512i tab;  // a lookup table / second operand
   __m512 f;     // a float operand
 };
+// The operands, hidden from the compiler: with known shift counts it would turn variable
+// shifts and rotates into their immediate forms, or drop them.
+PIPES_ZMM inline Zc zc() {
+  Zc c{_mm512_set1_epi16(0x3F80), _mm512_set1_ps(1.0f)};
+  asm volatile("" : "+v"(c.tab), "+v"(c.f));
+  return c;
+}
 #define ZOP(NAME, EXPR)                                                                \
   struct NAME {                                                                        \
     static constexpr const char* name = #NAME;                                         \
@@ -79,6 +92,13 @@ ZOP(vpandd, _mm512_and_si512(x, c.tab))
 ZOP(vpternlogd, _mm512_ternarylogic_epi32(x, c.tab, c.tab, 0xF8))
 ZOP(vshufps, _mm512_castps_si512(_mm512_shuffle_ps(_mm512_castsi512_ps(x), c.f, 0x4E)))
 ZOP(vpermilps, _mm512_castps_si512(_mm512_permute_ps(_mm512_castsi512_ps(x), 0x4E)))
+ZOP(vpsubusw, _mm512_subs_epu16(x, c.tab))
+ZOP(vpsllvd, _mm512_sllv_epi32(x, c.tab))
+ZOP(vprolvd, _mm512_rolv_epi32(x, c.tab))
+ZOP(vpmultishiftqb, _mm512_multishift_epi64_epi8(c.tab, x))
+ZOP(vaddps, _mm512_castps_si512(_mm512_add_ps(_mm512_castsi512_ps(x), c.f)))
+ZOP(vpshrdw, _mm512_shrdi_epi16(x, c.tab, 4))
+ZOP(vgf2p8affineqb, _mm512_gf2p8affine_epi64_epi8(x, c.tab, 0))
 #undef ZOP
 
 #define PIPES_DECL(V, T, INIT)                                                                                  \
@@ -118,7 +138,7 @@ PIPES_ZMM inline __m512i zinit(int k) { return _mm512_set1_epi32(k); }
 // Instructions per second of A and B mixed.
 template <class A, class B>
 PIPES_ZMM __attribute__((noinline)) double zmm_rate() {
-  const Zc c{_mm512_set1_epi16(0x3F80), _mm512_set1_ps(1.0f)};
+  const Zc c = zc();
   double rate = 0;
   PIPES_RATE(rate, __m512i, zinit, c);
   return rate;
@@ -127,7 +147,7 @@ PIPES_ZMM __attribute__((noinline)) double zmm_rate() {
 // Cycles from one instruction's input to its output: two dependent chains.
 template <class A>
 PIPES_ZMM __attribute__((noinline)) double zmm_latency(double ghz) {
-  const Zc c{_mm512_set1_epi16(0x3F80), _mm512_set1_ps(1.0f)};
+  const Zc c = zc();
   double best = 1e9;
   for (int rep = 0; rep < 5; ++rep) {
     __m512i a = zinit(1), b = zinit(2);
@@ -162,6 +182,76 @@ void print_pair(const char* a_name, const char* b_name, double a, double b, doub
 template <class A, class B>
 void zmm_pair(double ghz) {
   print_pair(A::name, B::name, zmm_rate<A, A>(), zmm_rate<B, B>(), zmm_rate<A, B>(), ghz);
+}
+
+// ------------------------------------------------------------------- step mixes
+// One instruction of a step, writing zmm register D from the fixed operands %0 and %1.
+// Dot products and FMAs zero D first (a zeroing idiom takes no pipe), so that no
+// instruction waits for another and a step's time is what its pipes need.
+#define MIX_REG(D) "%%zmm" #D
+#define MIX_SRL(D) "vpsrlw $4, %0, " MIX_REG(D) "\n\t"
+#define MIX_PERMW(D) "vpermw %0, %1, " MIX_REG(D) "\n\t"
+#define MIX_PERMPS(D) "vpermps %0, %1, " MIX_REG(D) "\n\t"
+#define MIX_ZERO(D) "vpxord " MIX_REG(D) ", " MIX_REG(D) ", " MIX_REG(D) "\n\t"
+#define MIX_DP(D) MIX_ZERO(D) "vdpbf16ps %0, %1, " MIX_REG(D) "\n\t"
+#define MIX_FMA(D) MIX_ZERO(D) "vfmadd231ps %0, %1, " MIX_REG(D) "\n\t"
+#define MIX_ADDPS(D) "vaddps %0, %1, " MIX_REG(D) "\n\t"
+#define MIX_SUBUSW(D) "vpsubusw %0, %1, " MIX_REG(D) "\n\t"
+#define MIX_TESTW(K) "vptestmw %0, %1, %%k" #K "\n\t"
+#define MIX_MASKED_ADDW(D, K) "vpaddw %0, %1, " MIX_REG(D) "%{%%k" #K "%}\n\t"
+#define MIX_DP4 MIX_DP(8) MIX_DP(9) MIX_DP(10) MIX_DP(11)
+
+// The fast FP4 kernel's decode of one row's 64-byte chunk (fp4_rows in
+// backend/cpu/bf16dot.cpp): three shifts and four VPERMW give the bf16 weights, a VPERMPS
+// the chunk's block scales.
+#define STEP_FP4_DECODE \
+  MIX_SRL(0) MIX_SRL(1) MIX_SRL(2) MIX_PERMW(3) MIX_PERMW(4) MIX_PERMW(5) MIX_PERMW(6) MIX_PERMPS(7)
+// Decode: one token, four dot products and the FMA that applies the scales.
+#define STEP_FP4_ONE_TOKEN STEP_FP4_DECODE MIX_DP4 MIX_FMA(12)
+// A prefill tile's step, four tokens sharing the decode.
+#define STEP_FP4_FOUR_TOKENS \
+  STEP_FP4_DECODE MIX_DP4 MIX_DP4 MIX_DP4 MIX_DP4 MIX_FMA(12) MIX_FMA(13) MIX_FMA(14) MIX_FMA(15)
+// The same with the scales taken into the decoded weights (an exponent add on the
+// nonzero words, as the FP8 prefill panels do), so that each token's scaled sum joins its
+// total with an add: a word test and a masked add per weight vector.
+#define STEP_FP4_FOUR_TOKENS_PRESCALED                                                            \
+  STEP_FP4_DECODE MIX_TESTW(1) MIX_TESTW(2) MIX_TESTW(3) MIX_TESTW(4) MIX_MASKED_ADDW(3, 1)       \
+  MIX_MASKED_ADDW(4, 2) MIX_MASKED_ADDW(5, 3) MIX_MASKED_ADDW(6, 4) MIX_DP4 MIX_DP4 MIX_DP4 MIX_DP4 \
+  MIX_ADDPS(12) MIX_ADDPS(13) MIX_ADDPS(14) MIX_ADDPS(15)
+// The same with the scales as saturating subtracts of exponents (zero words stay zero, so
+// no test; every scale of a row then has to be applied relative to the row's largest).
+#define STEP_FP4_FOUR_TOKENS_SUBTRACTED                                                                \
+  STEP_FP4_DECODE MIX_SUBUSW(3) MIX_SUBUSW(4) MIX_SUBUSW(5) MIX_SUBUSW(6) MIX_DP4 MIX_DP4 MIX_DP4 MIX_DP4 \
+  MIX_ADDPS(12) MIX_ADDPS(13) MIX_ADDPS(14) MIX_ADDPS(15)
+
+#define MIX_CLOBBERS                                                                                          \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", \
+    "xmm13", "xmm14", "xmm15", "k1", "k2", "k3", "k4"
+
+// Cycles per step of STEP, four steps per loop trip.
+#define PIPES_MIX_FN(FN, STEP)                                                         \
+  PIPES_ZMM __attribute__((noinline)) double FN(double ghz) {                          \
+    const Zc c = zc();                                                                 \
+    const long trips = std::max(1L, g_iters / 16);                                     \
+    double best = 1e9;                                                                 \
+    for (int rep = 0; rep < 11; ++rep) { /* more than the rates: a VM's neighbours */  \
+      const auto t0 = Clock::now();                                                    \
+      for (long i = 0; i < trips; ++i)                                                 \
+        asm volatile(STEP STEP STEP STEP : : "v"(c.tab), "v"(c.f) : MIX_CLOBBERS);     \
+      best = std::min(best, seconds_since(t0));                                        \
+    }                                                                                  \
+    return best * ghz * 1e9 / double(trips * 4);                                       \
+  }
+PIPES_MIX_FN(mix_fp4_one_token, STEP_FP4_ONE_TOKEN)
+PIPES_MIX_FN(mix_fp4_four_tokens, STEP_FP4_FOUR_TOKENS)
+PIPES_MIX_FN(mix_fp4_four_tokens_prescaled, STEP_FP4_FOUR_TOKENS_PRESCALED)
+PIPES_MIX_FN(mix_fp4_four_tokens_subtracted, STEP_FP4_FOUR_TOKENS_SUBTRACTED)
+
+// One line of the mix table: cycles per step, and the dot products' share of their two
+// pipes (at two per cycle).
+void print_mix(const char* name, int n_ops, int n_dot, double cycles) {
+  std::printf("  %-58s %5.2f cycles (%2d ops, %4.2f per cycle; dot products at %3.0f%% of their peak)\n", name,
+              cycles, n_ops, n_ops / cycles, 100.0 * n_dot / (2.0 * cycles));
 }
 
 // ------------------------------------------------------------------- 256-bit operations
@@ -231,7 +321,8 @@ bool has_zmm_set() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bf16");
+         __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bf16") &&
+         __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("gfni");
 }
 
 }  // namespace
@@ -270,6 +361,13 @@ int main(int argc, char** argv) {
     zmm_row<vpternlogd>(ghz);
     zmm_row<vshufps>(ghz);
     zmm_row<vpermilps>(ghz);
+    zmm_row<vpsubusw>(ghz);
+    zmm_row<vpsllvd>(ghz);
+    zmm_row<vprolvd>(ghz);
+    zmm_row<vpmultishiftqb>(ghz);
+    zmm_row<vpshrdw>(ghz);
+    zmm_row<vgf2p8affineqb>(ghz);
+    zmm_row<vaddps>(ghz);
     std::printf("512-bit pairs (12 chains each): which share pipes\n");
     zmm_pair<vdpbf16ps, vfmadd231ps>(ghz);
     zmm_pair<vdpbf16ps, vpermw>(ghz);
@@ -279,8 +377,24 @@ int main(int argc, char** argv) {
     zmm_pair<vpermw, vpsrlw>(ghz);
     zmm_pair<vpermw, vpunpcklbw>(ghz);
     zmm_pair<vpermw, vpermilps>(ghz);
+    zmm_pair<vpsrlw, vaddps>(ghz);
+    zmm_pair<vpsrlw, vpsllvd>(ghz);
+    zmm_pair<vpsubusw, vdpbf16ps>(ghz);
+    zmm_pair<vpsubusw, vpermw>(ghz);
+    zmm_pair<vpsubusw, vpsrlw>(ghz);
+    zmm_pair<vpmultishiftqb, vdpbf16ps>(ghz);
+    zmm_pair<vpshrdw, vdpbf16ps>(ghz);
+    zmm_pair<vprolvd, vdpbf16ps>(ghz);
+    zmm_pair<vgf2p8affineqb, vpermw>(ghz);
+    std::printf("512-bit step mixes (no dependences: the pipes' bound per step):\n");
+    print_mix("fast FP4 decode step (1 token: 3 shifts, 5 permutes, 4 DP, FMA)", 13, 4, mix_fp4_one_token(ghz));
+    print_mix("fast FP4 prefill step, 4 tokens (16 DP, 4 FMA)", 28, 16, mix_fp4_four_tokens(ghz));
+    print_mix("  scales in the weights: + 4 word tests, 4 masked adds; FMA->add", 36, 16,
+              mix_fp4_four_tokens_prescaled(ghz));
+    print_mix("  scales as saturating subtracts: + 4 VPSUBUSW; FMA->add", 32, 16,
+              mix_fp4_four_tokens_subtracted(ghz));
   } else {
-    std::printf("(no AVX-512 with BF16 and VBMI here: the 512-bit table is skipped)\n");
+    std::printf("(no AVX-512 with BF16, VBMI, VBMI2 and GFNI here: the 512-bit tables are skipped)\n");
   }
   const bool regs32 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
   std::printf("256-bit pairs (the AVX2 kernels' instructions; %s):\n",
