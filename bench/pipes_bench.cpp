@@ -213,7 +213,8 @@ void zmm_pair(double ghz) {
   STEP_FP4_DECODE MIX_DP4 MIX_DP4 MIX_DP4 MIX_DP4 MIX_FMA(12) MIX_FMA(13) MIX_FMA(14) MIX_FMA(15)
 // The same with the scales taken into the decoded weights (an exponent add on the
 // nonzero words, as the FP8 prefill panels do), so that each token's scaled sum joins its
-// total with an add: a word test and a masked add per weight vector.
+// total with an add: a word test and a masked add per weight vector (each add waits on
+// its test only).
 #define STEP_FP4_FOUR_TOKENS_PRESCALED                                                            \
   STEP_FP4_DECODE MIX_TESTW(1) MIX_TESTW(2) MIX_TESTW(3) MIX_TESTW(4) MIX_MASKED_ADDW(3, 1)       \
   MIX_MASKED_ADDW(4, 2) MIX_MASKED_ADDW(5, 3) MIX_MASKED_ADDW(6, 4) MIX_DP4 MIX_DP4 MIX_DP4 MIX_DP4 \
