@@ -229,8 +229,10 @@ void zmm_pair(double ghz) {
   "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", \
     "xmm13", "xmm14", "xmm15", "k1", "k2", "k3", "k4"
 
-// Cycles per step of STEP, four steps per loop trip.
+// Cycles per step of STEP, four steps per loop trip; FN##_text keeps the step's text for
+// the counts in print_mix.
 #define PIPES_MIX_FN(FN, STEP)                                                         \
+  constexpr const char FN##_text[] = STEP;                                             \
   PIPES_ZMM __attribute__((noinline)) double FN(double ghz) {                          \
     const Zc c = zc();                                                                 \
     const long trips = std::max(1L, g_iters / 16);                                     \
@@ -248,9 +250,19 @@ PIPES_MIX_FN(mix_fp4_four_tokens, STEP_FP4_FOUR_TOKENS)
 PIPES_MIX_FN(mix_fp4_four_tokens_prescaled, STEP_FP4_FOUR_TOKENS_PRESCALED)
 PIPES_MIX_FN(mix_fp4_four_tokens_subtracted, STEP_FP4_FOUR_TOKENS_SUBTRACTED)
 
+// Occurrences of `word` in an instruction text.
+int count_in(const char* text, const char* word) {
+  int n = 0;
+  for (const char* p = std::strstr(text, word); p != nullptr; p = std::strstr(p + 1, word)) ++n;
+  return n;
+}
+
 // One line of the mix table: cycles per step, and the dot products' share of their two
-// pipes (at two per cycle).
-void print_mix(const char* name, int n_ops, int n_dot, double cycles) {
+// pipes (at two per cycle). The counts come from the step's text: one instruction per
+// line, the zeroing idioms (no pipe) left out.
+void print_mix(const char* name, const char* step_text, double cycles) {
+  const int n_ops = count_in(step_text, "\n") - count_in(step_text, "vpxord");
+  const int n_dot = count_in(step_text, "vdpbf16ps");
   std::printf("  %-58s %5.2f cycles (%2d ops, %4.2f per cycle; dot products at %3.0f%% of their peak)\n", name,
               cycles, n_ops, n_ops / cycles, 100.0 * n_dot / (2.0 * cycles));
 }
@@ -388,11 +400,12 @@ int main(int argc, char** argv) {
     zmm_pair<vprolvd, vdpbf16ps>(ghz);
     zmm_pair<vgf2p8affineqb, vpermw>(ghz);
     std::printf("512-bit step mixes (no dependences: the pipes' bound per step):\n");
-    print_mix("fast FP4 decode step (1 token: 3 shifts, 5 permutes, 4 DP, FMA)", 13, 4, mix_fp4_one_token(ghz));
-    print_mix("fast FP4 prefill step, 4 tokens (16 DP, 4 FMA)", 28, 16, mix_fp4_four_tokens(ghz));
-    print_mix("  scales in the weights: + 4 word tests, 4 masked adds; FMA->add", 36, 16,
+    print_mix("fast FP4 decode step (1 token: 3 shifts, 5 permutes, 4 DP, FMA)", mix_fp4_one_token_text,
+              mix_fp4_one_token(ghz));
+    print_mix("fast FP4 prefill step, 4 tokens (16 DP, 4 FMA)", mix_fp4_four_tokens_text, mix_fp4_four_tokens(ghz));
+    print_mix("  scales in the weights: + 4 word tests, 4 masked adds; FMA->add", mix_fp4_four_tokens_prescaled_text,
               mix_fp4_four_tokens_prescaled(ghz));
-    print_mix("  scales as saturating subtracts: + 4 VPSUBUSW; FMA->add", 32, 16,
+    print_mix("  scales as saturating subtracts: + 4 VPSUBUSW; FMA->add", mix_fp4_four_tokens_subtracted_text,
               mix_fp4_four_tokens_subtracted(ghz));
   } else {
     std::printf("(no AVX-512 with BF16, VBMI, VBMI2 and GFNI here: the 512-bit tables are skipped)\n");
